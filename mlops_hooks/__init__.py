@@ -1,0 +1,23 @@
+"""mlops-hooks: watch machine-learning runs live.
+
+Add one callback (or ``with mlops_hooks.track(...)``) to a training script and every progress
+step, stage, loss, ETA, completion, failure, deployment and prediction milestone streams to a
+WebSocket dashboard and to any plugin.
+"""
+
+from mlops_hooks.api import emit, emit_dict
+from mlops_hooks.events import EventError
+from mlops_hooks.manager import get_plugin_manager, hookimpl
+from mlops_hooks.run import Run, track
+
+__all__ = [
+    "EventError",
+    "Run",
+    "emit",
+    "emit_dict",
+    "get_plugin_manager",
+    "hookimpl",
+    "track",
+]
+
+__version__ = "0.1.0"

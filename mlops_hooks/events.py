@@ -1,0 +1,418 @@
+"""Typed events for every message type of the WebSocket protocol.
+
+One :class:`msgspec.Struct` per event type of ``spec/websocket-api.md``, tagged by the ``type``
+field, plus the envelope fields every event may carry (``seq``, ``timestamp``, ``run_id`` and the
+idempotency key ``event_id``). Field names, types and value sets are the spec's; a few optional
+extension fields (documented on each class) carry what a live dashboard needs beyond the spec.
+
+Decoding validates and raises :class:`EventError`, whose message names the field, what was
+expected and what arrived. Encoding is msgspec's: fast, and exact for what was decoded.
+
+Example:
+    >>> from mlops_hooks.events import decode, encode
+    >>> ev = decode(b'{"type": "training_progress", "progress": 65, "stage": "model_training"}')
+    >>> ev.progress
+    65
+    >>> encode(ev)
+    b'{"type":"training_progress","progress":65,"stage":"model_training"}'
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union, get_args
+
+import msgspec
+
+from mlops_hooks._event_errors import EventError, explain
+
+__all__ = [
+    "ALERT_PRIORITIES",
+    "EVENT_CLASSES",
+    "EVENT_TYPES",
+    "FILE_STATUSES",
+    "HEALTH_VALUES",
+    "LIFECYCLE_TYPES",
+    "MODEL_STATUSES",
+    "STAGE_TEXT",
+    "TRAINING_STAGES",
+    "Activity",
+    "ActivityUpdate",
+    "Alert",
+    "AnyEvent",
+    "Event",
+    "EventError",
+    "FileValidated",
+    "HealthChange",
+    "ModelDeployed",
+    "ModelStatusChange",
+    "PredictionVolume",
+    "SystemAlert",
+    "SystemMetrics",
+    "TrainingCompleted",
+    "TrainingFailed",
+    "TrainingProgress",
+    "UploadProgress",
+    "decode",
+    "decode_many",
+    "encode",
+    "from_dict",
+    "to_dict",
+]
+
+# --------------------------------------------------------------------------- value sets
+
+ModelStatus = Literal["active", "training", "error", "inactive"]
+TrainingStage = Literal[
+    "data_preparation", "feature_engineering", "model_training", "validation", "finalization"
+]
+Health = Literal["healthy", "warning", "critical"]
+AlertPriority = Literal["low", "medium", "high"]
+FileStatus = Literal["success", "error"]
+
+MODEL_STATUSES: tuple[str, ...] = get_args(ModelStatus)
+TRAINING_STAGES: tuple[str, ...] = get_args(TrainingStage)
+HEALTH_VALUES: tuple[str, ...] = get_args(Health)
+ALERT_PRIORITIES: tuple[str, ...] = get_args(AlertPriority)
+FILE_STATUSES: tuple[str, ...] = get_args(FileStatus)
+
+#: Human-readable text for each training stage (the spec's ``current_stage``).
+STAGE_TEXT: dict[str, str] = {
+    "data_preparation": "Preparing data",
+    "feature_engineering": "Engineering features",
+    "model_training": "Training model",
+    "validation": "Validating model",
+    "finalization": "Finalizing model",
+}
+
+# --------------------------------------------------------------------------- field types
+
+_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+Timestamp = Annotated[str, msgspec.Meta(pattern=_ISO, description="ISO-8601 date-time")]
+Percent = Union[
+    Annotated[int, msgspec.Meta(ge=0, le=100)], Annotated[float, msgspec.Meta(ge=0, le=100)]
+]
+Fraction = Union[
+    Annotated[int, msgspec.Meta(ge=0, le=1)], Annotated[float, msgspec.Meta(ge=0, le=1)]
+]
+NonNegative = Union[Annotated[int, msgspec.Meta(ge=0)], Annotated[float, msgspec.Meta(ge=0)]]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Number = Union[int, float]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+Text = Annotated[str, msgspec.Meta(max_length=8192)]
+ErrorCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
+
+
+class Event(
+    msgspec.Struct,
+    tag_field="type",
+    kw_only=True,
+    omit_defaults=True,
+    forbid_unknown_fields=True,
+):
+    """Base of every event: the envelope fields of DESIGN.md.
+
+    Attributes:
+        seq: Position in the server's stream, assigned by the server (strictly increasing).
+        timestamp: ISO-8601 UTC time the event happened; filled in when absent.
+        run_id: The training run an event belongs to (training events).
+        event_id: Idempotency key: a re-sent event with the same key is accepted once.
+    """
+
+    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    timestamp: Timestamp | None = None
+    run_id: Name | None = None
+    event_id: Name | None = None
+
+    @property
+    def type(self) -> str:
+        """The event type, as on the wire (``"training_progress"``, ...)."""
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- live system status
+
+
+class ModelDeployed(Event, tag="model_deployed", kw_only=True):
+    """A new model was deployed to production."""
+
+    model_name: Name
+    model_version: Name | None = None
+    model_accuracy: Fraction | None = None
+    deployment_timestamp: Timestamp | None = None
+    model_id: Name | None = None
+
+
+class ModelStatusChange(Event, tag="model_status_change", kw_only=True):
+    """A model's operational status changed (``active``, ``training``, ``error``, ``inactive``)."""
+
+    status: ModelStatus
+    model_id: Name
+    health_score: Fraction | None = None
+    last_prediction: Timestamp | None = None
+
+
+class PredictionVolume(Event, tag="prediction_volume", kw_only=True):
+    """Prediction totals, rate and milestones.
+
+    Extension: ``model_id`` names the model the volume belongs to.
+    """
+
+    total_predictions: Count
+    predictions_per_minute: NonNegative | None = None
+    milestone_reached: Count | None = None
+    message: Text | None = None
+    model_id: Name | None = None
+
+
+# --------------------------------------------------------------------------- training
+
+
+class TrainingProgress(Event, tag="training_progress", kw_only=True):
+    """Progress of a training run.
+
+    ``progress`` is 0-100 over the whole run; it is absent for open-ended runs, which report
+    epochs only. Extensions: ``model_name``, ``current_step``/``total_steps``,
+    ``current_accuracy`` and ``metrics`` (epoch metrics such as ``val_loss``, for charts).
+    """
+
+    progress: Percent | None = None
+    stage: TrainingStage
+    current_stage: Text | None = None
+    estimated_time_remaining: NonNegative | None = None
+    current_epoch: Count | None = None
+    total_epochs: Count | None = None
+    current_loss: Number | None = None
+    message: Text | None = None
+    model_name: Name | None = None
+    current_step: Count | None = None
+    total_steps: Count | None = None
+    current_accuracy: Fraction | None = None
+    metrics: dict[str, Number] | None = None
+
+
+class TrainingCompleted(Event, tag="training_completed", kw_only=True):
+    """A training run completed. Extension: ``model_name``."""
+
+    final_accuracy: Fraction | None = None
+    training_time: Text | None = None
+    validation_score: Number | None = None
+    model_size: Text | None = None
+    total_epochs: Count | None = None
+    message: Text | None = None
+    model_id: Name | None = None
+    model_name: Name | None = None
+
+
+class TrainingFailed(Event, tag="training_failed", kw_only=True):
+    """A training run failed. Extension: ``model_name``."""
+
+    error: Text
+    error_code: ErrorCode
+    stage_failed: TrainingStage | None = None
+    progress_when_failed: Percent | None = None
+    suggestions: list[Text] = msgspec.field(default_factory=list)
+    model_name: Name | None = None
+
+
+# --------------------------------------------------------------------------- real-time metrics
+
+
+class SystemMetrics(Event, tag="system_metrics", kw_only=True):
+    """Host and service metrics, sampled periodically."""
+
+    current_accuracy: Fraction | None = None
+    model_accuracy: Fraction | None = None
+    predictions_per_minute: NonNegative | None = None
+    prediction_rate: NonNegative | None = None
+    current_health: Health | None = None
+    cpu_percent: Percent | None = None
+    memory_percent: Percent | None = None
+    disk_percent: Percent | None = None
+    active_connections: Count | None = None
+    api_response_time_ms: NonNegative | None = None
+    ws_response_time_ms: NonNegative | None = None
+
+
+class HealthChange(Event, tag="health_change", kw_only=True):
+    """Health moved between ``healthy``, ``warning`` and ``critical``."""
+
+    current_health: Health
+    previous_health: Health | None = None
+    reason: Text | None = None
+    metrics: dict[str, Number] | None = None
+    recommended_action: Text | None = None
+
+
+# --------------------------------------------------------------------------- files
+
+
+class FileValidated(Event, tag="file_validated", kw_only=True):
+    """An uploaded file was validated; ``error`` is present exactly when ``status`` is error."""
+
+    status: FileStatus
+    filename: Name
+    file_path: Text | None = None
+    rows: Count | None = None
+    columns: Count | None = None
+    file_size: Text | None = None
+    target_column: Text | None = None
+    summary: Text | None = None
+    validation_time: NonNegative | None = None
+    error: Text | None = None
+
+    def __post_init__(self) -> None:
+        if self.status == "error" and not self.error:
+            raise ValueError("a non-empty `error` when status is 'error' - at `$.error`")
+        if self.status == "success" and self.error is not None:
+            raise ValueError("no `error` when status is 'success' - at `$.error`")
+
+
+class UploadProgress(Event, tag="upload_progress", kw_only=True):
+    """Bytes of a file upload received so far."""
+
+    filename: Name
+    bytes_uploaded: Count
+    total_bytes: Count | None = None
+    progress_percent: Percent | None = None
+    upload_speed: Text | None = None
+    estimated_time_remaining: NonNegative | None = None
+
+
+# --------------------------------------------------------------------------- activity
+
+
+class Activity(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One entry of the activity feed (every field is always encoded, ``null`` included)."""
+
+    id: Name
+    title: Text
+    description: Text | None = None
+    user: Text | None = None
+    action_type: Text | None = None
+    status: Text | None = None
+    timestamp: Timestamp | None = None
+    severity_level: Text | None = None
+    duration: NonNegative | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Alert(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One system alert; ``priority`` is ``low``, ``medium`` or ``high``."""
+
+    id: Name
+    title: Text
+    message: Text | None = None
+    alert_type: Text | None = None
+    priority: AlertPriority = "medium"
+    source: Text | None = None
+    timestamp: Timestamp | None = None
+    auto_dismiss: bool = False
+    actions: list[Text] = msgspec.field(default_factory=list)
+
+
+class ActivityUpdate(Event, tag="activity_update", kw_only=True):
+    """A new entry for the activity feed."""
+
+    activity: Activity
+
+
+class SystemAlert(Event, tag="system_alert", kw_only=True):
+    """An important notification with a priority and suggested actions."""
+
+    alert: Alert
+
+
+# --------------------------------------------------------------------------- registry
+
+AnyEvent = Union[
+    ModelDeployed,
+    ModelStatusChange,
+    PredictionVolume,
+    TrainingProgress,
+    TrainingCompleted,
+    TrainingFailed,
+    SystemMetrics,
+    HealthChange,
+    FileValidated,
+    UploadProgress,
+    ActivityUpdate,
+    SystemAlert,
+]
+
+#: Every event class by its wire ``type``, in the spec's order.
+EVENT_CLASSES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in get_args(AnyEvent)
+}
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
+
+#: Event types that must always be delivered, in order (never coalesced or dropped).
+LIFECYCLE_TYPES: frozenset[str] = frozenset(
+    {
+        "model_deployed",
+        "model_status_change",
+        "training_completed",
+        "training_failed",
+        "health_change",
+        "file_validated",
+        "activity_update",
+        "system_alert",
+    }
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+_many_decoder = msgspec.json.Decoder(list[AnyEvent])
+
+
+def encode(event: Event) -> bytes:
+    """Encode one event to JSON bytes (fields left at their default are omitted)."""
+    return _encoder.encode(event)
+
+
+def decode(data: bytes | str) -> AnyEvent:
+    """Decode and validate one event from JSON.
+
+    Raises:
+        EventError: The JSON is malformed or the event is invalid; the message names the field,
+            what was expected and what arrived.
+    """
+    try:
+        return _decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise explain(exc, data, EVENT_CLASSES) from None
+
+
+def decode_many(data: bytes | str) -> list[AnyEvent]:
+    """Decode one event or a JSON array of events.
+
+    Raises:
+        EventError: As :func:`decode`; for arrays the field path starts with the index.
+    """
+    stripped = data.lstrip()
+    if stripped[:1] not in (b"[", "["):
+        return [decode(data)]
+    try:
+        return _many_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise explain(exc, data, EVENT_CLASSES) from None
+
+
+def from_dict(data: Any) -> AnyEvent:
+    """Build and validate an event from a ``dict`` shaped like the wire format.
+
+    Raises:
+        EventError: As :func:`decode`.
+    """
+    if isinstance(data, Event):
+        return data  # type: ignore[return-value]
+    try:
+        return msgspec.convert(data, AnyEvent)  # type: ignore[arg-type]
+    except msgspec.ValidationError as exc:
+        raise explain(exc, data, EVENT_CLASSES) from None
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """Return the wire form of ``event`` as a ``dict`` (same fields as :func:`encode`)."""
+    result: dict[str, Any] = msgspec.json.decode(_encoder.encode(event))
+    return result

@@ -1,0 +1,302 @@
+"""The hook specification: the contract between mlops-hooks and its plugins.
+
+Every hook name starts with ``mlops_``; hooks are called with keyword arguments only. An
+implementation may accept fewer arguments than its spec (pluggy passes only what it names), so
+arguments are only ever added in ways existing plugins survive.
+
+The same specification runs in two processes:
+
+* the **training** process (or a serving process): events come from ``Run``, the framework
+  adapters, ``mlops_hooks.emit()`` and ``PredictionMonitor``; the built-in publisher plugin
+  forwards them to the server;
+* the **server** process: every event ingested from a publisher, and every event the server
+  raises itself (monitor, uploads, watchdog), is passed to the same hooks before it is broadcast.
+
+The ``side`` argument says which (``"training"`` or ``"server"``), so a plugin installed in an
+environment that runs both does its work once.
+
+Rules for every implementation: return quickly (the caller is a training loop or the server's
+event loop; hand slow work such as network calls to a thread), never mutate the event (the same
+object goes to every plugin), and raise freely: an exception is reported once with the plugin's
+name and never reaches the caller or stops other plugins from receiving the event.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from mlops_hooks import events as ev
+
+hookspec = pluggy.HookspecMarker("mlops_hooks")
+
+#: The connection states of the spec, as passed to :func:`mlops_connection_change`.
+CONNECTION_STATES = ("connected", "disconnected", "reconnecting", "error", "max_reconnect_attempts")
+
+# -------------------------------------------------------------------------------------------
+# Every event
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_event(event: ev.Event, side: str) -> None:
+    """Receive every event, whatever its type.
+
+    Called: once per event, after the hook of the event's own type (``mlops_<type>``), in
+    the order the events were emitted (training side) or ingested (server side).
+
+    Process: training and server.
+
+    May: record, forward or display the event. Must not block or mutate it.
+
+    Args:
+        event: The event (an instance of one of the classes in :mod:`mlops_hooks.events`).
+        side: ``"training"`` in a training or serving process, ``"server"`` in the server.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Live system status
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_model_deployed(event: ev.ModelDeployed, side: str) -> None:
+    """Receive a ``model_deployed`` event.
+
+    Called: when a model is deployed to production (``mlops_hooks.deploy()`` or an ingested ``model_deployed``); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.ModelDeployed` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_model_status_change(event: ev.ModelStatusChange, side: str) -> None:
+    """Receive a ``model_status_change`` event.
+
+    Called: when a model's operational status changes (active, training, error, inactive); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.ModelStatusChange` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_prediction_volume(event: ev.PredictionVolume, side: str) -> None:
+    """Receive a ``prediction_volume`` event.
+
+    Called: when prediction totals, the per-minute rate or a milestone change (``PredictionMonitor``); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.PredictionVolume` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Training
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_training_progress(event: ev.TrainingProgress, side: str) -> None:
+    """Receive a ``training_progress`` event.
+
+    Called: when a run advances: throttled while steps go by, and always on a stage change, an epoch end and at 100%; before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.TrainingProgress` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_training_completed(event: ev.TrainingCompleted, side: str) -> None:
+    """Receive a ``training_completed`` event.
+
+    Called: when a training run completes successfully; before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.TrainingCompleted` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_training_failed(event: ev.TrainingFailed, side: str) -> None:
+    """Receive a ``training_failed`` event.
+
+    Called: when a training run fails (an exception, KeyboardInterrupt or SIGTERM inside the run); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.TrainingFailed` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Real-time metrics
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_system_metrics(event: ev.SystemMetrics, side: str) -> None:
+    """Receive a ``system_metrics`` event.
+
+    Called: when the server's monitor samples host and service metrics (every few seconds); before :func:`mlops_event` for the same event.
+
+    Process: server (the monitor); training when a plugin or script emits one.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.SystemMetrics` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_health_change(event: ev.HealthChange, side: str) -> None:
+    """Receive a ``health_change`` event.
+
+    Called: when health moves between healthy, warning and critical; before :func:`mlops_event` for the same event.
+
+    Process: server (the monitor); training when a plugin or script emits one.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.HealthChange` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Files
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_file_validated(event: ev.FileValidated, side: str) -> None:
+    """Receive a ``file_validated`` event.
+
+    Called: when an uploaded file has been validated (success or error); before :func:`mlops_event` for the same event.
+
+    Process: server (uploads); training when a script emits one.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.FileValidated` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_upload_progress(event: ev.UploadProgress, side: str) -> None:
+    """Receive a ``upload_progress`` event.
+
+    Called: when bytes of a file upload arrive (throttled); before :func:`mlops_event` for the same event.
+
+    Process: server (uploads); training when a script emits one.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.UploadProgress` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Activity and monitoring
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_activity_update(event: ev.ActivityUpdate, side: str) -> None:
+    """Receive a ``activity_update`` event.
+
+    Called: when an entry is added to the activity feed (run started, completed, failed, deployed, ...); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.ActivityUpdate` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+@hookspec
+def mlops_system_alert(event: ev.SystemAlert, side: str) -> None:
+    """Receive a ``system_alert`` event.
+
+    Called: when an important notification is raised (resource warnings, stalled runs, ...); before :func:`mlops_event` for the same event.
+
+    Process: training and server.
+
+    May: react to it (notify, record, forward). Must not block or mutate it.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.SystemAlert` event.
+        side: ``"training"`` or ``"server"``, the process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Connection
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_connection_change(state: str, detail: dict[str, object]) -> None:
+    """Receive a change of the publisher's connection to the server.
+
+    Called: by the publisher's background thread (never the training thread) whenever its
+    connection changes state: ``connected``, ``disconnected``, ``reconnecting`` (before each
+    attempt), ``error`` (a failed attempt or a broken connection) and
+    ``max_reconnect_attempts`` (once, after five failed attempts in a row; the publisher keeps
+    its buffer and keeps retrying at the capped delay).
+
+    Process: training (the publisher).
+
+    May: log or display the state. Runs on the publisher thread: must return quickly and must
+    not call ``emit()`` recursively in a loop.
+
+    Args:
+        state: One of :data:`CONNECTION_STATES`.
+        detail: Context for the state: ``url``, ``attempt``, ``delay`` (seconds until the next
+            attempt), ``error`` (text), ``latency_ms`` and ``quality`` (``excellent``, ``good``,
+            ``fair``, ``poor``) when measured, ``buffered`` (events waiting).
+    """
