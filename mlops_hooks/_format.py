@@ -22,7 +22,7 @@ def format_duration(seconds: float) -> str:
         raise ValueError(f"duration must be a finite number >= 0, got {seconds!r}")
     if seconds < 10:
         return f"{seconds:.1f}s"
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -88,15 +88,11 @@ STAGE_TEXT: dict[str, str] = {
 
 _ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
 Timestamp = Annotated[str, msgspec.Meta(pattern=_ISO, description="ISO-8601 date-time")]
-Percent = Union[
-    Annotated[int, msgspec.Meta(ge=0, le=100)], Annotated[float, msgspec.Meta(ge=0, le=100)]
-]
-Fraction = Union[
-    Annotated[int, msgspec.Meta(ge=0, le=1)], Annotated[float, msgspec.Meta(ge=0, le=1)]
-]
-NonNegative = Union[Annotated[int, msgspec.Meta(ge=0)], Annotated[float, msgspec.Meta(ge=0)]]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)] | Annotated[float, msgspec.Meta(ge=0, le=100)]
+Fraction = Annotated[int, msgspec.Meta(ge=0, le=1)] | Annotated[float, msgspec.Meta(ge=0, le=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
-Number = Union[int, float]
+Number = int | float
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Text = Annotated[str, msgspec.Meta(max_length=8192)]
 ErrorCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
@@ -324,24 +320,24 @@ class SystemAlert(Event, tag="system_alert", kw_only=True):
 
 # --------------------------------------------------------------------------- registry
 
-AnyEvent = Union[
-    ModelDeployed,
-    ModelStatusChange,
-    PredictionVolume,
-    TrainingProgress,
-    TrainingCompleted,
-    TrainingFailed,
-    SystemMetrics,
-    HealthChange,
-    FileValidated,
-    UploadProgress,
-    ActivityUpdate,
-    SystemAlert,
-]
+AnyEvent = (
+    ModelDeployed
+    | ModelStatusChange
+    | PredictionVolume
+    | TrainingProgress
+    | TrainingCompleted
+    | TrainingFailed
+    | SystemMetrics
+    | HealthChange
+    | FileValidated
+    | UploadProgress
+    | ActivityUpdate
+    | SystemAlert
+)
 
 #: Every event class by its wire ``type``, in the spec's order.
 EVENT_CLASSES: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    cls.__struct_config__.tag: cls
     for cls in get_args(AnyEvent)
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
@@ -378,9 +374,10 @@ def decode(data: bytes | str) -> AnyEvent:
             what was expected and what arrived.
     """
     try:
-        return _decoder.decode(data)
+        event: AnyEvent = _decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
+    return event
 
 
 def decode_many(data: bytes | str) -> list[AnyEvent]:
@@ -407,9 +404,10 @@ def from_dict(data: Any) -> AnyEvent:
     if isinstance(data, Event):
         return data  # type: ignore[return-value]
     try:
-        return msgspec.convert(data, AnyEvent)  # type: ignore[arg-type]
+        event: AnyEvent = msgspec.convert(data, AnyEvent)
     except msgspec.ValidationError as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
+    return event
 
 
 def to_dict(event: Event) -> dict[str, Any]:

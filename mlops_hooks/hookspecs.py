@@ -66,7 +66,8 @@ def mlops_event(event: ev.Event, side: str) -> None:
 def mlops_model_deployed(event: ev.ModelDeployed, side: str) -> None:
     """Receive a ``model_deployed`` event.
 
-    Called: when a model is deployed to production (``mlops_hooks.deploy()`` or an ingested ``model_deployed``); before :func:`mlops_event` for the same event.
+    Called: when a model is deployed to production (``mlops_hooks.deploy()`` or an ingested
+    ``model_deployed``); before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -82,7 +83,8 @@ def mlops_model_deployed(event: ev.ModelDeployed, side: str) -> None:
 def mlops_model_status_change(event: ev.ModelStatusChange, side: str) -> None:
     """Receive a ``model_status_change`` event.
 
-    Called: when a model's operational status changes (active, training, error, inactive); before :func:`mlops_event` for the same event.
+    Called: when a model's operational status changes (active, training, error, inactive);
+    before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -98,7 +100,8 @@ def mlops_model_status_change(event: ev.ModelStatusChange, side: str) -> None:
 def mlops_prediction_volume(event: ev.PredictionVolume, side: str) -> None:
     """Receive a ``prediction_volume`` event.
 
-    Called: when prediction totals, the per-minute rate or a milestone change (``PredictionMonitor``); before :func:`mlops_event` for the same event.
+    Called: when prediction totals, the per-minute rate or a milestone change
+    (``PredictionMonitor``); before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -119,7 +122,8 @@ def mlops_prediction_volume(event: ev.PredictionVolume, side: str) -> None:
 def mlops_training_progress(event: ev.TrainingProgress, side: str) -> None:
     """Receive a ``training_progress`` event.
 
-    Called: when a run advances: throttled while steps go by, and always on a stage change, an epoch end and at 100%; before :func:`mlops_event` for the same event.
+    Called: when a run advances: throttled while steps go by, and always on a stage change, an
+    epoch end and at 100%; before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -135,7 +139,8 @@ def mlops_training_progress(event: ev.TrainingProgress, side: str) -> None:
 def mlops_training_completed(event: ev.TrainingCompleted, side: str) -> None:
     """Receive a ``training_completed`` event.
 
-    Called: when a training run completes successfully; before :func:`mlops_event` for the same event.
+    Called: when a training run completes successfully; before :func:`mlops_event` for the same
+    event.
 
     Process: training and server.
 
@@ -151,7 +156,8 @@ def mlops_training_completed(event: ev.TrainingCompleted, side: str) -> None:
 def mlops_training_failed(event: ev.TrainingFailed, side: str) -> None:
     """Receive a ``training_failed`` event.
 
-    Called: when a training run fails (an exception, KeyboardInterrupt or SIGTERM inside the run); before :func:`mlops_event` for the same event.
+    Called: when a training run fails (an exception, KeyboardInterrupt or SIGTERM inside the
+    run); before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -172,7 +178,8 @@ def mlops_training_failed(event: ev.TrainingFailed, side: str) -> None:
 def mlops_system_metrics(event: ev.SystemMetrics, side: str) -> None:
     """Receive a ``system_metrics`` event.
 
-    Called: when the server's monitor samples host and service metrics (every few seconds); before :func:`mlops_event` for the same event.
+    Called: when the server's monitor samples host and service metrics (every few seconds);
+    before :func:`mlops_event` for the same event.
 
     Process: server (the monitor); training when a plugin or script emits one.
 
@@ -188,7 +195,8 @@ def mlops_system_metrics(event: ev.SystemMetrics, side: str) -> None:
 def mlops_health_change(event: ev.HealthChange, side: str) -> None:
     """Receive a ``health_change`` event.
 
-    Called: when health moves between healthy, warning and critical; before :func:`mlops_event` for the same event.
+    Called: when health moves between healthy, warning and critical; before :func:`mlops_event`
+    for the same event.
 
     Process: server (the monitor); training when a plugin or script emits one.
 
@@ -209,7 +217,8 @@ def mlops_health_change(event: ev.HealthChange, side: str) -> None:
 def mlops_file_validated(event: ev.FileValidated, side: str) -> None:
     """Receive a ``file_validated`` event.
 
-    Called: when an uploaded file has been validated (success or error); before :func:`mlops_event` for the same event.
+    Called: when an uploaded file has been validated (success or error); before
+    :func:`mlops_event` for the same event.
 
     Process: server (uploads); training when a script emits one.
 
@@ -225,7 +234,8 @@ def mlops_file_validated(event: ev.FileValidated, side: str) -> None:
 def mlops_upload_progress(event: ev.UploadProgress, side: str) -> None:
     """Receive a ``upload_progress`` event.
 
-    Called: when bytes of a file upload arrive (throttled); before :func:`mlops_event` for the same event.
+    Called: when bytes of a file upload arrive (throttled); before :func:`mlops_event` for the
+    same event.
 
     Process: server (uploads); training when a script emits one.
 
@@ -246,7 +256,8 @@ def mlops_upload_progress(event: ev.UploadProgress, side: str) -> None:
 def mlops_activity_update(event: ev.ActivityUpdate, side: str) -> None:
     """Receive a ``activity_update`` event.
 
-    Called: when an entry is added to the activity feed (run started, completed, failed, deployed, ...); before :func:`mlops_event` for the same event.
+    Called: when an entry is added to the activity feed (run started, completed, failed,
+    deployed, ...); before :func:`mlops_event` for the same event.
 
     Process: training and server.
 
@@ -262,7 +273,8 @@ def mlops_activity_update(event: ev.ActivityUpdate, side: str) -> None:
 def mlops_system_alert(event: ev.SystemAlert, side: str) -> None:
     """Receive a ``system_alert`` event.
 
-    Called: when an important notification is raised (resource warnings, stalled runs, ...); before :func:`mlops_event` for the same event.
+    Called: when an important notification is raised (resource warnings, stalled runs, ...);
+    before :func:`mlops_event` for the same event.
 
     Process: training and server.
 

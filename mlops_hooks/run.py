@@ -335,8 +335,10 @@ class Run:
         model_id: str | None = None,
         message: str | None = None,
     ) -> ev.TrainingCompleted | None:
-        """Finish the run successfully: progress 100 at ``finalization``, then
-        ``training_completed`` and an ``activity_update``. Later calls do nothing.
+        """Finish the run successfully; later calls do nothing.
+
+        Sends progress 100 at ``finalization``, then ``training_completed`` and an
+        ``activity_update``.
 
         Args:
             final_accuracy: Final accuracy, 0-1.

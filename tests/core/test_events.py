@@ -139,6 +139,7 @@ def test_error_type_is_a_value_error():
 
 
 def test_int_and_float_values_are_encoded_exactly():
-    raw = b'{"type":"training_progress","progress":65,"stage":"model_training","current_loss":0.0234}'
+    raw = (b'{"type":"training_progress","progress":65,"stage":"model_training",'
+           b'"current_loss":0.0234}')
     assert ev.encode(ev.decode(raw)) == raw
     assert isinstance(msgspec.json.decode(ev.encode(ev.decode(raw)))["progress"], int)
