@@ -126,6 +126,8 @@ class Run:
         self._rate: float | None = None  # smoothed steps per second
         self._epoch_t = 0.0
         self._epoch_secs: float | None = None  # smoothed seconds per epoch
+        self._final_step: float = math.inf  # the step that reaches 100% is always sent
+        self._plan_changed()
 
     # ------------------------------------------------------------------ derived state
 
@@ -157,6 +159,11 @@ class Run:
             self.steps_per_epoch = _check_positive("steps_per_epoch", steps_per_epoch)
         if self.progress is None and not self._open_ended:
             self.progress = 0.0
+        self._plan_changed()
+
+    def _plan_changed(self) -> None:
+        planned = self._planned_steps
+        self._final_step = planned if planned is not None and planned > self.steps else math.inf
 
     def _compute_progress(self) -> float | None:
         planned = self._planned_steps
@@ -283,7 +290,9 @@ class Run:
         if loss is not None:
             self._loss = loss
         now = _perf()
-        if now >= self._next_emit:
+        if now >= self._next_emit or self.steps >= self._final_step:
+            if self.steps >= self._final_step:
+                self._final_step = math.inf
             self._send_progress(now)
 
     def epoch_end(
@@ -324,6 +333,7 @@ class Run:
         if self.steps_per_epoch is None and self.total_steps is None and self.steps:
             # Learn the epoch length from the first epoch so progress moves between epoch ends.
             self.steps_per_epoch = max(1, self.steps // self.epochs_done)
+            self._plan_changed()
         self._send_progress(now)
 
     def complete(

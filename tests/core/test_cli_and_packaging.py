@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlops_hooks
+from mlops_hooks.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_plugins_lists_name_origin_and_hooks(capsys, monkeypatch):
+    monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("console"))
+    assert "builtin" in line and "mlops_training_progress" in line
+
+
+def test_plugins_json(capsys, monkeypatch):
+    monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher")
+    assert main(["plugins", "--json", "--side", "server"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(row["name"] != "console" for row in rows)
+
+
+def test_console_script_runs():
+    exe = Path(sys.executable).with_name("mlops-hooks")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    for command in ("plugins", "serve", "emit", "demo"):
+        assert command in result.stdout
+
+
+def test_no_top_level_plugins_or_server_module_is_installed(tmp_path):
+    code = ("import importlib.util, sys; "
+            "sys.exit(any(importlib.util.find_spec(m) for m in ('plugins', 'server')))")
+    assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path).returncode == 0
+
+
+def test_package_is_typed_and_public_names_exist():
+    assert (Path(mlops_hooks.__file__).parent / "py.typed").is_file()
+    for name in ("track", "emit", "emit_dict", "hookimpl", "get_plugin_manager", "Run"):
+        assert hasattr(mlops_hooks, name)
+    assert set(mlops_hooks.__all__) <= set(dir(mlops_hooks))
+
+
+def test_readme_shows_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mlops_hooks
+from mlops_hooks import events as ev
+from mlops_hooks import run as run_module
+from mlops_hooks.run import Run, track
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(run_module, "_perf", c)
+    return c
+
+
+def progress(recorder):
+    return recorder.of_type("training_progress")
+
+
+def assert_valid_on_the_wire(events):
+    for event in events:  # everything a Run emits survives strict decoding
+        assert ev.decode(ev.encode(event)) == event
+
+
+def test_whole_run_event_sequence(pm, recorder, clock):
+    run = Run("digits", total_epochs=4, steps_per_epoch=10, emit=pm.dispatch, throttle=0)
+    with run:
+        run.stage("model_training")
+        for epoch in range(4):
+            run.epoch_start(epoch)
+            for _ in range(10):
+                clock.now += 0.1
+                run.step(loss=0.5)
+            run.stage("validation")
+            run.stage("model_training")
+            run.epoch_end(epoch, metrics={"val_loss": 0.4}, accuracy=0.9)
+        run.complete(final_accuracy=0.95, validation_score=0.93, model_size=2_411_724)
+    kinds = [e.type for e in recorder.events]
+    assert kinds[0] == "activity_update" and kinds[1] == "training_progress"
+    assert kinds[-2:] == ["training_completed", "activity_update"]
+    values = [e.progress for e in progress(recorder)]
+    assert values == sorted(values) and values[-1] == 100
+    stages = [e.stage for e in progress(recorder)]
+    assert stages[0] == "data_preparation" and stages[-1] == "finalization"
+    order = ["data_preparation", "model_training", "validation", "finalization"]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s][:3] == order[:3]
+    done = recorder.of_type("training_completed")[0]
+    assert done.final_accuracy == 0.95 and done.validation_score == 0.93
+    assert done.model_size == "2.3MB" and done.total_epochs == 4
+    assert done.training_time == "4.0s" and done.message == "Training completed successfully!"
+    assert {e.run_id for e in recorder.events} == {run.run_id}
+    last_epoch_end = next(e for e in progress(recorder) if e.current_epoch == 4)
+    assert last_epoch_end.metrics == {"val_loss": 0.4} and last_epoch_end.current_accuracy == 0.9
+    assert_valid_on_the_wire(recorder.events)
+
+
+def test_message_and_fields_look_like_the_spec(pm, recorder, clock):
+    run = Run("m", total_epochs=20, steps_per_epoch=100, emit=pm.dispatch).start()
+    run.stage("model_training")
+    for epoch in range(13):
+        run.epoch_start(epoch)
+        clock.now += 10
+        run.step(loss=0.0234, n=100)
+        run.epoch_end(epoch)
+    run.epoch_start(13)
+    clock.now += 5
+    run.step(loss=0.0234, n=100)
+    last = progress(recorder)[-1]
+    assert last.progress == 70 and last.current_epoch == 14 and last.total_epochs == 20
+    assert last.message == "Training 70% complete - Epoch 14/20"
+    assert last.current_stage == "Training model" and last.current_loss == 0.0234
+    # ETA from a smoothed rate: ~10 s per 100 steps, 600 steps left -> about 60 s
+    assert 30 <= last.estimated_time_remaining <= 70
+
+
+def test_progress_is_throttled_but_forced_on_stage_epoch_and_100(pm, recorder, clock):
+    run = Run("t", total_steps=1000, emit=pm.dispatch, throttle=0.25).start()
+    run.stage("model_training")
+    before = len(progress(recorder))
+    for _ in range(999):
+        clock.now += 0.001  # 1 ms per step: ~4 events a second at most
+        run.step()
+    sent = len(progress(recorder)) - before
+    assert 3 <= sent <= 5
+    run.step()
+    assert progress(recorder)[-1].progress == 100
+    run.epoch_end(0)
+    assert progress(recorder)[-1].current_epoch == 1
+
+
+def test_open_ended_run_reports_epochs_without_percentage(pm, recorder, clock):
+    run = Run("open", emit=pm.dispatch, throttle=0).start()
+    run.stage("model_training")
+    run.epoch_start(0)
+    run.step(loss=1.0)
+    run.epoch_end(0)
+    last = progress(recorder)[-1]
+    assert last.progress is None and last.current_epoch == 1 and last.total_epochs is None
+    assert last.message == "Training model - Epoch 1"
+    run.complete()
+    assert progress(recorder)[-1].progress is None
+    assert_valid_on_the_wire(recorder.events)
+
+
+def test_epochs_only_progress_learns_epoch_length(pm, recorder, clock):
+    run = Run("e", total_epochs=4, emit=pm.dispatch, throttle=0).start()
+    for _ in range(10):
+        run.step()
+    run.epoch_end(0)
+    assert progress(recorder)[-1].progress == 25
+    for _ in range(5):
+        run.step()
+    assert progress(recorder)[-1].progress == 37.5
+
+
+def test_progress_never_goes_back(pm, recorder, clock):
+    run = Run("m", total_steps=100, emit=pm.dispatch, throttle=0).start()
+    run.step(n=50)
+    run.set_totals(total_steps=200)  # a larger plan must not move the bar backwards
+    run.step()
+    values = [e.progress for e in progress(recorder)]
+    assert values == sorted(values) and values[-1] == 50
+
+
+def test_failure_inside_track_reports_and_reraises_unchanged(pm, recorder, clock):
+    boom = MemoryError("Insufficient memory available for training")
+    with pytest.raises(MemoryError) as info, track("f", total_epochs=4, steps_per_epoch=10,
+                                                   emit=pm.dispatch, throttle=0) as run:
+        run.stage("model_training")
+        for epoch in range(4):
+            for _ in range(10):
+                run.step()
+            run.epoch_end(epoch)
+            if epoch == 1:
+                raise boom
+    assert info.value is boom
+    failed = recorder.of_type("training_failed")
+    assert len(failed) == 1
+    f = failed[0]
+    assert f.error_code == "MEMORY_ERROR" and f.stage_failed == "model_training"
+    assert f.progress_when_failed == 50 and "Reduce batch size" in f.suggestions
+    assert "Insufficient memory" in f.error and f.timestamp
+    activity = recorder.of_type("activity_update")[-1].activity
+    assert activity.action_type == "training_failed" and activity.severity_level == "error"
+    assert not recorder.of_type("training_completed")
+    assert_valid_on_the_wire(recorder.events)
+
+
+def test_keyboard_interrupt_is_reported_as_interrupted(pm, recorder):
+    with pytest.raises(KeyboardInterrupt), track("k", emit=pm.dispatch) as run:
+        run.stage("validation")
+        raise KeyboardInterrupt
+    f = recorder.of_type("training_failed")[0]
+    assert f.error_code == "INTERRUPTED" and f.stage_failed == "validation"
+
+
+def test_complete_and_fail_happen_once(pm, recorder):
+    run = Run("once", emit=pm.dispatch).start()
+    assert run.complete() is not None
+    assert run.complete() is None and run.fail(RuntimeError()) is None
+    assert len(recorder.of_type("training_completed")) == 1
+    assert not recorder.of_type("training_failed")
+
+
+def test_loss_is_converted_only_when_emitting(pm, recorder):
+    class LazyLoss:
+        conversions = 0
+
+        def __float__(self):
+            LazyLoss.conversions += 1
+            return 0.25
+
+    run = Run("lazy", total_steps=10_000, emit=pm.dispatch, throttle=3600).start()
+    for _ in range(1000):
+        run.step(loss=LazyLoss())
+    assert LazyLoss.conversions == 0
+    run.epoch_end(0)
+    assert LazyLoss.conversions == 1 and progress(recorder)[-1].current_loss == 0.25
+
+
+def test_non_finite_loss_is_omitted(pm, recorder):
+    run = Run("nan", emit=pm.dispatch, throttle=0).start()
+    run.step(loss=float("nan"))
+    assert progress(recorder)[-1].current_loss is None
+    assert "current_loss" not in json.loads(ev.encode(progress(recorder)[-1]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"total_epochs": 0}, "total_epochs must be a positive integer"),
+        ({"total_steps": -5}, "total_steps must be a positive integer"),
+        ({"steps_per_epoch": 2.5}, "steps_per_epoch must be a positive integer"),
+        ({"throttle": -1}, "throttle must be a number of seconds >= 0"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Run("x", **kwargs)
+
+
+def test_bad_name_stage_and_accuracy(pm):
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        Run("  ")
+    run = Run("x", emit=pm.dispatch).start()
+    with pytest.raises(ValueError, match="stage must be one of data_preparation"):
+        run.stage("training")
+    with pytest.raises(ValueError, match="final_accuracy must be a number between 0 and 1"):
+        run.complete(final_accuracy=97.3)
+    assert run.finished is None  # a rejected call leaves the run as it was
+
+
+def test_track_uses_the_process_plugin_manager(monkeypatch, recorder):
+    monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher,console")
+    mlops_hooks.get_plugin_manager().register(recorder, name="rec")
+    with track("default", total_steps=2) as run:
+        run.step()
+        run.step()
+    assert recorder.of_type("training_completed")[0].run_id == run.run_id
+
+
+def test_emit_and_emit_dict(monkeypatch, recorder):
+    monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher,console")
+    mlops_hooks.get_plugin_manager().register(recorder, name="rec")
+    event = mlops_hooks.emit_dict({"type": "health_change", "current_health": "warning"})
+    mlops_hooks.emit(ev.SystemMetrics(cpu_percent=12.5))
+    assert [e.type for e in recorder.events] == ["health_change", "system_metrics"]
+    assert recorder.events[0] == event
+    with pytest.raises(ev.EventError, match=r"health_change\.current_health"):
+        mlops_hooks.emit_dict({"type": "health_change", "current_health": "fine"})
+    with pytest.raises(TypeError, match="use emit_dict"):
+        mlops_hooks.emit({"type": "health_change"})  # type: ignore[arg-type]
+
+
+def test_step_cost_is_microseconds_when_throttled(pm):
+    """Counts work rather than time: the throttled path builds no event."""
+    built = []
+    run = Run("hot", total_steps=10**9, emit=built.append, throttle=3600).start()
+    for _ in range(100_000):
+        run.step(loss=0.1)
+    assert len(built) == 2  # the start activity and the first progress only
