@@ -127,6 +127,7 @@ class Run:
         self._epoch_t = 0.0
         self._epoch_secs: float | None = None  # smoothed seconds per epoch
         self._final_step: float = math.inf  # the step that reaches 100% is always sent
+        self._explicit: float | None = None  # progress set by advance(), not by step counts
         self._plan_changed()
 
     # ------------------------------------------------------------------ derived state
@@ -167,7 +168,9 @@ class Run:
 
     def _compute_progress(self) -> float | None:
         planned = self._planned_steps
-        if planned is not None:
+        if self._explicit is not None:
+            value = self._explicit
+        elif planned is not None:
             value = 100.0 * self.steps / planned
         elif self.total_epochs is not None:
             value = 100.0 * self.epochs_done / self.total_epochs
@@ -178,6 +181,9 @@ class Run:
         return value if value > previous else previous
 
     def _eta(self) -> float | None:
+        if self._explicit is not None:
+            done = self._explicit
+            return (_perf() - self._t0) * (100.0 - done) / done if done > 0 else None
         planned = self._planned_steps
         if planned is not None and self._rate:
             return max(0.0, (planned - self.steps) / self._rate)
@@ -253,6 +259,7 @@ class Run:
             return self
         self.started = True
         self._t0 = self._rate_t = self._epoch_t = _perf()
+        self._rate_steps = self.steps  # a resumed run measures its rate from here
         self._t_wall = time.time()
         self._emit(self._activity("Model Training Started", f"Training {self.name}",
                                   "training_start", "in_progress", "info", None))
@@ -294,6 +301,33 @@ class Run:
             if self.steps >= self._final_step:
                 self._final_step = math.inf
             self._send_progress(now)
+
+    def advance(self, percent: float, *, steps: int | None = None,
+                message: str | None = None) -> None:
+        """Set whole-run progress directly (throttled like :meth:`step`).
+
+        For adapters whose work is not a count of equal steps (scikit-learn's task tree). Once
+        called, progress comes from these calls rather than from step counts, never goes
+        back, and the ETA is extrapolated from the elapsed time.
+
+        Args:
+            percent: Whole-run progress, 0-100 (clamped).
+            steps: Units of work done so far (shown as ``current_step``), if meaningful.
+            message: The message of the progress event, if one is sent now.
+
+        Raises:
+            ValueError: ``percent`` is not a number.
+        """
+        value = to_float(percent)
+        if value is None:
+            raise ValueError(f"percent must be a finite number, got {percent!r}")
+        self._explicit = max(self._explicit or 0.0, min(max(value, 0.0), 100.0))
+        self.progress = self._compute_progress()
+        if steps is not None:
+            self.steps = steps
+        now = _perf()
+        if self.started and not self.finished and (now >= self._next_emit or value >= 100):
+            self._send_progress(now, message)
 
     def epoch_end(
         self,

@@ -251,3 +251,42 @@ def test_step_cost_is_microseconds_when_throttled(pm):
     for _ in range(100_000):
         run.step(loss=0.1)
     assert len(built) == 2  # the start activity and the first progress only
+
+
+def test_advance_sets_progress_directly_with_eta_from_elapsed_time(pm, recorder, clock):
+    run = Run("grid-search", emit=pm.dispatch, throttle=1.0)  # open-ended until advance()
+    run.start()
+    assert progress(recorder)[-1].progress is None
+    run.advance(0)
+    clock.now += 10
+    run.advance(25, steps=3, message="3/12 fits")
+    last = progress(recorder)[-1]
+    assert (last.progress, last.current_step, last.message) == (25, 3, "3/12 fits")
+    assert last.estimated_time_remaining == 30  # 10 s for 25% -> 30 s for the other 75%
+    run.advance(20)  # never goes back
+    clock.now += 0.1
+    run.advance(30)  # throttled: not sent, but the state moves
+    assert progress(recorder)[-1].progress == 25 and run.progress == 30
+    run.advance(100)  # 100% is never throttled
+    assert progress(recorder)[-1].progress == 100
+    with pytest.raises(ValueError, match="percent"):
+        run.advance(float("nan"))
+    run.complete()
+    assert progress(recorder)[-1].stage == "finalization"
+
+
+def test_failure_after_unsent_advance_reports_the_real_progress(pm, recorder, clock):
+    run = Run("search", emit=pm.dispatch, throttle=60)
+    run.start()
+    run.advance(42)
+    run.fail(RuntimeError("boom"))
+    assert recorder.of_type("training_failed")[0].progress_when_failed == 42
+
+
+def test_resumed_run_measures_its_rate_from_the_steps_already_done(pm, recorder, clock):
+    run = Run("resumed", total_steps=1000, emit=pm.dispatch, throttle=0)
+    run.steps = 500  # restored from a checkpoint before start()
+    run.start()
+    clock.now += 10
+    run.step(n=10)  # 1 step/s since the start, not 51 steps/s
+    assert progress(recorder)[-1].estimated_time_remaining == 490
