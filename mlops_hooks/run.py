@@ -436,6 +436,7 @@ class Run:
             return None
         if not self.started:
             self.start()
+        self.progress = self._compute_progress()  # steps since the last (throttled) event count
         self.finished = "failed"
         failure = classify(exc)
         text = str(exc).strip() or type(exc).__name__

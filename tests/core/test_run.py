@@ -290,3 +290,14 @@ def test_resumed_run_measures_its_rate_from_the_steps_already_done(pm, recorder,
     clock.now += 10
     run.step(n=10)  # 1 step/s since the start, not 51 steps/s
     assert progress(recorder)[-1].estimated_time_remaining == 490
+
+
+def test_progress_when_failed_counts_steps_since_the_last_throttled_event(pm, recorder, clock):
+    run = Run("throttled", total_steps=100, emit=pm.dispatch, throttle=60)
+    run.start()
+    for _ in range(43):
+        clock.now += 0.01
+        run.step()
+    assert progress(recorder)[-1].progress == 0  # throttled
+    run.fail(RuntimeError("boom"))
+    assert recorder.of_type("training_failed")[0].progress_when_failed == 43
