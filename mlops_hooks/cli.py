@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -35,6 +36,62 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_emit(args: argparse.Namespace) -> int:
+    from mlops_hooks import events as ev
+    from mlops_hooks.publisher import DeliveryError, deliver
+
+    try:
+        payload = json.loads(args.json)
+    except json.JSONDecodeError as exc:
+        print(f"mlops-hooks emit: --json is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(payload, dict):
+        print(f"mlops-hooks emit: --json must be a JSON object of the event's fields, got "
+              f"{type(payload).__name__}", file=sys.stderr)
+        return 2
+    if "type" in payload and payload["type"] != args.type:
+        print(f"mlops-hooks emit: --json has type {payload['type']!r} but TYPE is "
+              f"{args.type!r}", file=sys.stderr)
+        return 2
+    try:
+        event = ev.from_dict({**payload, "type": args.type})
+    except ev.EventError as exc:
+        print(f"mlops-hooks emit: invalid event: {exc}", file=sys.stderr)
+        return 2
+    try:
+        ack = deliver(event, url=args.url, token=args.token, timeout=args.timeout)
+    except ValueError as exc:
+        print(f"mlops-hooks emit: {exc}", file=sys.stderr)
+        return 2
+    except DeliveryError as exc:
+        print(f"mlops-hooks emit: {exc}", file=sys.stderr)
+        return 2 if exc.rejected else 1
+    print(ack.seq)
+    if ack.duplicate:
+        print(f"mlops-hooks emit: the server already had event {ack.event_id}", file=sys.stderr)
+    return 0
+
+
+def _add_emit(sub: Any) -> None:
+    p = sub.add_parser(
+        "emit", help="send one event to the server and print its seq",
+        description="Send one event through the publisher (the path emit() takes) and print "
+        "the seq the server acknowledged it with. Exit status: 0 delivered, 1 server "
+        "unreachable within the timeout, 2 invalid event or arguments.",
+    )
+    p.add_argument("type", metavar="TYPE",
+                   help="the event type, e.g. training_progress, model_deployed")
+    p.add_argument("--json", default="{}", metavar="OBJECT",
+                   help="the event's fields as a JSON object (default: {})")
+    p.add_argument("--url", default=None,
+                   help="server URL (default: $MLOPS_HOOKS_URL or ws://127.0.0.1:8001/ws)")
+    p.add_argument("--token", default=None, help="publisher token (default: $MLOPS_HOOKS_TOKEN)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for the acknowledgement "
+                   "(default: $MLOPS_HOOKS_FLUSH_TIMEOUT or 5)")
+    p.set_defaults(handler=_cmd_emit)
+
+
 def _not_yet(issue: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         print(f"mlops-hooks {args.command}: not available yet (tracked in {issue})",
@@ -42,6 +99,89 @@ def _not_yet(issue: str) -> Handler:
         return 2
 
     return handler
+
+
+def _size(text: str) -> int:
+    """``'64MB'``, ``'512k'``, ``'1048576'`` → bytes (powers of 1024)."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
+             "g": 1024**3, "gb": 1024**3}
+    raw = text.strip().lower()
+    number = raw.rstrip("kmgb")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512KB or 100MB, "
+                                         f"got {text!r}")
+    return int(value * units[unit])
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser(
+        "serve", help="run the WebSocket broadcaster and dashboard",
+        description="Serve the dashboard (GET /), subscribers (WS /ws), publishers "
+        "(WS /ws/publish, POST /api/events), the REST fallback, uploads and /metrics.")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+    sp.add_argument("--db", metavar="PATH", default=None,
+                    help="SQLite history file, or :memory: (default: "
+                    "~/.local/share/mlops-hooks/history.sqlite3)")
+    sp.add_argument("--token", default=None,
+                    help="publisher token (default: $MLOPS_HOOKS_TOKEN; none: open publishing)")
+    sp.add_argument("--subscriber-token", default=None,
+                    help="token dashboards must present (?token=); default: none")
+    sp.add_argument("--backend", metavar="URL", default="memory://",
+                    help="memory:// (default) or redis://host:port/db to share one stream "
+                    "between servers")
+    sp.add_argument("--metrics-interval", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds between system_metrics samples; 0 disables (default 5)")
+    sp.add_argument("--stall-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="seconds without events before a running run is marked stalled; "
+                    "0 disables (default 120)")
+    sp.add_argument("--replay-size", type=int, default=10_000, metavar="N",
+                    help="events kept for ?since= replay (default 10000)")
+    sp.add_argument("--upload-dir", metavar="DIR", default=None,
+                    help="where uploaded files go (default: ~/.local/share/mlops-hooks/uploads)")
+    sp.add_argument("--max-upload-size", type=_size, default=100 * 1024**2, metavar="SIZE",
+                    help="largest accepted upload (default 100MB)")
+    sp.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                    help="extra browser origin allowed to connect (repeatable; * for any)")
+    sp.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="extra Host name accepted (DNS-rebinding guard; repeatable; * for any)")
+    sp.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                    help="cap on open WebSocket connections (default 1000)")
+    sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
+                    help="byte budget of one subscriber's queue before it is closed with 4008 "
+                    "(default 4MB)")
+    sp.add_argument("--log-level", default="warning",
+                    choices=("critical", "error", "warning", "info", "debug", "trace"),
+                    help="server log level (default warning)")
+    sp.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from mlops_hooks.server.config import ServerConfig
+
+    token = args.token if args.token is not None else os.environ.get("MLOPS_HOOKS_TOKEN") or None
+    try:
+        config = ServerConfig(
+            host=args.host, port=args.port, db=args.db, token=token,
+            subscriber_token=args.subscriber_token, backend=args.backend,
+            metrics_interval=args.metrics_interval, stall_timeout=args.stall_timeout,
+            replay_size=args.replay_size, upload_dir=args.upload_dir,
+            max_upload_bytes=args.max_upload_size,
+            allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),
+            max_connections=args.max_connections, queue_max_bytes=args.queue_size)
+    except ValueError as exc:
+        print(f"mlops-hooks serve: {exc}", file=sys.stderr)
+        return 2
+    from mlops_hooks.server.serve import run
+
+    return run(config, log_level=args.log_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,10 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which process's plugins to list (default: training)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_cmd_plugins)
+    _add_emit(sub)
 
+    _add_serve(sub)
     for name, text, issue in (
-        ("serve", "run the WebSocket broadcaster and dashboard (not available yet)", "issue 3"),
-        ("emit", "send one event to the server (not available yet)", "issue 4"),
         ("demo", "server plus a real training run streaming to it (not available yet)",
          "issue 7"),
     ):

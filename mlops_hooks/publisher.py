@@ -1,0 +1,423 @@
+"""The built-in publisher: how events leave a training or serving process for the server.
+
+``emit()`` in the training thread only appends ``(event, time.time())`` to an in-memory inbox
+(about a microsecond, whether the server is up, slow or down). One background thread per process
+owns one WebSocket to ``/ws/publish`` and does the rest: timestamps and idempotency keys,
+validation, a bounded buffer that drops superseded progress first and never lifecycle events,
+pipelined sends, acknowledgements, reconnects with exponential backoff and full jitter, and
+resending what the server has not acknowledged (see :mod:`mlops_hooks._publisher.worker`).
+
+Connection changes are reported through the ``mlops_connection_change`` hook: ``connected``
+(again whenever the measured quality level changes), ``disconnected``, ``reconnecting``,
+``error``, and ``max_reconnect_attempts`` once after five failed attempts in a row, after which
+the publisher keeps its buffer and keeps retrying at the capped delay.
+
+Nothing starts until the first event: no thread, no socket. A forked child (DataLoader workers,
+``multiprocessing``) drops the parent's state, never touches its socket, and starts its own
+thread on its first event. At exit (and at the end of a ``multiprocessing`` child) the publisher
+waits up to ``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for delivery, and if the server is
+gone prints one warning line and lets the process end on time.
+
+Example:
+    >>> from mlops_hooks.publisher import Publisher
+    >>> publisher = Publisher("ws://127.0.0.1:8001/ws", buffer_size=50_000)  # doctest: +SKIP
+    >>> get_plugin_manager().register(publisher, name="my-publisher")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import time
+import weakref
+from typing import Any, NamedTuple
+
+from mlops_hooks import events as ev
+from mlops_hooks._publisher.buffer import is_droppable
+from mlops_hooks._publisher.config import (
+    DEFAULT_BUFFER,
+    DEFAULT_FLUSH_TIMEOUT,
+    DEFAULT_URL,
+    Settings,
+    env_float,
+    env_int,
+    publish_url,
+)
+from mlops_hooks._publisher.worker import URGENT_CLASSES, FlushMarker, Mailbox, Worker
+from mlops_hooks.manager import PluginManager, hookimpl
+
+__all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
+
+_time = time.time
+
+
+class Publisher:
+    """Send every event of this process to the server, without ever blocking the caller.
+
+    Args:
+        url: The server (``ws://host:port/ws``; ``http(s)://`` and ``…/ws/publish`` work too).
+            Defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
+        token: Bearer token for the handshake; defaults to ``MLOPS_HOOKS_TOKEN``.
+        buffer_size: Events kept while undelivered before the oldest progress/metrics events
+            are dropped; defaults to ``MLOPS_HOOKS_BUFFER``, else 10,000.
+        flush_timeout: Seconds :meth:`flush`, :meth:`close` and the exit flush wait by default;
+            defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
+        plugin_manager: Where connection changes are reported; by default the process-wide
+            training manager, when this publisher is registered there.
+        **tuning: Further :class:`~mlops_hooks._publisher.config.Settings` fields
+            (``max_inflight``, ``backoff_base``, ``backoff_cap``, ``ping_interval``,
+            ``reply_timeout``, ``open_timeout``, ``poll_interval``, ...).
+
+    Raises:
+        ValueError: A setting (argument or environment variable) is invalid; the message names
+            it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        buffer_size: int | None = None,
+        flush_timeout: float | None = None,
+        plugin_manager: PluginManager | None = None,
+        **tuning: Any,
+    ) -> None:
+        raw_url = url or os.environ.get("MLOPS_HOOKS_URL", "").strip() or DEFAULT_URL
+        self.settings = Settings(
+            url=publish_url(raw_url),
+            token=token if token is not None else (os.environ.get("MLOPS_HOOKS_TOKEN") or None),
+            buffer_size=buffer_size if buffer_size is not None
+            else env_int("MLOPS_HOOKS_BUFFER", DEFAULT_BUFFER),
+            flush_timeout=flush_timeout if flush_timeout is not None
+            else env_float("MLOPS_HOOKS_FLUSH_TIMEOUT", DEFAULT_FLUSH_TIMEOUT),
+            **tuning,
+        )
+        self.plugin_manager = plugin_manager
+        self._inbox_limit = self.settings.buffer_size
+        self._closed = False
+        self._fresh_state()
+        _instances.add(self)
+
+    def _fresh_state(self) -> None:
+        """Nothing started (construction, and in a forked child)."""
+        self._lock = threading.Lock()
+        self._mailbox = Mailbox()
+        self._worker: Worker | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._exit_done = False
+        self._hot_dropped = 0
+        self._overflow_warned = False
+
+    def __repr__(self) -> str:
+        return f"<Publisher {self.settings.url} {self.status()['state']}>"
+
+    # ------------------------------------------------------------------ the hot path
+
+    @hookimpl
+    def mlops_event(self, event: ev.Event, side: str) -> None:
+        """Queue ``event`` for the server (the whole cost ``emit()`` pays for publishing)."""
+        mailbox = self._mailbox
+        inbox = mailbox.inbox
+        if len(inbox) < self._inbox_limit:
+            inbox.append((event, _time()))
+            if mailbox.fast and type(event) not in URGENT_CLASSES:
+                return
+            self._kick()
+        else:
+            self._overflow(event)
+
+    def publish(self, event: ev.Event) -> None:
+        """Queue ``event`` for the server directly (without the plugin manager).
+
+        Args:
+            event: Any event of :mod:`mlops_hooks.events`.
+        """
+        self.mlops_event(event, "training")
+
+    def _kick(self) -> None:
+        """Start the background thread on the first event, or wake it."""
+        if self._closed:
+            self._mailbox.inbox.clear()
+            return
+        if self._thread is not None:
+            self._mailbox.wake.set()
+            return
+        self._start_once()
+
+    def _start_once(self) -> None:
+        with self._lock:
+            if self._closed:
+                self._mailbox.inbox.clear()
+            elif self._thread is None:
+                self._start()
+            else:
+                self._mailbox.wake.set()
+
+    def _overflow(self, event: ev.Event) -> None:
+        """The inbox is full: the background thread is behind (or gone).
+
+        New progress/metrics events are dropped without taking a lock (the drop count is
+        approximate when several threads emit at once); every 1024th drop, and every lifecycle
+        event, checks that the thread is alive and wakes it. Lifecycle events are kept up to
+        four times the limit.
+        """
+        if is_droppable(event):
+            self._hot_dropped += 1
+            if self._hot_dropped & 1023 != 1:
+                return
+        with self._lock:
+            if self._closed:
+                self._mailbox.inbox.clear()
+                return
+            if self._pid and self._pid != os.getpid():  # forked without the at-fork hooks
+                self._after_fork_in_child()
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                self._start()
+            self._mailbox.wake.set()
+            inbox = self._mailbox.inbox
+            if not is_droppable(event):
+                if len(inbox) < 4 * self._inbox_limit:
+                    inbox.append((event, _time()))
+                    return
+                self._hot_dropped += 1
+            first = not self._overflow_warned
+            self._overflow_warned = True
+        if first:
+            _warn(f"mlops-hooks: {self._inbox_limit} events are waiting to be queued for "
+                  f"{self.settings.url}; dropping new progress/metrics events until the "
+                  "publisher catches up (lifecycle events are kept)")
+
+    def _start(self) -> None:
+        """Start this process's background thread (called with the lock held)."""
+        worker = Worker(self.settings, self._mailbox, self._notify, _warn)
+        thread = threading.Thread(target=worker.run, name="mlops-hooks-publisher", daemon=True)
+        self._worker, self._thread, self._pid = worker, thread, os.getpid()
+        self._mailbox.fast = True
+        thread.start()
+        atexit.register(self._at_exit)
+        mp = sys.modules.get("multiprocessing")
+        if mp is not None and mp.parent_process() is not None:
+            from multiprocessing import util  # children end with os._exit: no atexit there
+
+            util.Finalize(self, self._at_exit, exitpriority=100)
+
+    # ------------------------------------------------------------------ flush and close
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event emitted so far is acknowledged (or dropped as invalid).
+
+        Args:
+            timeout: Seconds to wait at most; defaults to the flush timeout (5 s).
+
+        Returns:
+            True when everything was delivered in time; False otherwise (the events stay
+            queued and delivery goes on in the background).
+        """
+        if self._thread is None or self._pid != os.getpid():
+            return True
+        if self._closed:
+            return bool(self.status()["buffered"] == 0)
+        if threading.current_thread() is self._thread:
+            return False  # called from a connection hook: waiting on ourselves would hang
+        wait = self.settings.flush_timeout if timeout is None else max(0.0, timeout)
+        marker = FlushMarker()
+        self._mailbox.inbox.append(marker)
+        self._mailbox.wake.set()
+        marker.done.wait(wait)
+        return marker.delivered
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush for up to ``timeout`` seconds, then stop the thread and close the connection.
+
+        Events emitted after ``close()`` are ignored.
+
+        Args:
+            timeout: Seconds to wait for delivery; defaults to the flush timeout.
+
+        Returns:
+            True when everything was delivered.
+        """
+        delivered = self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            worker, thread = self._worker, self._thread
+            if thread is None or self._pid != os.getpid():
+                self._mailbox.inbox.clear()
+                return delivered
+            self._mailbox.fast = False
+        assert worker is not None
+        worker.stopping = True
+        self._mailbox.wake.set()
+        if thread is not threading.current_thread():
+            thread.join(self.settings.open_timeout + 2.0)
+        self._mailbox.inbox.clear()
+        atexit.unregister(self._at_exit)
+        return delivered
+
+    def _at_exit(self) -> None:
+        """Interpreter (or multiprocessing child) exit: bounded flush, at most one warning."""
+        if self._exit_done or self._thread is None or self._pid != os.getpid() \
+                or self._closed:
+            return
+        self._exit_done = True
+        timeout = self.settings.flush_timeout
+        if self.close(timeout):
+            return
+        st = self.status()
+        lost = st["buffered"]
+        dropped = f", {st['dropped']} dropped earlier" if st["dropped"] else ""
+        _warn(f"mlops-hooks: {lost} event(s) not delivered to {self.settings.url} within "
+              f"{timeout:g}s at exit ({st['last_error'] or 'no reply from the server'}"
+              f"{dropped}); set MLOPS_HOOKS_FLUSH_TIMEOUT to wait longer")
+
+    # ------------------------------------------------------------------ state
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot of the publisher's state and counters.
+
+        Returns:
+            ``state`` (``idle`` before the first event, then the last connection state or
+            ``closed``), ``url``, ``buffered`` (events not yet acknowledged), ``inflight``,
+            ``sent``, ``acked``, ``duplicates``, ``dropped``, ``invalid``, ``rejected``,
+            ``reconnects``, ``latency_ms``, ``quality``, ``last_seq``, ``last_event_id``,
+            ``last_error``, ``last_rejection``.
+        """
+        worker = self._worker if self._pid == os.getpid() else None
+        result: dict[str, Any] = {"state": "closed" if self._closed else "idle",
+                                  "url": self.settings.url}
+        if worker is None:
+            result.update(buffered=len(self._mailbox.inbox), inflight=0, sent=0, acked=0,
+                          duplicates=0, dropped=self._hot_dropped, invalid=0, rejected=0,
+                          reconnects=0, latency_ms=None, quality=None, last_seq=None,
+                          last_event_id=None, last_error=None, last_rejection=None)
+            return result
+        if not self._closed:
+            result["state"] = worker.state
+        result.update(worker.counts)
+        result.update(
+            buffered=worker.pending() + len(self._mailbox.inbox),
+            inflight=worker.outstanding,
+            dropped=worker.buffer.dropped + self._hot_dropped,
+            latency_ms=worker.latency_ms, quality=worker.quality, last_seq=worker.last_seq,
+            last_event_id=worker.last_event_id, last_error=worker.last_error,
+            last_rejection=worker.last_rejection,
+        )
+        return result
+
+    def _notify(self, state: str, detail: dict[str, object]) -> None:
+        pm = self.plugin_manager or _registered_in(self)
+        if pm is not None:
+            pm.notify_connection(state, detail)
+
+    def _after_fork_in_child(self) -> None:
+        worker = self._worker
+        self._fresh_state()
+        if worker is not None:
+            worker.abandon()
+
+
+def _registered_in(publisher: Publisher) -> PluginManager | None:
+    """The process-wide manager this publisher is registered in, if any (never builds one)."""
+    from mlops_hooks import manager
+
+    for pm in list(manager._managers.values()):
+        if pm.is_registered(publisher):
+            return pm
+    return None
+
+
+def _warn(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # stderr closed at interpreter exit
+        pass
+
+
+_instances: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for publisher in list(_instances):
+        publisher._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Ack(NamedTuple):
+    """The server's acknowledgement of one event sent by :func:`deliver`."""
+
+    seq: int
+    event_id: str
+    duplicate: bool
+
+
+class DeliveryError(Exception):
+    """An event could not be delivered: the server is unreachable, or it rejected the event.
+
+    Attributes:
+        rejected: True when the server answered with an error (the event is invalid for it).
+    """
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None,
+            timeout: float | None = None) -> Ack:
+    """Send one event through the publisher and wait for the server's acknowledgement.
+
+    The event takes the same path as ``emit()`` (queue, background thread, WebSocket), on a
+    private publisher that is closed before returning; this is what ``mlops-hooks emit`` does.
+
+    Args:
+        event: The event.
+        url: The server; defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
+        token: Bearer token; defaults to ``MLOPS_HOOKS_TOKEN``.
+        timeout: Seconds to wait; defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
+
+    Returns:
+        The acknowledgement: the event's ``seq`` on the server, its ``event_id``, and whether
+        the server already knew it.
+
+    Raises:
+        DeliveryError: Not acknowledged within ``timeout`` (the message says why), or rejected.
+        ValueError: A setting is invalid (``url``, ``timeout``, an environment variable).
+    """
+    publisher = Publisher(url, token=token, flush_timeout=timeout, backoff_cap=0.5)
+    try:
+        publisher.publish(event)
+        delivered = publisher.flush()
+        status = publisher.status()
+    finally:
+        publisher.close(0)
+    if status["rejected"] or status["invalid"]:
+        reason = status["last_rejection"] or "the event is invalid"
+        raise DeliveryError(f"the server rejected the event: {reason}", rejected=True)
+    if not delivered or status["last_seq"] is None:
+        why = status["last_error"] or "no acknowledgement"
+        raise DeliveryError(f"no acknowledgement from {publisher.settings.url} within "
+                            f"{publisher.settings.flush_timeout:g}s ({why})")
+    return Ack(status["last_seq"], status["last_event_id"], bool(status["duplicates"]))
+
+
+def make_plugin() -> Publisher | None:
+    """Factory of the built-in ``publisher`` plugin (cheap: nothing starts before an event).
+
+    Returns:
+        A :class:`Publisher` configured from the environment, or ``None`` (with one line on
+        stderr) when the configuration is invalid: a bad setting must not break training.
+    """
+    try:
+        return Publisher()
+    except ValueError as exc:
+        _warn(f"mlops-hooks: publisher disabled: {exc}")
+        return None
