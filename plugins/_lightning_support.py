@@ -1,0 +1,184 @@
+"""Lightning plumbing for :mod:`mlops_hooks.plugins.lightning`: flavours, plan, attach, exits.
+
+Kept apart from the callback so the callback reads as a list of hook translations.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+from mlops_hooks._format import to_float
+from mlops_hooks.plugins._common import missing_framework
+
+__all__ = [
+    "FLAVOURS",
+    "auto_enabled",
+    "callback_bases",
+    "callbacks_being_configured",
+    "fraction",
+    "has_user_callback",
+    "module_bytes",
+    "on_worker_exit",
+    "plan",
+    "reports_early_failure",
+]
+
+#: The two import names Lightning is published under, preferred first.
+FLAVOURS = ("lightning.pytorch", "pytorch_lightning")
+
+
+def callback_bases() -> tuple[type, ...]:
+    """The ``Callback`` class of every installed Lightning flavour.
+
+    Raises:
+        ImportError: No flavour is installed; the message names the extra to install.
+    """
+    bases: list[type] = []
+    first_error: ImportError | None = None
+    for flavour in FLAVOURS:
+        try:
+            module = importlib.import_module(flavour)
+        except ImportError as exc:
+            first_error = first_error or exc
+            continue
+        bases.append(module.Callback)
+    if not bases:
+        assert first_error is not None
+        raise missing_framework("PyTorch Lightning", "lightning", first_error)
+    return tuple(bases)
+
+
+# ---------------------------------------------------------------------- the plan of a fit
+
+
+def plan(trainer: Any) -> tuple[int | None, int | None, int | None]:
+    """Return ``(total_steps, total_epochs, steps_per_epoch)`` in optimizer steps.
+
+    Called at ``on_train_start``, when the train loader exists, so reading
+    ``estimated_stepping_batches`` loads nothing and calls no collective. Unknown parts (an
+    iterable dataset, ``max_epochs=-1`` without ``max_steps``) are None.
+    """
+    estimated = to_float(trainer.estimated_stepping_batches)
+    total_steps = int(estimated) if estimated is not None and estimated > 0 else None
+    batches = to_float(trainer.num_training_batches)
+    accumulate = max(1, int(trainer.accumulate_grad_batches or 1))
+    per_epoch = math.ceil(batches / accumulate) if batches is not None and batches > 0 else None
+    max_epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    total_epochs = max_epochs
+    if trainer.max_steps not in (None, -1) and per_epoch:
+        needed = math.ceil(trainer.max_steps / per_epoch)  # max_steps ends the run earlier
+        total_epochs = min(needed, max_epochs) if max_epochs else needed
+    return total_steps, total_epochs, per_epoch
+
+
+def fraction(value: object) -> float | None:
+    """``value`` as a float if it lies in 0-1 (an accuracy), else None."""
+    number = to_float(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def module_bytes(module: Any) -> int | None:
+    """Bytes of a module's parameters and buffers (what its checkpoint weighs)."""
+    try:
+        tensors = [*module.parameters(), *module.buffers()]
+    except Exception:  # not a torch module
+        return None
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+# ---------------------------------------------------------------------- zero-code attach
+
+
+def auto_enabled() -> bool:
+    """Whether ``MLOPS_HOOKS_AUTO`` asks for the callback to be attached to every Trainer."""
+    return os.environ.get("MLOPS_HOOKS_AUTO", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def callbacks_being_configured(max_depth: int = 12) -> list[Any] | None:
+    """The callbacks of the Trainer whose callbacks-factory entry points are being loaded.
+
+    Lightning calls the factories without arguments from its ``_CallbackConnector``, after the
+    user's callbacks are in ``trainer.callbacks``; the connector is found on the call stack.
+    Returns None when it cannot be found (then ``setup`` removes a duplicate instead).
+    """
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if type(owner).__name__ == "_CallbackConnector":
+            callbacks = getattr(getattr(owner, "trainer", None), "callbacks", None)
+            return list(callbacks) if isinstance(callbacks, list) else None
+        frame = frame.f_back
+    return None
+
+
+def has_user_callback(trainer: Any, auto_callback: object, kind: type) -> bool:
+    """Whether ``trainer`` has an ``MLOpsCallback`` other than the auto-attached one."""
+    return any(isinstance(c, kind) and c is not auto_callback and not getattr(c, "auto", False)
+               for c in trainer.callbacks)
+
+
+# ---------------------------------------------------------------------- failures
+
+
+def _launched_by_multiprocessing(trainer: Any) -> bool:
+    launcher = getattr(trainer.strategy, "launcher", None)
+    return any(c.__name__ == "_MultiProcessingLauncher" for c in type(launcher).__mro__)
+
+
+def reports_early_failure(trainer: Any, callback: Any) -> bool:
+    """Whether a fit that failed before the callback's ``setup`` is reported by this process.
+
+    Only global rank zero of a fit reports, and never the process that launched spawn-based
+    workers (they report for themselves).
+    """
+    fn = getattr(trainer.state, "fn", None)
+    return (fn == "fit" and trainer.is_global_zero and not _launched_by_multiprocessing(trainer)
+            and callback in trainer.callbacks)
+
+
+class _ExitGuard:
+    """Calls ``report(exception)`` when this worker process exits, unless cancelled."""
+
+    def __init__(self, report: Callable[[BaseException | None], None]) -> None:
+        from multiprocessing import util
+
+        self._report: Callable[[BaseException | None], None] | None = report
+        self._finalizer = util.Finalize(None, self._fire, exitpriority=50)
+
+    def _fire(self) -> None:
+        report, self._report = self._report, None
+        if report is None:
+            return
+        # Runs in multiprocessing's ``finally`` around the worker: the exception on its way
+        # out is visible. torch's spawn wrapper turns the real one into SystemExit(1), whose
+        # context is the user's exception.
+        exception = sys.exc_info()[1]
+        while (type(exception) is SystemExit and exception is not None
+               and exception.__context__ is not None):
+            exception = exception.__context__
+        try:
+            report(exception)
+        except Exception as exc:  # monitoring never changes how a worker exits
+            sys.stderr.write(f"mlops-hooks: reporting the worker's exit failed: {exc!r}\n")
+
+    def cancel(self) -> None:
+        self._report = None
+        self._finalizer.cancel()
+
+
+def on_worker_exit(report: Callable[[BaseException | None], None]) -> _ExitGuard:
+    """Call ``report(exception or None)`` when this multiprocessing worker exits.
+
+    Spawn-based strategies run ``fit`` in workers and call ``on_exception`` only in the
+    launching process, which has no run; rank zero's worker reports its own failure here.
+    ``cancel()`` the guard once the run has completed or failed.
+    """
+    return _ExitGuard(report)

@@ -1,0 +1,329 @@
+"""PyTorch Lightning adapter: :class:`MLOpsCallback` and the zero-code :func:`auto_callbacks`.
+
+Add one callback and the run streams live::
+
+    from mlops_hooks.plugins.lightning import MLOpsCallback
+
+    trainer = Trainer(max_epochs=10, callbacks=[MLOpsCallback("digits-mlp")])
+
+or, without touching the script, ``MLOPS_HOOKS_AUTO=1 python train.py``: the callback is
+registered under Lightning's callbacks-factory entry points, so every ``Trainer`` gets exactly
+one (a Trainer that already has an ``MLOpsCallback`` gets no second one).
+
+**Flavours.** Lightning ships as ``lightning.pytorch`` and as ``pytorch_lightning``. The class
+is built when this module is imported and subclasses the ``Callback`` of *every* flavour that is
+installed, so the same ``MLOpsCallback`` works with either ``Trainer``.
+
+**What is reported.** Stages ``data_preparation`` (from ``on_fit_start``: restoring, building
+the data loaders) → ``model_training`` → ``validation`` (during validation loops; the sanity
+check is never reported) → ``finalization`` (end of fit). Whole-run progress and ETA come from
+``trainer.global_step`` against ``trainer.estimated_stepping_batches``; a run without a step or
+epoch limit reports epochs without a percentage. The loss is the training step's output, kept
+as a tensor and converted only when an event is sent (no device sync per batch).
+``training_completed`` reads ``final_accuracy`` and ``validation_score`` from
+``trainer.callback_metrics`` under configurable names; ``model_size`` is the bytes of the
+module's parameters and buffers. ``training_failed`` comes from ``on_exception``
+(KeyboardInterrupt and SIGTERM included) with the stage and progress of that moment.
+
+**Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
+callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
+``on_exception`` only in the launching process, so rank zero reports a failure when its worker
+process exits (see ``_lightning_support.on_worker_exit``).
+
+**Resuming.** ``state_dict``/``load_state_dict`` keep the ``run_id`` in the checkpoint, so
+``trainer.fit(..., ckpt_path=...)`` continues the same run on the dashboard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import types
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from mlops_hooks.plugins import _lightning_support as support
+from mlops_hooks.plugins._common import (
+    check_emit,
+    check_metric_names,
+    check_name,
+    check_throttle,
+    first_metric,
+    never_raises,
+)
+from mlops_hooks.run import Emit, Run
+
+__all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
+           "auto_callbacks"]
+
+#: ``callback_metrics`` names tried, in order, for ``final_accuracy`` (a 0-1 value).
+DEFAULT_ACCURACY_METRICS = ("val_acc", "val_accuracy", "accuracy", "acc", "train_acc",
+                            "train_accuracy")
+#: ``callback_metrics`` names tried, in order, for ``validation_score``.
+DEFAULT_SCORE_METRICS = ("val_score", "val_acc", "val_accuracy", "val_f1", "val_auroc")
+#: ``callback_metrics`` names tried, in order, for the epoch's training loss.
+DEFAULT_LOSS_METRICS = ("train_loss_epoch", "train_loss", "loss")
+
+_CALLBACK_BASES = support.callback_bases()  # ImportError naming the extra when missing
+
+
+class _MLOpsCallbackImpl:
+    """Stream a Lightning ``fit`` to the mlops-hooks dashboard and plugins.
+
+    Args:
+        name: What is trained, shown on the dashboard; defaults to the LightningModule's class.
+        model_id: Identifier of the produced model, sent with ``training_completed``.
+        run_id: Identifier of the run (generated when omitted; restored from a checkpoint).
+        accuracy_metrics: ``callback_metrics`` name(s) for ``final_accuracy`` and the epoch
+            accuracy, tried in order (values outside 0-1 are ignored).
+        score_metrics: ``callback_metrics`` name(s) for ``validation_score``.
+        loss_metrics: ``callback_metrics`` name(s) for the epoch's loss.
+        throttle: Minimum seconds between progress events (stage changes, epoch ends and
+            100% are always sent).
+        emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
+            manager. Must be picklable for spawn-based strategies.
+
+    Raises:
+        ValueError: An argument is empty or out of range.
+        TypeError: ``emit`` is not callable.
+
+    Example:
+        >>> trainer = Trainer(max_epochs=5, callbacks=[MLOpsCallback("digits")])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        model_id: str | None = None,
+        run_id: str | None = None,
+        accuracy_metrics: str | Iterable[str] = DEFAULT_ACCURACY_METRICS,
+        score_metrics: str | Iterable[str] = DEFAULT_SCORE_METRICS,
+        loss_metrics: str | Iterable[str] = DEFAULT_LOSS_METRICS,
+        throttle: float = 0.25,
+        emit: Emit | None = None,
+    ) -> None:
+        self.name = check_name(name)
+        self.model_id = check_name(model_id)
+        self.run_id = check_name(run_id)
+        self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
+        self.score_metrics = check_metric_names("score_metrics", score_metrics)
+        self.loss_metrics = check_metric_names("loss_metrics", loss_metrics)
+        self.throttle = check_throttle(throttle)
+        self.emit = check_emit(emit)
+        self.auto = False  # added by auto_callbacks(), not by the user
+        self._run: Run | None = None
+        self._restored_run_id: str | None = None
+        self._last_step = 0
+        self._exit_guard: Any = None
+
+    # ------------------------------------------------------------------ identity & state
+
+    @property
+    def state_key(self) -> str:
+        """Key of this callback's state in checkpoints (auto-attached ones use their own)."""
+        name = type(self).__qualname__
+        return f"{name}{{'auto': True}}" if self.auto else name
+
+    @property
+    def run(self) -> Run | None:
+        """The run of the current (or last) fit in this process; None on non-zero ranks."""
+        return self._run
+
+    def state_dict(self) -> dict[str, Any]:
+        """Keep the run id in checkpoints so a resumed fit continues the same run."""
+        run_id = self._run.run_id if self._run is not None else self.run_id
+        return {"run_id": run_id} if run_id else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the checkpoint's run (called before the resumed run reports anything)."""
+        run_id = state_dict.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            return
+        if self._run is not None and not self._run.started:
+            self._run.run_id = run_id
+        elif self._run is None:
+            self._restored_run_id = run_id  # loaded before setup: used by the next fit
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # a spawned worker starts its own run
+        state.update(_run=None, _exit_guard=None, _last_step=0)
+        return state
+
+    # ------------------------------------------------------------------ fit lifecycle
+
+    @never_raises
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Decide whether this process reports (global rank zero) and prepare the run."""
+        if stage != "fit":
+            return
+        self._run = None
+        if self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl):
+            trainer.callbacks = [c for c in trainer.callbacks if c is not self]
+            return
+        if not trainer.is_global_zero:
+            return
+        self._restored_run_id, restored = None, self._restored_run_id
+        epochs = trainer.max_epochs
+        self._run = Run(
+            self.name or type(pl_module).__name__,
+            total_epochs=epochs if epochs and epochs > 0 and trainer.max_steps == -1 else None,
+            run_id=restored or self.run_id,
+            model_id=self.model_id,
+            throttle=self.throttle,
+            emit=self.emit,
+        )
+        if multiprocessing.parent_process() is not None:
+            self._exit_guard = support.on_worker_exit(self._worker_exit)
+
+    @never_raises
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start the run, unless a checkpoint is still to be restored."""
+        run = self._run
+        if run is None or run.started:
+            return
+        restoring_later = getattr(trainer.strategy, "restore_checkpoint_after_setup", False)
+        if trainer.ckpt_path is None and not restoring_later:
+            run.start()  # data_preparation: restoring, building the data loaders
+
+    @never_raises
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Learn the plan (steps, epochs), continue a resumed run, enter model_training."""
+        run = self._run
+        if run is None:
+            return
+        total_steps, total_epochs, per_epoch = support.plan(trainer)
+        run.set_totals(total_steps=total_steps, total_epochs=total_epochs,
+                       steps_per_epoch=per_epoch)
+        self._last_step = trainer.global_step
+        if not run.started:  # resumed: continue from the restored step and epoch
+            run.steps = trainer.global_step
+            run.epochs_done = trainer.current_epoch
+            run.start()
+        run.stage("model_training")
+
+    @never_raises
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Note the epoch that begins."""
+        if self._run is not None:
+            self._run.epoch_start(trainer.current_epoch)
+            self._run.stage("model_training")
+
+    @never_raises
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """Count optimizer steps and keep the loss tensor (the hot path: no device sync)."""
+        run = self._run
+        if run is None:
+            return
+        loss: Any = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) \
+            else outputs
+        if getattr(loss, "requires_grad", False):
+            loss = loss.detach()
+        step = trainer.global_step
+        run.step(loss, step - self._last_step)
+        self._last_step = step
+
+    @never_raises
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Enter the validation stage (never for the sanity check)."""
+        if self._run is not None and not trainer.sanity_checking and self._run.started:
+            self._run.stage("validation")
+
+    @never_raises
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Return to training after a validation loop inside fit."""
+        if self._run is not None and not trainer.sanity_checking and self._run.started:
+            self._run.stage("model_training")
+
+    @never_raises
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Send the epoch's end with its metrics (validation metrics of the epoch included)."""
+        run = self._run
+        if run is None:
+            return
+        metrics = dict(trainer.callback_metrics)
+        run.epoch_end(
+            trainer.current_epoch,
+            loss=first_metric(metrics, self.loss_metrics),
+            accuracy=first_metric(metrics, self.accuracy_metrics),
+            metrics=metrics,
+        )
+
+    @never_raises
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Enter finalization."""
+        if self._run is not None:
+            self._run.stage("finalization")
+
+    @never_raises
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        """Complete the run with accuracy, validation score and model size."""
+        run = self._run
+        if run is None:
+            return
+        metrics = trainer.callback_metrics
+        run.complete(
+            final_accuracy=support.fraction(first_metric(metrics, self.accuracy_metrics)),
+            validation_score=first_metric(metrics, self.score_metrics),
+            model_size=support.module_bytes(pl_module),
+        )
+        self._disarm()
+
+    @never_raises
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Report the failure (KeyboardInterrupt and SIGTERM included) of a fit."""
+        run = self._run
+        if run is None:
+            if not support.reports_early_failure(trainer, self) or (
+                    self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl)):
+                return
+            run = self._run = Run(self.name or type(pl_module).__name__, run_id=self.run_id,
+                                  model_id=self.model_id, emit=self.emit)
+        run.fail(exception)
+        self._disarm()
+
+    # ------------------------------------------------------------------ worker exit
+
+    def _worker_exit(self, exception: BaseException | None) -> None:
+        run = self._run
+        if run is not None and run.started and not run.finished:
+            run.fail(exception or SystemExit("the training process exited before the run "
+                                             "finished"))
+
+    def _disarm(self) -> None:
+        if self._exit_guard is not None:
+            self._exit_guard.cancel()
+            self._exit_guard = None
+
+
+def _build_class() -> type[_MLOpsCallbackImpl]:
+    cls = types.new_class("MLOpsCallback", (_MLOpsCallbackImpl, *_CALLBACK_BASES))
+    cls.__module__ = __name__
+    cls.__doc__ = _MLOpsCallbackImpl.__doc__
+    return cls
+
+
+if TYPE_CHECKING:
+    MLOpsCallback = _MLOpsCallbackImpl
+else:
+    MLOpsCallback = _build_class()
+
+
+def auto_callbacks() -> list[Any]:
+    """Lightning's callbacks-factory entry point: one ``MLOpsCallback`` when enabled.
+
+    Enabled by ``MLOPS_HOOKS_AUTO=1`` (also ``true``/``yes``/``on``). Returns nothing when the
+    Trainer being built already has an ``MLOpsCallback``; if that cannot be seen at build time,
+    the added callback removes itself at ``setup``, so a Trainer never reports twice.
+
+    Returns:
+        ``[MLOpsCallback()]`` or ``[]``.
+    """
+    if not support.auto_enabled():
+        return []
+    existing = support.callbacks_being_configured()
+    if existing is not None and any(isinstance(c, _MLOpsCallbackImpl) for c in existing):
+        return []
+    callback = MLOpsCallback()
+    callback.auto = True
+    return [callback]

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+
+# Keras reads its backend once, at import: the adapter tests run it on PyTorch.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from collections.abc import Iterator
+
+import pytest
+
+from mlops_hooks import events as ev
+from mlops_hooks.manager import create_plugin_manager, hookimpl, reset_plugin_managers
+
+
+class Recorder:
+    """A plugin that keeps every event it receives (thread-safe enough: list.append)."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+
+    @hookimpl
+    def mlops_event(self, event: ev.Event) -> None:
+        self.events.append(event)
+
+    def of_type(self, kind: str) -> list:
+        return [e for e in self.events if e.type == kind]
+
+    def progress(self) -> list[ev.TrainingProgress]:
+        return self.of_type("training_progress")
+
+    def stages(self) -> list[str]:
+        """Stages in the order they were entered (consecutive repeats collapsed)."""
+        out: list[str] = []
+        for event in self.progress():
+            if not out or out[-1] != event.stage:
+                out.append(event.stage)
+        return out
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def pm(recorder: Recorder):
+    manager = create_plugin_manager("training", builtins=False, entrypoints=False)
+    manager.register(recorder, name="recorder")
+    return manager
+
+
+@pytest.fixture(autouse=True)
+def _quiet_process_managers(monkeypatch) -> Iterator[None]:
+    # Nothing in these tests talks to a server; the console would only add noise.
+    monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher,console")
+    monkeypatch.delenv("MLOPS_HOOKS_AUTO", raising=False)
+    reset_plugin_managers()
+    yield
+    reset_plugin_managers()
+
+
+def assert_one_run(recorder: Recorder) -> str:
+    """Every training event carries the same run_id; return it."""
+    ids = {e.run_id for e in recorder.events if e.type != "prediction_volume"}
+    assert len(ids) == 1 and None not in ids, ids
+    return ids.pop()
+
+
+def assert_progress_monotonic_to_100(recorder: Recorder) -> None:
+    values = [e.progress for e in recorder.progress() if e.progress is not None]
+    assert values, "no progress percentages"
+    assert values == sorted(values), values
+    assert values[-1] == 100
+
+
+def assert_wire_valid(recorder: Recorder) -> None:
+    for event in recorder.events:  # everything emitted survives strict decoding
+        assert ev.decode(ev.encode(event)) == event

@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lightning.pytorch as L
+import pytest
+import pytorch_lightning
+
+from mlops_hooks import events as ev
+from mlops_hooks.plugins import _lightning_support as support
+from mlops_hooks.plugins.lightning import MLOpsCallback, auto_callbacks
+from tests.plugins.conftest import (
+    assert_one_run,
+    assert_progress_monotonic_to_100,
+    assert_wire_valid,
+)
+from tests.plugins.lightning_models import ClassicDigitsMLP, DigitsMLP, digits_loaders
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    pytest.mark.timeout(120),
+]
+
+
+def trainer(callbacks, *, flavour=L, **kwargs):
+    options = dict(max_epochs=3, accelerator="cpu", devices=1, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=callbacks)
+    options.update(kwargs)
+    return flavour.Trainer(**options)
+
+
+def fit(trainer_, module=None, **kwargs):
+    train, val = digits_loaders()
+    trainer_.fit(module or DigitsMLP(), train, val, **kwargs)
+    return trainer_
+
+
+# ---------------------------------------------------------------------- the whole run
+
+
+def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
+    callback = MLOpsCallback("digits-mlp", model_id="digits_v1", emit=pm.dispatch, throttle=0)
+    t = fit(trainer([callback]))
+    run_id = assert_one_run(recorder)
+    assert callback.run.run_id == run_id
+    assert recorder.stages() == ["data_preparation", "model_training", "validation",
+                                 "model_training", "validation", "model_training",
+                                 "validation", "model_training", "finalization"]
+    assert_progress_monotonic_to_100(recorder)
+    steps = [e for e in recorder.progress() if e.total_steps is not None]
+    assert {e.total_steps for e in steps} == {t.estimated_stepping_batches} == {30}
+    assert all(e.total_epochs == 3 for e in recorder.progress() if e.total_epochs)
+    events = recorder.progress()
+    epoch_ends = [e for previous, e in itertools.pairwise(events)
+                  if e.metrics and e.metrics != previous.metrics]
+    assert [e.current_epoch for e in epoch_ends] == [1, 2, 3]
+    assert all(e.current_loss is not None and e.current_loss > 0 for e in epoch_ends)
+    assert [e.progress for e in epoch_ends] == [pytest.approx(100 / 3, abs=0.1),
+                                                pytest.approx(200 / 3, abs=0.1), 100]
+    assert all(0 <= e.current_accuracy <= 1 for e in epoch_ends)
+    done = recorder.of_type("training_completed")
+    assert len(done) == 1 and len(recorder.of_type("training_failed")) == 0
+    done = done[0]
+    val_acc = float(t.callback_metrics["val_acc"])
+    assert done.final_accuracy == pytest.approx(val_acc) and 0 < val_acc <= 1
+    assert done.validation_score == pytest.approx(val_acc)
+    params = sum(p.numel() * 4 for p in t.lightning_module.parameters())
+    assert done.model_size == f"{params / 1024:.1f}KB"
+    assert (done.total_epochs, done.model_id, done.model_name) == (3, "digits_v1", "digits-mlp")
+    titles = [a.activity.title for a in recorder.of_type("activity_update")]
+    assert titles == ["Model Training Started", "Model Training Completed"]
+    assert_wire_valid(recorder)
+
+
+def test_sanity_check_is_not_reported(pm, recorder):
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=1,
+                num_sanity_val_steps=2))
+    validation = [e for e in recorder.progress() if e.stage == "validation"]
+    assert validation and all(e.progress is not None and e.progress > 0 for e in validation)
+    assert recorder.progress()[0].stage == "data_preparation"
+    assert recorder.progress()[0].model_name == "DigitsMLP"  # default name: the module's class
+
+
+def test_max_steps_sets_the_plan(pm, recorder):
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=100, max_steps=25))
+    events = [e for e in recorder.progress() if e.total_steps]
+    assert {e.total_steps for e in events} == {25}
+    assert {e.total_epochs for e in events} == {3}  # 10 steps per epoch: 25 steps end in epoch 3
+    assert_progress_monotonic_to_100(recorder)
+
+
+def test_open_ended_run_reports_epochs_without_percentage(pm, recorder):
+    class StopAfterTwo(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.should_stop = trainer.current_epoch >= 1
+
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0), StopAfterTwo()],
+                max_epochs=-1, max_steps=-1))
+    assert all(e.progress is None for e in recorder.progress())
+    assert max(e.current_epoch or 0 for e in recorder.progress()) == 2
+    assert recorder.of_type("training_completed")[0].total_epochs == 2
+
+
+def test_accumulated_gradients_count_optimizer_steps(pm, recorder):
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=2,
+                accumulate_grad_batches=4, num_sanity_val_steps=0))
+    assert {e.total_steps for e in recorder.progress() if e.total_steps} == {6}
+    assert max(e.current_step for e in recorder.progress()) == 6
+    assert_progress_monotonic_to_100(recorder)
+
+
+def test_metric_names_are_configurable(pm, recorder):
+    callback = MLOpsCallback(emit=pm.dispatch, accuracy_metrics="val_acc",
+                             score_metrics=["missing", "val_loss"], loss_metrics="val_loss")
+    t = fit(trainer([callback], max_epochs=1))
+    done = recorder.of_type("training_completed")[0]
+    assert done.validation_score == pytest.approx(float(t.callback_metrics["val_loss"]))
+
+
+# ---------------------------------------------------------------------- failures
+
+
+def test_failure_in_epoch_two_is_reported_and_reraised_unchanged(pm, recorder):
+    module = DigitsMLP(fail_at_epoch=1)
+    with pytest.raises(RuntimeError) as raised:
+        fit(trainer([MLOpsCallback(emit=pm.dispatch)]), module)
+    assert raised.value is module.error
+    failed = recorder.of_type("training_failed")
+    assert len(failed) == 1 and not recorder.of_type("training_completed")
+    failed = failed[0]
+    assert failed.stage_failed == "model_training"
+    assert failed.progress_when_failed == pytest.approx(100 * 13 / 30, abs=0.1)
+    assert failed.error == "RuntimeError: boom in epoch 2"
+    assert failed.error_code == "TRAINING_ERROR" and failed.suggestions
+    assert_one_run(recorder)
+    assert recorder.of_type("activity_update")[-1].activity.status == "failed"
+
+
+def test_sigterm_is_reported_as_terminated(pm, recorder):
+    with pytest.raises(SystemExit):
+        fit(trainer([MLOpsCallback(emit=pm.dispatch)]), DigitsMLP(fail_at_epoch=1,
+                                                                  fail_with="sigterm"))
+    failed = recorder.of_type("training_failed")[0]
+    assert failed.error_code == "TERMINATED" and failed.stage_failed == "model_training"
+    assert 40 < failed.progress_when_failed < 50
+
+
+def test_keyboard_interrupt_is_reported_as_interrupted(pm, recorder):
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
+            fit(trainer([MLOpsCallback(emit=pm.dispatch)]), DigitsMLP(fail_at_epoch=0,
+                                                                      fail_with="interrupt"))
+    finally:
+        signal.signal(signal.SIGINT, previous)  # Lightning ignores further Ctrl-C
+    failed = recorder.of_type("training_failed")[0]
+    assert failed.error_code == "INTERRUPTED" and failed.progress_when_failed == 10
+
+
+def test_failure_before_the_callback_setup_is_reported_at_data_preparation(pm, recorder):
+    class BrokenData(L.LightningDataModule):
+        def setup(self, stage):
+            raise FileNotFoundError("digits.csv")
+
+        def train_dataloader(self):
+            return digits_loaders()[0]
+
+        def val_dataloader(self):
+            return digits_loaders()[1]
+
+    with pytest.raises(FileNotFoundError):
+        trainer([MLOpsCallback(emit=pm.dispatch)]).fit(DigitsMLP(), datamodule=BrokenData())
+    failed = recorder.of_type("training_failed")[0]
+    assert (failed.error_code, failed.stage_failed) == ("DATA_NOT_FOUND", "data_preparation")
+
+
+def test_validate_and_test_alone_are_not_reported(pm, recorder):
+    _, val = digits_loaders()
+    t = trainer([MLOpsCallback(emit=pm.dispatch)])
+    t.validate(DigitsMLP(), val)
+    assert recorder.events == []
+
+
+# ---------------------------------------------------------------------- resume
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+def test_resumed_fit_continues_the_same_run(pm, recorder, tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    first = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    fit(trainer([first, ckpt], max_epochs=2, enable_checkpointing=True))
+    run_id = first.run.run_id
+    recorder.events.clear()
+    second = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    fit(trainer([second, ckpt], max_epochs=4, enable_checkpointing=True),
+        ckpt_path=str(tmp_path / "last.ckpt"))
+    assert assert_one_run(recorder) == run_id
+    values = [e.progress for e in recorder.progress()]
+    assert values[0] == 50 and values == sorted(values) and values[-1] == 100
+    assert [e.current_epoch for e in recorder.progress() if e.metrics][:1] == [3]
+
+
+# ---------------------------------------------------------------------- flavours and rank
+
+
+def test_the_same_callback_works_with_the_pytorch_lightning_trainer(pm, recorder):
+    callback = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    assert isinstance(callback, L.Callback) and isinstance(callback, pytorch_lightning.Callback)
+    train, val = digits_loaders()
+    trainer([callback], flavour=pytorch_lightning, max_epochs=2).fit(ClassicDigitsMLP(),
+                                                                     train, val)
+    assert_progress_monotonic_to_100(recorder)
+    assert recorder.of_type("training_completed")[0].total_epochs == 2
+
+
+def test_non_zero_ranks_report_nothing(pm, recorder, monkeypatch):
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    callback = MLOpsCallback(emit=pm.dispatch)
+    fit(trainer([callback], max_epochs=1))
+    assert recorder.events == [] and callback.run is None
+
+
+def test_callback_state_survives_pickling_without_its_run(pm):
+    import pickle
+
+    callback = MLOpsCallback("x", run_id="run_1", emit=print)
+    clone = pickle.loads(pickle.dumps(callback))
+    assert type(clone) is MLOpsCallback and clone.run_id == "run_1" and clone.run is None
+    assert clone.state_dict() == {"run_id": "run_1"}
+
+
+# ---------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"name": ""}, ValueError, "name"),
+    ({"throttle": -1}, ValueError, "throttle"),
+    ({"throttle": float("nan")}, ValueError, "throttle"),
+    ({"accuracy_metrics": []}, ValueError, "accuracy_metrics"),
+    ({"score_metrics": [""]}, ValueError, "score_metrics"),
+    ({"emit": 3}, TypeError, "emit"),
+    ({"run_id": 5}, ValueError, "name"),
+])
+def test_bad_arguments_are_rejected_at_once(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MLOpsCallback(**kwargs)
+
+
+def test_missing_lightning_names_the_extra(monkeypatch):
+    for flavour in support.FLAVOURS:
+        monkeypatch.setitem(sys.modules, flavour, None)
+    with pytest.raises(ImportError, match=r"pip install 'mlops-hooks\[lightning\]'"):
+        support.callback_bases()
+
+
+# ---------------------------------------------------------------------- distributed
+
+
+def read_jsonl(path: Path) -> list[ev.Event]:
+    return [ev.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ddp_spawn_on_two_cpu_processes_produces_exactly_one_stream(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    monkeypatch.setenv("MLOPS_HOOKS_JSONL", str(path))  # the workers' built-in recorder
+    t = trainer([MLOpsCallback("ddp-digits")], max_epochs=2, strategy="ddp_spawn",
+                devices=2, num_sanity_val_steps=0)
+    fit(t)
+    events = read_jsonl(path)
+    assert len({e.run_id for e in events}) == 1
+    started = [e for e in events if e.type == "activity_update"
+               and e.activity.action_type == "training_start"]
+    assert len(started) == 1 and len([e for e in events if e.type == "training_completed"]) == 1
+    pids = {e.activity.metadata["pid"] for e in events if e.type == "activity_update"}
+    assert len(pids) == 1 and os.getpid() not in pids  # rank zero's worker, only
+    progress = [e for e in events if e.type == "training_progress"]
+    values = [e.progress for e in progress]
+    assert values == sorted(values) and values[-1] == 100
+    assert {e.total_steps for e in progress if e.total_steps} == {10}  # 5 batches per rank
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ddp_spawn_failure_is_reported_once_by_rank_zero(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    monkeypatch.setenv("MLOPS_HOOKS_JSONL", str(path))
+    t = trainer([MLOpsCallback("ddp-digits")], max_epochs=2, strategy="ddp_spawn",
+                devices=2, num_sanity_val_steps=0)
+    with pytest.raises(Exception, match="boom in epoch 2"):
+        fit(t, DigitsMLP(fail_at_epoch=1))
+    events = read_jsonl(path)
+    failed = [e for e in events if e.type == "training_failed"]
+    assert len(failed) == 1 and len({e.run_id for e in events}) == 1
+    assert failed[0].error == "RuntimeError: boom in epoch 2"
+    assert failed[0].stage_failed == "model_training"
+    assert failed[0].progress_when_failed == pytest.approx(80, abs=0.1)  # 8 of 10 steps
+
+
+# ---------------------------------------------------------------------- zero-code attach
+
+AUTO_SCRIPT = textwrap.dedent("""
+    import json, os, warnings
+    warnings.simplefilter("ignore")
+    import lightning.pytorch as L
+    import pytorch_lightning as PL
+    from mlops_hooks.plugins.lightning import MLOpsCallback
+
+    def count(flavour, callbacks):
+        trainer = flavour.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False,
+                                  enable_checkpointing=False, enable_model_summary=False)
+        return sum(isinstance(c, MLOpsCallback) for c in trainer.callbacks)
+
+    counts = {}
+    for auto in ("1", ""):
+        os.environ["MLOPS_HOOKS_AUTO"] = auto
+        counts[auto] = [count(L, []), count(L, [MLOpsCallback("mine")]),
+                        count(PL, []), count(PL, [MLOpsCallback("mine")])]
+    print(json.dumps(counts))
+""")
+
+
+def test_auto_attach_adds_exactly_one_callback_to_either_trainer():
+    env = {**os.environ, "MLOPS_HOOKS_DISABLE": "publisher,console"}
+    out = subprocess.run([sys.executable, "-c", AUTO_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert counts == {"1": [1, 1, 1, 1], "": [0, 1, 0, 1]}
+
+
+def test_auto_callback_removes_itself_when_a_user_callback_appears(pm, recorder, monkeypatch):
+    monkeypatch.setenv("MLOPS_HOOKS_AUTO", "1")
+    monkeypatch.setattr(support, "callbacks_being_configured", lambda: None)  # not visible
+    mine = MLOpsCallback("mine", emit=pm.dispatch)
+    t = trainer([mine], max_epochs=1)
+    assert sum(isinstance(c, MLOpsCallback) for c in t.callbacks) == 2  # seen only at setup
+    auto = next(c for c in t.callbacks if c.auto)
+    assert auto.state_key != mine.state_key  # two instances never clash in checkpoints
+    fit(t)
+    assert [c for c in t.callbacks if isinstance(c, MLOpsCallback)] == [mine]
+    assert len(recorder.of_type("training_completed")) == 1
+    assert auto.run is None
+
+
+def test_auto_callbacks_is_off_without_the_variable(monkeypatch):
+    monkeypatch.delenv("MLOPS_HOOKS_AUTO", raising=False)
+    assert auto_callbacks() == []
+    monkeypatch.setenv("MLOPS_HOOKS_AUTO", "yes")
+    (callback,) = auto_callbacks()
+    assert callback.auto and isinstance(callback, MLOpsCallback)
