@@ -290,8 +290,9 @@ class Publisher:
         worker = self._worker if self._pid == os.getpid() else None
         result: dict[str, Any] = {"state": "closed" if self._closed else "idle",
                                   "url": self.settings.url}
+        queued = sum(type(item) is tuple for item in list(self._mailbox.inbox))
         if worker is None:
-            result.update(buffered=len(self._mailbox.inbox), inflight=0, sent=0, acked=0,
+            result.update(buffered=queued, inflight=0, sent=0, acked=0,
                           duplicates=0, dropped=self._hot_dropped, invalid=0, rejected=0,
                           reconnects=0, latency_ms=None, quality=None, last_seq=None,
                           last_event_id=None, last_error=None, last_rejection=None)
@@ -300,7 +301,7 @@ class Publisher:
             result["state"] = worker.state
         result.update(worker.counts)
         result.update(
-            buffered=worker.pending() + len(self._mailbox.inbox),
+            buffered=worker.pending() + queued,
             inflight=worker.outstanding,
             dropped=worker.buffer.dropped + self._hot_dropped,
             latency_ms=worker.latency_ms, quality=worker.quality, last_seq=worker.last_seq,

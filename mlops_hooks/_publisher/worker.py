@@ -47,6 +47,7 @@ URGENT_CLASSES = frozenset({ev.TrainingCompleted, ev.TrainingFailed})
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
 _ping_encoder = msgspec.json.Encoder()
+_AGENT = f"mlops-hooks/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class FlushMarker:
@@ -99,6 +100,18 @@ class _Unavailable(Exception):
 
     Seen when its backend is down; the event is kept and sent again after a reconnect.
     """
+
+
+_BROKEN = (ConnectionClosed, OSError, TimeoutError, _ProtocolError, _Stalled, _Unavailable,
+           ValueError)
+
+
+def _clean_close(exc: BaseException) -> bool:
+    """A close the server meant (normal, going away, restarting): not an error."""
+    if isinstance(exc, ConnectionClosedOK):
+        return True
+    rcvd = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+    return rcvd is not None and rcvd.code in (1000, 1001, 1012)
 
 
 def describe(exc: BaseException) -> str:
@@ -172,23 +185,20 @@ class Worker:
 
     def run(self) -> None:
         """The thread's body: until :attr:`stopping`, keep the stream flowing."""
-        crashed = False
         while not self.stopping:
             try:
                 self.drain()
-                if self.conn is None:
-                    self.wait_or_connect()
-                else:
-                    self.pump()
-            except (ConnectionClosed, OSError, TimeoutError, _ProtocolError, _Stalled,
-                    _Unavailable, ValueError) as exc:
-                self.lost(exc)
+                if self.connection_due():
+                    self.session()
             except Exception as exc:  # a bug here must never end delivery for the process
-                if not crashed:
-                    crashed = True
-                    self._warn(f"mlops-hooks: publisher error {describe(exc)} (recovering)")
-                self.lost(exc)
+                self.report_bug(exc)
+                self.failed(self.failures + 1, exc)
         self.shutdown()
+
+    def report_bug(self, exc: BaseException) -> None:
+        """One line for an unexpected exception (delivery goes on)."""
+        self.warn_once("bug", f"mlops-hooks: publisher error {describe(exc)} (recovering; "
+                              "please report this)")
 
     def drain(self) -> None:
         """Move everything from the inbox into the buffer (applying the drop policy)."""
@@ -248,19 +258,23 @@ class Worker:
 
     # ------------------------------------------------------------------ connecting
 
-    def wait_or_connect(self) -> None:
-        """While disconnected: connect when due, else wait a little."""
+    def connection_due(self) -> bool:
+        """While disconnected: whether to attempt now; if not, wait a little."""
         now = time.monotonic()
         due = self.next_attempt
         if self.markers:
             due = min(due, self.last_attempt + _FLUSH_RETRY)
         if self.urgent or now >= due:
-            self.connect()
-        else:
-            self.sleep(min(self.s.poll_interval * 5, due - now))
+            return True
+        self.sleep(min(self.s.poll_interval * 5, due - now))
+        return False
 
-    def connect(self) -> None:
-        """One connection attempt: handshake, then a ping whose pong proves the protocol."""
+    def session(self) -> None:
+        """One connection: handshake, a ping whose pong proves the protocol, then the stream.
+
+        The connection is a context manager (closed on the way out, whatever happens); a
+        broken connection requeues what was not acknowledged and schedules a reconnect.
+        """
         self.urgent = False
         self.last_attempt = time.monotonic()
         attempt = self.failures + 1
@@ -268,34 +282,40 @@ class Worker:
             self.notify("reconnecting", attempt=attempt)
         self.attempted = True
         headers = {"Authorization": f"Bearer {self.s.token}"} if self.s.token else None
-        try:
-            conn = connect(
-                self.s.url, additional_headers=headers, open_timeout=self.s.open_timeout,
-                ping_interval=None, ping_timeout=None, close_timeout=1.0, compression=None,
-                proxy=None if is_loopback(self.s.url) else True,
-                user_agent_header=f"mlops-hooks/{__version__} Python/{sys.version_info[0]}."
-                                  f"{sys.version_info[1]}",
-            )
-        except Exception as exc:
-            self.failed(attempt, exc)
-            return
-        try:
-            ping = self.make_ping()
-            conn.send(self.ping_message(ping), text=True)
-            reply = decode_reply(conn.recv(self.s.open_timeout, decode=False))
-            if reply.type != "pong" or reply.id != ping.id:
-                raise _ProtocolError(f"expected a pong to ping {ping.id}, got {reply.type!r}")
-        except Exception as exc:
-            conn.close()
-            self.failed(attempt, exc)
-            return
-        self.conn = conn
-        self.failures = 0
-        self.measure(ping)
-        self.state = "connected"
-        self.next_ping = time.monotonic() + self.s.ping_interval
-        self.notify("connected", attempt=attempt, latency_ms=self.latency_ms,
-                    quality=self.quality)
+        with contextlib.ExitStack() as stack:
+            try:
+                conn = stack.enter_context(connect(
+                    self.s.url, additional_headers=headers, open_timeout=self.s.open_timeout,
+                    ping_interval=None, ping_timeout=None, close_timeout=1.0, compression=None,
+                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=_AGENT,
+                ))
+                self.conn = conn
+                ping = self.make_ping()
+                conn.send(self.ping_message(ping), text=True)
+                reply = decode_reply(conn.recv(self.s.open_timeout, decode=False))
+                if reply.type != "pong" or reply.id != ping.id:
+                    raise _ProtocolError(f"expected a pong to ping {ping.id}, got {reply.type!r}")
+            except Exception as exc:
+                self.conn = None
+                self.failed(attempt, exc)
+                return
+            self.failures = 0
+            self.measure(ping)
+            self.state = "connected"
+            self.next_ping = time.monotonic() + self.s.ping_interval
+            self.notify("connected", attempt=attempt, latency_ms=self.latency_ms,
+                        quality=self.quality)
+            try:
+                while not self.stopping:
+                    self.drain()
+                    self.pump(conn)
+            except _BROKEN as exc:
+                self.lost(exc)
+            except Exception as exc:
+                self.report_bug(exc)
+                self.lost(exc)
+            finally:
+                self.conn = None
 
     def failed(self, attempt: int, exc: BaseException) -> None:
         """Record a failed attempt and schedule the next one."""
@@ -311,19 +331,14 @@ class Worker:
                         delay=round(delay, 3), max_delay=self.s.backoff_cap)
 
     def lost(self, exc: BaseException) -> None:
-        """The open connection broke: requeue everything unacknowledged and reconnect."""
-        conn, self.conn = self.conn, None
+        """The open connection broke: requeue everything unacknowledged, schedule a reconnect."""
         unacked = [item for item in self.sent if type(item) is Entry]
         self.sent.clear()
         self.outstanding = 0
         self.buffer.requeue(unacked)
-        if conn is None:  # failed before a connection existed: back off like an attempt
-            self.failed(self.failures + 1, exc)
-            return
-        conn.close()
         self.counts["reconnects"] += 1
         self.last_error = describe(exc)
-        if not isinstance(exc, ConnectionClosedOK):
+        if not _clean_close(exc):
             self.notify("error", error=self.last_error)
         self.state = "disconnected"
         self.failures = 0
@@ -333,10 +348,8 @@ class Worker:
                     resending=len(unacked))
 
     def shutdown(self) -> None:
-        """Close the connection (the thread is ending)."""
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            conn.close()
+        """The thread is ending (the connection, if any, is already closed)."""
+        if self.state == "connected":
             self.state = "disconnected"
             self.notify("disconnected", reason="publisher closed")
         self.state = "closed"
@@ -354,10 +367,8 @@ class Worker:
 
     # ------------------------------------------------------------------ connected
 
-    def pump(self) -> None:
+    def pump(self, conn: ClientConnection) -> None:
         """One round on an open connection: ping when due, send, read replies or idle."""
-        conn = self.conn
-        assert conn is not None
         now = time.monotonic()
         if now >= self.next_ping:
             ping = self.make_ping()

@@ -1,0 +1,49 @@
+"""Fixtures for the publisher's tests (helpers live in :mod:`tests.publisher.support`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_hooks.manager import PluginManager, create_plugin_manager
+from mlops_hooks.publisher import Publisher
+from tests.publisher.support import FAST, Server, States
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "server")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def states() -> States:
+    return States()
+
+
+@pytest.fixture
+def plugin_manager(states: States) -> PluginManager:
+    pm = create_plugin_manager("training", builtins=False, entrypoints=False)
+    pm.register(states, name="states")
+    return pm
+
+
+@pytest.fixture
+def make_publisher(plugin_manager: PluginManager) -> Iterator[Callable[..., Publisher]]:
+    """Publishers registered in ``plugin_manager``, closed (without waiting) after the test."""
+    made: list[Publisher] = []
+
+    def make(url: str, **kwargs: Any) -> Publisher:
+        publisher = Publisher(url, plugin_manager=plugin_manager, **{**FAST, **kwargs})
+        plugin_manager.register(publisher, name=f"publisher-{len(made)}")
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close(0)

@@ -1,0 +1,98 @@
+"""Helpers for the publisher's tests: a real server with a record of what it accepted, a
+connection-state recorder, event factories and a script runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlops_hooks import events as ev
+from mlops_hooks.manager import hookimpl
+from tests.live_server import LiveServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"backoff_base": 0.02, "backoff_cap": 0.2, "poll_interval": 0.01}
+
+
+class Server(LiveServer):
+    """A live server whose server-side JSONL plugin records every event it accepted."""
+
+    def __init__(self, workdir: Path, **kwargs: Any) -> None:
+        self.jsonl = Path(workdir) / "server-events.jsonl"
+        env = {"MLOPS_HOOKS_JSONL": str(self.jsonl), **kwargs.pop("env", {})}
+        extra = ["--metrics-interval", "0", "--stall-timeout", "0", *kwargs.pop("extra_args", [])]
+        super().__init__(workdir, env=env, extra_args=extra, **kwargs)
+
+    def received(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Events the server accepted (in the order it accepted them), optionally of one run."""
+        if not self.jsonl.exists():
+            return []
+        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line]
+        return [r for r in rows if run_id is None or r.get("run_id") == run_id]
+
+
+class States:
+    """A plugin recording ``mlops_connection_change`` calls (and the thread they come from)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, object]]] = []
+        self.threads: set[str] = set()
+        self._cond = threading.Condition()
+
+    @hookimpl
+    def mlops_connection_change(self, state: str, detail: dict[str, object]) -> None:
+        with self._cond:
+            self.calls.append((state, dict(detail)))
+            self.threads.add(threading.current_thread().name)
+            self._cond.notify_all()
+
+    def names(self) -> list[str]:
+        with self._cond:
+            return [state for state, _ in self.calls]
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate([s for s, _ in self.calls]):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"connection states never matched: {self.calls}")
+                self._cond.wait(left)
+
+
+def progress(i: int, run_id: str) -> ev.TrainingProgress:
+    return ev.TrainingProgress(stage="model_training", progress=min(100, i / 10), run_id=run_id,
+                               message=f"#{i}")
+
+
+def activity(i: int, run_id: str) -> ev.ActivityUpdate:
+    return ev.ActivityUpdate(run_id=run_id, activity=ev.Activity(id=f"{run_id}-a{i}",
+                                                                 title=f"#{i}"))
+
+
+def marks(rows: list[dict[str, Any]]) -> list[str]:
+    """What identifies each test event: its message (progress) or its activity title."""
+    return [r["message"] if r["type"] == "training_progress" else r["activity"]["title"]
+            for r in rows if r["type"] in ("training_progress", "activity_update")]
+
+
+def run_script(code: str, env: dict[str, str] | None = None, timeout: float = 60.0,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (the project importable), capturing its output."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_DISABLE": "console",
+                **(env or {})}
+    full_env.pop("MLOPS_HOOKS_JSONL", None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT)
+
+
+__all__ = ["FAST", "Server", "States", "activity", "free_port", "marks", "progress",
+           "run_script"]
