@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from mlops_hooks._format import to_float
 from mlops_hooks.run import Emit
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "check_name",
     "check_throttle",
     "first_metric",
+    "fraction",
     "missing_framework",
     "never_raises",
 ]
@@ -102,6 +104,12 @@ def first_metric(metrics: Mapping[str, Any], names: Sequence[str]) -> Any:
         if value is not None:
             return value
     return None
+
+
+def fraction(value: object) -> float | None:
+    """``value`` as a float if it lies in 0-1 (an accuracy), else None."""
+    number = to_float(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def never_raises(hook: F) -> F:

@@ -21,7 +21,6 @@ __all__ = [
     "auto_enabled",
     "callback_bases",
     "callbacks_being_configured",
-    "fraction",
     "has_user_callback",
     "module_bytes",
     "on_worker_exit",
@@ -75,12 +74,6 @@ def plan(trainer: Any) -> tuple[int | None, int | None, int | None]:
         needed = math.ceil(trainer.max_steps / per_epoch)  # max_steps ends the run earlier
         total_epochs = min(needed, max_epochs) if max_epochs else needed
     return total_steps, total_epochs, per_epoch
-
-
-def fraction(value: object) -> float | None:
-    """``value`` as a float if it lies in 0-1 (an accuracy), else None."""
-    number = to_float(value)
-    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def module_bytes(module: Any) -> int | None:

@@ -48,6 +48,7 @@ from mlops_hooks.plugins._common import (
     check_name,
     check_throttle,
     first_metric,
+    fraction,
     never_raises,
 )
 from mlops_hooks.run import Emit, Run
@@ -263,7 +264,7 @@ class _MLOpsCallbackImpl:
             return
         metrics = trainer.callback_metrics
         run.complete(
-            final_accuracy=support.fraction(first_metric(metrics, self.accuracy_metrics)),
+            final_accuracy=fraction(first_metric(metrics, self.accuracy_metrics)),
             validation_score=first_metric(metrics, self.score_metrics),
             model_size=support.module_bytes(pl_module),
         )

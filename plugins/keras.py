@@ -1,0 +1,304 @@
+"""Keras 3 adapter: :class:`MLOpsCallback`, a real ``keras.callbacks.Callback``.
+
+Backend-agnostic (JAX, TensorFlow, PyTorch, NumPy)::
+
+    from mlops_hooks.plugins.keras import MLOpsCallback
+
+    model.fit(x, y, epochs=10, validation_split=0.2, callbacks=[MLOpsCallback("digits")])
+
+**What is reported.** Progress over the whole run from ``self.params`` (``epochs`` and
+``steps``; when ``steps`` is unknown, e.g. a generator without a length, progress moves per
+epoch and the epoch length is learnt from the first one), the loss and metrics of the epoch
+logs (``loss``, ``accuracy``, ``val_*``), stages ``model_training`` → ``validation`` (the
+validation pass inside ``fit``) → ``finalization``, and ``training_completed`` with
+``final_accuracy``/``validation_score`` from configurable log names and ``model_size`` from
+the weights.
+
+**Batch hooks.** ``on_train_batch_end`` is a counter update and a clock compare under a lock,
+and the callback declares ``async_safe``, so Keras keeps dispatching batch hooks on its worker
+thread: the training loop itself only enqueues.
+
+**Failures.** Keras has no exception hook, so the callback covers failures three ways:
+
+1. During ``fit`` the model's ``train_function`` and ``test_function`` (one training or
+   validation step) are wrapped: an exception in a step - shapes, NaN checks, out of memory,
+   Ctrl-C - is reported at once with its stage and progress, then re-raised unchanged. The
+   wrappers are removed when ``fit`` ends.
+2. For anything else that escapes ``fit`` (the data pipeline, another callback), use the
+   callback as a context manager: ``with MLOpsCallback("digits") as cb: model.fit(...,
+   callbacks=[cb])`` reports any exception raised inside the block.
+3. Without the context manager, an uncaught exception is still reported through a chained
+   ``sys.excepthook``, and a run left open at interpreter exit is reported as failed
+   (see ``_open_runs``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from math import prod
+from types import TracebackType
+from typing import Any
+
+from mlops_hooks.plugins import _open_runs
+from mlops_hooks.plugins._common import (
+    check_emit,
+    check_metric_names,
+    check_name,
+    check_throttle,
+    first_metric,
+    fraction,
+    missing_framework,
+    never_raises,
+)
+from mlops_hooks.run import Emit, Run
+
+try:
+    import keras
+except ImportError as _error:  # pragma: no cover - exercised with keras hidden
+    raise missing_framework("Keras 3", "keras", _error) from _error
+
+__all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback"]
+
+#: Log names tried, in order, for ``final_accuracy`` and the epoch accuracy (0-1 values).
+DEFAULT_ACCURACY_METRICS = ("val_accuracy", "val_acc", "accuracy", "acc",
+                            "val_sparse_categorical_accuracy", "sparse_categorical_accuracy",
+                            "val_categorical_accuracy", "categorical_accuracy",
+                            "val_binary_accuracy", "binary_accuracy")
+#: Log names tried, in order, for ``validation_score``.
+DEFAULT_SCORE_METRICS = ("val_accuracy", "val_acc", "val_sparse_categorical_accuracy",
+                         "val_categorical_accuracy", "val_binary_accuracy", "val_auc")
+
+_STEP_FUNCTIONS = ("train_function", "test_function")
+
+
+class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stream a Keras ``fit`` to the mlops-hooks dashboard and plugins.
+
+    Args:
+        name: What is trained, shown on the dashboard; defaults to the model's name.
+        model_id: Identifier of the produced model, sent with ``training_completed``.
+        run_id: Identifier of the run; generated per ``fit`` when omitted.
+        accuracy_metrics: Log name(s) for ``final_accuracy`` and the epoch accuracy, tried in
+            order (values outside 0-1 are ignored).
+        score_metrics: Log name(s) for ``validation_score``.
+        throttle: Minimum seconds between progress events (epoch ends, stage changes and 100%
+            are always sent).
+        emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
+            manager.
+
+    Raises:
+        ValueError: An argument is empty or out of range.
+        TypeError: ``emit`` is not callable.
+
+    Example:
+        >>> with MLOpsCallback("digits") as cb:  # doctest: +SKIP
+        ...     model.fit(x, y, epochs=5, validation_split=0.2, callbacks=[cb])
+    """
+
+    #: Batch hooks only touch this callback's own state under a lock: Keras may run them on
+    #: its worker thread.
+    async_safe = True
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        model_id: str | None = None,
+        run_id: str | None = None,
+        accuracy_metrics: str | Iterable[str] = DEFAULT_ACCURACY_METRICS,
+        score_metrics: str | Iterable[str] = DEFAULT_SCORE_METRICS,
+        throttle: float = 0.25,
+        emit: Emit | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = check_name(name)
+        self.model_id = check_name(model_id)
+        self.run_id = check_name(run_id)
+        self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
+        self.score_metrics = check_metric_names("score_metrics", score_metrics)
+        self.throttle = check_throttle(throttle)
+        self.emit = check_emit(emit)
+        self._run: Run | None = None
+        self._lock = threading.Lock()
+        self._epoch_base = 0  # steps done before the current epoch
+        self._steps_called = 0  # training steps of this epoch that returned (main thread)
+        self._wrapped: dict[str, Any] = {}
+        self._wrapped_model: Any = None
+
+    @property
+    def run(self) -> Run | None:
+        """The run of the current (or last) ``fit``."""
+        return self._run
+
+    # ------------------------------------------------------------------ fit lifecycle
+
+    @never_raises
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Start a run sized from ``self.params`` and guard the training steps."""
+        previous = self._run
+        if previous is not None and previous.started and not previous.finished:
+            previous.fail(RuntimeError("fit ended without completing (an exception was "
+                                       "raised outside a training step)"))
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        model = self.model
+        run = self._run = Run(
+            self.name or getattr(model, "name", None) or type(model).__name__,
+            total_epochs=epochs if isinstance(epochs, int) and epochs > 0 else None,
+            steps_per_epoch=steps if isinstance(steps, int) and steps > 0 else None,
+            run_id=self.run_id,
+            model_id=self.model_id,
+            throttle=self.throttle,
+            emit=self.emit,
+        )
+        self._epoch_base = 0
+        run.start()
+        run.stage("model_training")
+        _open_runs.watch(run)
+        self._wrap_steps(model)
+
+    @never_raises
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Note the epoch; a fit resumed at ``initial_epoch`` starts its progress there."""
+        run = self._run
+        if run is None:
+            return
+        with self._lock:
+            if run.steps == 0 and epoch > 0 and run.epochs_done == 0:
+                run.epochs_done = epoch
+                run.steps = epoch * (run.steps_per_epoch or 0)
+            self._epoch_base = run.steps
+            self._steps_called = 0
+            run.epoch_start(epoch)
+
+    @never_raises
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        """Count the batch (an enqueue's worth of work; may run on Keras' worker thread)."""
+        run = self._run
+        if run is None:
+            return
+        with self._lock:
+            if run.finished:
+                return
+            done = self._epoch_base + batch + 1
+            run.step(logs.get("loss") if logs else None, max(0, done - run.steps))
+
+    @never_raises
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Enter validation when ``fit`` evaluates (a standalone ``evaluate`` is ignored)."""
+        run = self._run
+        if run is not None and run.started and not run.finished:
+            with self._lock:
+                run.stage("validation")
+
+    @never_raises
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Return to training after the validation pass."""
+        run = self._run
+        if run is not None and run.started and not run.finished:
+            with self._lock:
+                run.stage("model_training")
+
+    @never_raises
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Send the epoch's end with its loss, accuracy and ``val_*`` metrics."""
+        run = self._run
+        if run is None:
+            return
+        logs = logs or {}
+        with self._lock:
+            run.epoch_end(epoch, loss=logs.get("loss"),
+                          accuracy=fraction(first_metric(logs, self.accuracy_metrics)),
+                          metrics=logs)
+
+    @never_raises
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Complete the run with accuracy, validation score and the weights' size."""
+        run = self._run
+        self._unwrap_steps()
+        if run is None:
+            return
+        logs = logs or {}
+        with self._lock:
+            run.stage("finalization")
+            run.complete(final_accuracy=fraction(first_metric(logs, self.accuracy_metrics)),
+                         validation_score=first_metric(logs, self.score_metrics),
+                         model_size=_weights_bytes(self.model))
+        _open_runs.forget(run)
+
+    # ------------------------------------------------------------------ failures
+
+    def __enter__(self) -> MLOpsCallback:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        run = self._run
+        model = self._wrapped_model
+        self._unwrap_steps()
+        if run is None or run.finished or not run.started:
+            return
+        try:
+            with self._lock:
+                # Batch hooks may still be queued on Keras' worker thread: count the steps
+                # that returned in this thread instead.
+                per_call = getattr(model, "steps_per_execution", 1) or 1
+                done = self._epoch_base + self._steps_called * int(per_call)
+                if run.steps < done:
+                    run.steps = done
+                run.fail(exc)
+        except Exception as error:  # the user's exception is what must surface
+            import sys
+
+            sys.stderr.write(f"mlops-hooks: could not report the failure: {error!r}\n")
+        _open_runs.forget(run)
+
+    def _wrap_steps(self, model: Any) -> None:
+        for attribute in _STEP_FUNCTIONS:
+            original = getattr(model, attribute, None)
+            if original is None or attribute in self._wrapped:
+                continue
+            self._wrapped[attribute] = original
+            setattr(model, attribute, self._guarded(original, attribute == "train_function"))
+        self._wrapped_model = model
+
+    def _unwrap_steps(self) -> None:
+        model = self._wrapped_model
+        for attribute, original in self._wrapped.items():
+            setattr(model, attribute, original)
+        self._wrapped = {}
+        self._wrapped_model = None
+
+    def _guarded(self, step: Any, training: bool) -> Any:
+        fail = self._fail
+
+        def guarded_step(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = step(*args, **kwargs)
+            except BaseException as exc:
+                fail(exc)
+                raise
+            if training:
+                self._steps_called += 1
+            return result
+
+        guarded_step.__wrapped__ = step  # type: ignore[attr-defined]
+        return guarded_step
+
+
+def _weights_bytes(model: Any) -> int | None:
+    """Bytes of the model's weights (elements times the dtype width)."""
+    try:
+        total = 0
+        for weight in model.weights:
+            bits = re.search(r"\d+", str(weight.dtype))
+            total += prod(weight.shape) * (int(bits.group()) // 8 if bits else 1)
+        return total
+    except Exception:
+        return None
