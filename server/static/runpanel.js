@@ -21,9 +21,9 @@ const STATUS_LABEL = { running: 'Running', completed: 'Completed', failed: 'Fail
 
 let panelCount = 0;
 
-function stat(label) {
+function stat(label, key) {
   const value = h('dd', {}, '—');
-  return { node: h('div', { class: 'stat' }, h('dt', {}, label), value), value };
+  return { node: h('div', { class: 'stat', dataset: { stat: key } }, h('dt', {}, label), value), value };
 }
 
 export class RunPanel {
@@ -53,10 +53,10 @@ export class RunPanel {
     }, e.bar);
     e.pips = STAGES.map((stage) => h('li', { class: 'pip', dataset: { stage } }, h('span', {}, STAGE_TEXT[stage])));
     e.pipeline = h('ol', { class: 'pipeline', 'aria-label': 'Training stages' }, e.pips);
-    const epoch = stat('Epoch');
-    const loss = stat('Loss');
-    const eta = stat('ETA');
-    const accuracy = stat('Accuracy');
+    const epoch = stat('Epoch', 'epoch');
+    const loss = stat('Loss', 'loss');
+    const eta = stat('ETA', 'eta');
+    const accuracy = stat('Accuracy', 'accuracy');
     Object.assign(e, { epoch: epoch.value, loss: loss.value, eta: eta.value, accuracy: accuracy.value });
     e.message = h('p', { class: 'run-message' });
     e.stalled = h('p', { class: 'run-note warn', hidden: true },
@@ -76,11 +76,11 @@ export class RunPanel {
 
     e.doneText = h('span', {});
     e.doneMessage = h('p', { class: 'done-message' }, icon('milestone'), ' ', e.doneText);
-    const finalAcc = stat('Final accuracy');
-    const valScore = stat('Validation score');
-    const time = stat('Training time');
-    const size = stat('Model size');
-    const epochs = stat('Epochs');
+    const finalAcc = stat('Final accuracy', 'final_accuracy');
+    const valScore = stat('Validation score', 'validation_score');
+    const time = stat('Training time', 'training_time');
+    const size = stat('Model size', 'model_size');
+    const epochs = stat('Epochs', 'total_epochs');
     Object.assign(e, {
       finalAcc: finalAcc.value, valScore: valScore.value, time: time.value, size: size.value,
       epochs: epochs.value,
@@ -178,7 +178,7 @@ export class RunPanel {
     setText(e.message, status === 'completed' && run.completed ? '' : p.message || '');
     e.message.hidden = !e.message.textContent;
     e.stalled.hidden = status !== 'stalled';
-    e.stats.hidden = status === 'completed';
+    e.stats.hidden = status === 'completed' || !Object.keys(p).length;
     const live = status === 'running' || status === 'stalled';
     this.root.classList.toggle('no-chart', !live && !(run.points || []).some((p) => isNum(p.loss) || isNum(p.accuracy)));
     this.chart.emptyText(status === 'running' || status === 'stalled'

@@ -116,6 +116,7 @@ export class SystemView {
   /** Predictions/min over the recent samples, as an area sparkline. */
   drawSpark() {
     const values = this.samples;
+    this.el.spark.classList.toggle('is-empty', values.length < 2);
     const max = Math.max(1, ...values);
     const n = values.length;
     const y = (v) => 38 - (v / max) * 34;
