@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import encodings.idna  # noqa: F401 - see _start()
 import os
 import sys
 import threading
@@ -35,6 +36,7 @@ import weakref
 from typing import Any, NamedTuple
 
 from mlops_hooks import events as ev
+from mlops_hooks import manager as _manager
 from mlops_hooks._publisher.buffer import is_droppable
 from mlops_hooks._publisher.config import (
     DEFAULT_BUFFER,
@@ -193,7 +195,14 @@ class Publisher:
                   "publisher catches up (lifecycle events are kept)")
 
     def _start(self) -> None:
-        """Start this process's background thread (called with the lock held)."""
+        """Start this process's background thread (called with the lock held).
+
+        The thread must never import anything lazily: a fork while it holds a module's import
+        lock leaves the child with a lock no thread of its own can release. That is why
+        ``encodings.idna`` (which ``getaddrinfo`` would import on the first connection) is
+        imported with this module; without it a DataLoader worker forked during the parent's
+        first connection could never resolve a host name ("unknown encoding: idna").
+        """
         worker = Worker(self.settings, self._mailbox, self._notify, _warn)
         thread = threading.Thread(target=worker.run, name="mlops-hooks-publisher", daemon=True)
         self._worker, self._thread, self._pid = worker, thread, os.getpid()
@@ -324,9 +333,7 @@ class Publisher:
 
 def _registered_in(publisher: Publisher) -> PluginManager | None:
     """The process-wide manager this publisher is registered in, if any (never builds one)."""
-    from mlops_hooks import manager
-
-    for pm in list(manager._managers.values()):
+    for pm in list(_manager._managers.values()):
         if pm.is_registered(publisher):
             return pm
     return None

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -86,12 +87,18 @@ def marks(rows: list[dict[str, Any]]) -> list[str]:
 
 def run_script(code: str, env: dict[str, str] | None = None, timeout: float = 60.0,
                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter (the project importable), capturing its output."""
+    """Run ``code`` as a script file in a fresh interpreter (the project importable).
+
+    A file rather than ``-c`` so that ``multiprocessing``'s spawn can re-import ``__main__``.
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_DISABLE": "console",
                 **(env or {})}
     full_env.pop("MLOPS_HOOKS_JSONL", None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "script.py"
+        script.write_text(textwrap.dedent(code))
+        return subprocess.run([sys.executable, str(script)], env=full_env, capture_output=True,
+                              text=True, timeout=timeout, cwd=cwd or ROOT)
 
 
 __all__ = ["FAST", "Server", "States", "activity", "free_port", "marks", "progress",
