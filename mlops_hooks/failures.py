@@ -47,6 +47,10 @@ _RULES: tuple[tuple[frozenset[str], tuple[str, ...], Failure], ...] = (
         "TERMINATED", ("The training process exited before the run finished",
                        "Check what called sys.exit()"))),
     (frozenset({"MemoryError", "OutOfMemoryError"}), (), _MEMORY),
+    # scikit-learn's parameter validation; its messages quote ranges such as "(0.0, inf]".
+    (frozenset({"InvalidParameterError"}), (), Failure(
+        "INVALID_PARAMETER", ("Check the parameter named in the error against its valid range",
+                              "Fix the estimator's constructor arguments or the search grid"))),
     (frozenset(), ("out of memory", "cuda oom", "cannot allocate memory"), _MEMORY),
     (frozenset(), ("nccl", "gloo", "process group"), Failure(
         "DISTRIBUTED_ERROR", ("Check that every rank can reach MASTER_ADDR:MASTER_PORT",

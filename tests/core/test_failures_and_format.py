@@ -17,6 +17,10 @@ class SIGTERMException(SystemExit):
     """Shaped like Lightning's SIGTERMException."""
 
 
+class InvalidParameterError(ValueError, TypeError):
+    """Shaped like scikit-learn's InvalidParameterError."""
+
+
 @pytest.mark.parametrize(
     ("exc", "code"),
     [
@@ -35,6 +39,8 @@ class SIGTERMException(SystemExit):
         (ModuleNotFoundError("No module named 'x'"), "DEPENDENCY_ERROR"),
         (KeyError("label"), "DATA_ERROR"),
         (RuntimeError("something odd"), "TRAINING_ERROR"),
+        (InvalidParameterError("The 'C' parameter of LogisticRegression must be a float in the "
+                               "range (0.0, inf]. Got -1.0 instead."), "INVALID_PARAMETER"),
     ],
 )
 def test_classify(exc, code):
