@@ -189,8 +189,9 @@ export class WebSocketManager {
       return;
     }
     if (this._probe) {
+      // HTTP works but the WebSocket does not: refused (token, Origin) or blocked on the way.
       this._probe = false;
-      this._setState('max_reconnect_attempts', { attempts: this.config.maxReconnectAttempts });
+      this._setState('max_reconnect_attempts', { attempts: this.config.maxReconnectAttempts, refused: true });
       return;
     }
     this._scheduleReconnect();

@@ -78,7 +78,14 @@ export class StatusView {
     el.banner.hidden = !m.offline;
     document.body.classList.toggle('offline', m.offline);
     document.body.dataset.connection = state;
-    if (m.offline) setText(el.bannerDetail, `Showing data from the REST API, refreshed every ${this.interval()}.`);
+    if (m.offline) {
+      let detail = `Showing data from the REST API, refreshed every ${this.interval()}.`;
+      if (d.refused) {
+        detail += ' The server answers, but refuses the live connection'
+          + (m.config.token ? '.' : ': if it requires a subscriber token, open this page with ?token=…');
+      }
+      setText(el.bannerDetail, detail);
+    }
     this.renderQuality();
     this.renderUpdated();
   }

@@ -6,6 +6,7 @@ import { publish, requestAction, runControl, toast, uid } from './notify.js';
 import { RunPanel } from './runpanel.js';
 
 const MAX_POINTS = 400;
+const STALLED_ALERT = 'training_stalled';
 
 /** Keep at most MAX_POINTS chart points, thinning the older half so the whole run stays visible. */
 export function capPoints(points) {
@@ -55,6 +56,7 @@ export class TrainingView {
       manager.addWebSocketHandler('training_progress', (e) => this.onProgress(e)),
       manager.addWebSocketHandler('training_completed', (e) => this.onCompleted(e)),
       manager.addWebSocketHandler('training_failed', (e) => this.onFailed(e)),
+      manager.addWebSocketHandler('system_alert', (e) => this.onAlert(e)),
     ];
     this.layout();
   }
@@ -122,7 +124,7 @@ export class TrainingView {
     }
     const { type: _type, seq: _seq, ...fields } = e;
     run.progress = { ...run.progress, ...fields };
-    run.status = 'running';
+    run.status = 'running'; // also ends "stalled": the run reports again
     const point = pointOf(e);
     if (point && !(isNum(point.seq) && run.points.some((p) => p.seq === point.seq))) {
       run.points = capPoints([...run.points, point]);
@@ -155,6 +157,15 @@ export class TrainingView {
     const panel = this.renderRun(key);
     panel.retried = false;
     toast(`Training failed: ${run.model_name || key}`, `${e.error_code ? `${e.error_code}: ` : ''}${e.error || ''}`, 'error');
+    this.layout();
+  }
+
+  /** The server's stall watchdog names the run in a `training_stalled` alert. */
+  onAlert(e) {
+    const run = e.run_id && this.runs.get(e.run_id);
+    if (!run || !e.alert || e.alert.alert_type !== STALLED_ALERT || run.status !== 'running') return;
+    run.status = 'stalled';
+    this.renderRun(e.run_id);
     this.layout();
   }
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
 
 from tests.browser.conftest import Dashboard, spec_events
+from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -89,6 +91,7 @@ def test_offline_mode_polls_the_rest_fallback_then_goes_live_again(dash: Dashboa
     expect(page.locator("#conn-text")).to_have_text("Offline Mode")
     expect(page.locator("#last-update")).to_contain_text("Refreshed (offline mode)")
     expect(page.locator("#offline-detail")).to_contain_text("refreshed every 0.3 s")
+    expect(page.locator("#offline-detail")).to_contain_text("refuses the live connection")
     expect(page.locator("#model-name")).to_have_text("Customer Predictor v3.2")
 
     dash.post(activity("act-poll", "Seen by polling"),
@@ -142,3 +145,29 @@ def test_ping_pong_latency_gives_the_connection_quality(dash: Dashboard) -> None
         "(ms) => import('/static/connection.js').then((m) => m.qualityFor(ms))", latency)
     expect(quality).to_have_attribute("data-quality", expected)
     dash.console.assert_clean()
+
+
+def test_a_subscriber_token_in_the_page_url_opens_the_live_connection(
+        browser_context: BrowserContext, tmp_path: Path) -> None:
+    live = LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0",
+                                            "--subscriber-token", "s3cret"])
+    with_token, without = browser_context.new_page(), browser_context.new_page()
+    try:
+        live.start()
+        dash = Dashboard(with_token, live)
+        dash.open(token="s3cret")
+        dash.wait_live()
+        dash.post(activity("act-1", "Seen with the token"))
+        titles = with_token.locator("#activity .activity-title")
+        expect(titles).to_have_text(["Seen with the token"])
+        dash.console.assert_clean()
+
+        refused = Dashboard(without, live)
+        refused.open(reconnectBaseMs=50, reconnectMaxMs=100, offlinePollMs=300)
+        expect(without.locator("#conn-text")).to_have_text("Offline Mode")
+        expect(without.locator("#offline-detail")).to_contain_text("subscriber token")
+        refused.console.assert_clean(network_noise=True)
+    finally:
+        with_token.close()
+        without.close()
+        live.stop()

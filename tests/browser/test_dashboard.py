@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, Dashboard, spec_events
+from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -186,3 +189,28 @@ def test_each_spec_event_posted_to_the_server_shows_up_live(dash: Dashboard) -> 
     expect(page.locator("#alerts .alert-title")).to_have_text(
         ["Disk almost full", "High Memory Usage"])
     dash.console.assert_clean()
+
+
+def test_a_run_the_stall_watchdog_reports_is_shown_stalled_until_it_reports_again(
+        browser_context: BrowserContext, tmp_path: Path) -> None:
+    live = LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "1"])
+    page = browser_context.new_page()
+    try:
+        live.start()
+        dash = Dashboard(page, live)
+        dash.open()
+        dash.wait_live()
+        progress = dict(spec_events()["training_progress"], run_id="run-s", model_name="Stuck")
+        dash.post(progress)
+        run = run_panel(page, "run-s")
+        expect(run).to_have_attribute("data-status", "stalled", timeout=10_000)
+        expect(run.locator(".badge")).to_have_text("Stalled")
+        expect(run.locator(".run-note")).to_be_visible()
+        expect(page.locator("#alerts .alert-title")).to_have_text(["Training Run Stalled"])
+        dash.post(dict(progress, progress=70))
+        expect(run).to_have_attribute("data-status", "running")
+        expect(run.locator(".run-percent")).to_have_text("70%")
+        dash.console.assert_clean()
+    finally:
+        page.close()
+        live.stop()
