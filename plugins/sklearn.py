@@ -1,0 +1,180 @@
+"""scikit-learn 1.9 adapter: :class:`MLOpsCallback` for ``set_callbacks`` and a fallback.
+
+With estimators that support scikit-learn's callback protocol (``GridSearchCV``,
+``RandomizedSearchCV``, ``Pipeline``, ``LogisticRegression``, ``StandardScaler``, ...)::
+
+    from mlops_hooks.plugins.sklearn import MLOpsCallback
+
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1, 10]}, n_jobs=2)
+    search.set_callbacks(MLOpsCallback("digits-search"))
+    search.fit(X, y)
+
+The callback is a ``FitCallback`` and an ``AutoPropagatedCallback``: set on the outermost
+estimator, scikit-learn hands it to every sub-estimator (down to ``max_propagation_depth``
+levels). Progress is the completed fraction of the fit's task tree (candidate/split
+evaluations, refit, pipeline steps, solver iterations), with "12/20 fits, 340 iterations" in
+the message. With ``n_jobs`` > 1 the copies of the callback in worker processes send their
+task events to the main process over scikit-learn's callback transport, exactly as its
+``ProgressBar`` does; only the main process emits events. Stages: ``data_preparation`` at
+start, ``feature_engineering`` while a pipeline fits its transformers, ``model_training``,
+``validation`` while scoring ``validation_data``, ``finalization`` at the end.
+``training_completed`` carries the search's ``best_score_`` (or the score on
+``validation_data``) and the pickled size of the fitted estimator; a fit that raises reports
+``training_failed`` with the stage and progress of that moment.
+
+For estimators without callback support use :func:`monitored_fit` (start, completion with
+score, failure; per-epoch progress for estimators with ``partial_fit``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mlops_hooks.plugins._common import (
+    check_emit,
+    check_name,
+    check_throttle,
+    missing_framework,
+    never_raises,
+)
+from mlops_hooks.plugins._sklearn_fallback import completion_scores, monitored_fit, pickled_size
+from mlops_hooks.plugins._sklearn_tasks import TaskTree, begin_message, end_message
+from mlops_hooks.run import Emit, Run
+
+try:
+    import sklearn.callback  # noqa: F401 - the protocol this module implements
+except ImportError as _error:  # pragma: no cover - exercised with scikit-learn hidden
+    raise missing_framework("scikit-learn >= 1.9", "sklearn", _error) from _error
+
+try:  # how sklearn's own ProgressBar forwards worker events (private; present since 1.9)
+    from sklearn.callback._transport import close_listener, open_listener, send
+except ImportError:  # pragma: no cover - a later scikit-learn moved it: stay process-local
+    open_listener = close_listener = send = None
+
+__all__ = ["MLOpsCallback", "monitored_fit"]
+
+# Per-fit state of the main process, keyed by the fit's root uuid (not picklable, so not on
+# the callback, whose copies travel to worker processes).
+_trees: dict[Any, TaskTree] = {}
+
+
+class MLOpsCallback:
+    """Stream a scikit-learn fit to the mlops-hooks dashboard and plugins.
+
+    Args:
+        name: What is trained, shown on the dashboard; defaults to the estimator's class.
+        model_id: Identifier of the produced model, sent with ``training_completed``.
+        run_id: Identifier of the run; generated per fit when omitted.
+        validation_data: ``(X_val, y_val)`` to score the fitted estimator on at the end
+            (``final_accuracy`` for classifiers, ``validation_score`` always).
+        max_propagation_depth: How many levels of sub-estimators receive the callback
+            (None: all).
+        throttle: Minimum seconds between progress events.
+        emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
+            manager. Only the main process emits.
+
+    Raises:
+        ValueError: An argument is empty or out of range.
+        TypeError: ``emit`` is not callable, or ``validation_data`` is not a pair.
+
+    Example:
+        >>> search.set_callbacks(MLOpsCallback("digits-search"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        model_id: str | None = None,
+        run_id: str | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        max_propagation_depth: int | None = None,
+        throttle: float = 0.25,
+        emit: Emit | None = None,
+    ) -> None:
+        self.name = check_name(name)
+        self.model_id = check_name(model_id)
+        self.run_id = check_name(run_id)
+        if validation_data is not None and (
+                not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
+            raise TypeError("validation_data must be a pair (X_val, y_val), got "
+                            f"{type(validation_data).__name__}")
+        self.validation_data = validation_data
+        if max_propagation_depth is not None and (
+                isinstance(max_propagation_depth, bool)
+                or not isinstance(max_propagation_depth, int) or max_propagation_depth < 0):
+            raise ValueError("max_propagation_depth must be an integer >= 0 or None, got "
+                             f"{max_propagation_depth!r}")
+        self._max_propagation_depth = max_propagation_depth
+        self.throttle = check_throttle(throttle)
+        self.emit = check_emit(emit)
+        self._handles: dict[Any, Any] = {}  # root uuid -> listener handle (picklable)
+        self._runs: dict[Any, Run] = {}  # this process's runs (dropped when pickled)
+        self.last_run: Run | None = None
+
+    @property
+    def max_propagation_depth(self) -> int | None:
+        """Levels of nested estimators the callback is propagated to (None: all)."""
+        return self._max_propagation_depth
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()  # workers only send messages: no emitter, no validation
+        state.update(emit=None, validation_data=None, _runs={}, last_run=None)
+        return state
+
+    # ------------------------------------------------------------------ protocol
+
+    @never_raises
+    def setup(self, estimator: Any, context: Any) -> None:
+        """Start the run of the outermost estimator's fit and open the message listener."""
+        run = Run(self.name or type(estimator).__name__, run_id=self.run_id,
+                  model_id=self.model_id, throttle=self.throttle, emit=self.emit)
+        tree = TaskTree(run)
+        key = context.root_uuid
+        _trees[key] = tree
+        self._runs[key] = self.last_run = run
+        if open_listener is not None:
+            self._handles[key] = open_listener(tree.consume)
+        run.start()
+        run.advance(0)
+
+    @never_raises
+    def on_fit_task_begin(self, estimator: Any, context: Any) -> None:
+        """Forward the task's start to the main process (non-leaf tasks only)."""
+        message = begin_message(context)
+        if message is not None:
+            self._send(context.root_uuid, message)
+
+    @never_raises
+    def on_fit_task_end(self, estimator: Any, context: Any) -> None:
+        """Forward the task's end to the main process."""
+        self._send(context.root_uuid, end_message(context))
+
+    @never_raises
+    def teardown(self, estimator: Any, context: Any) -> None:
+        """Complete or fail the run (scikit-learn calls this in a ``finally``)."""
+        key = context.root_uuid
+        handle = self._handles.pop(key, None)
+        if handle is not None:
+            close_listener(handle)
+        tree = _trees.pop(key, None)
+        run = self._runs.pop(key, None)
+        if tree is None or run is None:
+            return
+        if not tree.root_done:  # the fit raised: teardown runs while it propagates
+            error = sys.exc_info()[1] or RuntimeError("the fit ended without completing")
+            run.fail(error)
+            return
+        accuracy, score = completion_scores(estimator, self.validation_data, run)
+        run.complete(final_accuracy=accuracy, validation_score=score,
+                     model_size=pickled_size(getattr(estimator, "best_estimator_", estimator)))
+
+    def _send(self, key: Any, message: dict[str, Any]) -> None:
+        handle = self._handles.get(key)
+        if handle is not None:
+            send(handle, message)
+            return
+        tree = _trees.get(key)  # no transport: only this process's tasks are seen
+        if tree is not None:
+            tree.consume(message)

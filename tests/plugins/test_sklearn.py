@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.callback import AutoPropagatedCallback, FitCallback
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from mlops_hooks.plugins.sklearn import MLOpsCallback, monitored_fit
+from tests.plugins.conftest import (
+    assert_one_run,
+    assert_progress_monotonic_to_100,
+    assert_wire_valid,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    return train_test_split(x, y, test_size=0.25, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return x[:600] / 16.0, y[:600]
+
+
+def test_is_a_fit_and_auto_propagated_callback():
+    callback = MLOpsCallback()
+    assert isinstance(callback, FitCallback) and isinstance(callback, AutoPropagatedCallback)
+    assert callback.max_propagation_depth is None
+
+
+def test_logistic_regression_reports_iterations_and_validation_score(pm, recorder, cancer):
+    x_train, x_val, y_train, y_val = cancer
+    model = LogisticRegression(max_iter=200)
+    model.set_callbacks(MLOpsCallback("cancer-logreg", model_id="lr_v1", emit=pm.dispatch,
+                                      throttle=0, validation_data=(x_val, y_val)))
+    model.fit(x_train, y_train)
+    assert_one_run(recorder)
+    assert recorder.stages() == ["data_preparation", "model_training", "validation",
+                                 "finalization"]
+    assert_progress_monotonic_to_100(recorder)
+    n_iter = int(model.n_iter_[0])
+    assert any(e.message.endswith(f"- {n_iter} iterations") for e in recorder.progress())
+    (done,) = recorder.of_type("training_completed")
+    assert done.final_accuracy == pytest.approx(model.score(x_val, y_val))
+    assert done.validation_score == done.final_accuracy and done.model_id == "lr_v1"
+    assert done.model_size.endswith(("B", "KB"))
+    assert done.model_name == "cancer-logreg" and not recorder.of_type("training_failed")
+    assert_wire_valid(recorder)
+
+
+def test_pipeline_reports_feature_engineering_then_training(pm, recorder, digits):
+    x, y = digits
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+    pipe.set_callbacks(MLOpsCallback(emit=pm.dispatch, throttle=0))
+    pipe.fit(x, y)
+    assert recorder.stages() == ["data_preparation", "feature_engineering", "model_training",
+                                 "finalization"]
+    assert_progress_monotonic_to_100(recorder)
+    scaled = [e.progress for e in recorder.progress() if e.stage == "feature_engineering"]
+    assert max(scaled) == 50  # one of two pipeline steps
+    assert recorder.progress()[0].model_name == "Pipeline"
+
+
+@pytest.mark.slow
+def test_grid_search_with_two_worker_processes_reports_fits_and_best_score(pm, recorder,
+                                                                          digits):
+    x, y = digits
+    search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
+                          {"logisticregression__C": [0.1, 1.0]}, cv=3, n_jobs=2)
+    search.set_callbacks(MLOpsCallback("digits-search", emit=pm.dispatch, throttle=0))
+    search.fit(x, y)
+    assert_one_run(recorder)
+    assert_progress_monotonic_to_100(recorder)
+    progress = recorder.progress()
+    fits = [e.current_step for e in progress if "fits" in (e.message or "")]
+    assert fits == sorted(fits) and fits[-1] == 7  # 2 candidates x 3 folds + the refit
+    assert any("/7 fits, " in e.message and "iterations" in e.message for e in progress)
+    worker_iterations = [e for e in progress if "0/7 fits" in e.message and "iter" in e.message]
+    assert worker_iterations  # solver iterations inside worker processes reached us
+    (done,) = recorder.of_type("training_completed")
+    assert done.final_accuracy == pytest.approx(search.best_score_)
+    assert done.validation_score == pytest.approx(search.best_score_)
+    pids = {e.activity.metadata["pid"] for e in recorder.of_type("activity_update")}
+    assert pids == {os.getpid()}  # only the main process emits
+
+
+def test_randomized_search_sequential(pm, recorder, cancer):
+    x_train, _, y_train, _ = cancer
+    search = RandomizedSearchCV(LogisticRegression(max_iter=200), {"C": [0.01, 0.1, 1, 10]},
+                                n_iter=2, cv=2, random_state=0)
+    search.set_callbacks(MLOpsCallback(emit=pm.dispatch, throttle=0))
+    search.fit(x_train, y_train)
+    assert_progress_monotonic_to_100(recorder)
+    assert max(e.current_step for e in recorder.progress()) == 5
+    assert recorder.of_type("training_completed")[0].validation_score == pytest.approx(
+        search.best_score_)
+
+
+class Boom(TransformerMixin, BaseEstimator):
+    error = RuntimeError("boom in step 2")
+
+    def fit(self, x, y=None):
+        raise self.error
+
+    def transform(self, x):
+        return x
+
+
+@pytest.mark.filterwarnings("ignore:The estimator Boom does not support callbacks")
+def test_failure_is_reported_with_stage_and_progress_and_reraised_unchanged(pm, recorder,
+                                                                             digits):
+    x, y = digits
+    pipe = Pipeline([("scale", StandardScaler()), ("boom", Boom()),
+                     ("lr", LogisticRegression())])
+    pipe.set_callbacks(MLOpsCallback(emit=pm.dispatch))
+    with pytest.raises(RuntimeError) as raised:
+        pipe.fit(x, y)
+    assert raised.value is Boom.error
+    (failed,) = recorder.of_type("training_failed")
+    assert failed.error == "RuntimeError: boom in step 2"
+    assert failed.stage_failed == "feature_engineering"
+    assert failed.progress_when_failed == pytest.approx(100 / 3, abs=0.1)
+    assert not recorder.of_type("training_completed")
+
+
+def test_failure_in_a_search_candidate(pm, recorder, cancer):
+    x_train, _, y_train, _ = cancer
+    search = GridSearchCV(LogisticRegression(), {"C": [1.0, -1.0]}, cv=2, error_score="raise")
+    search.set_callbacks(MLOpsCallback(emit=pm.dispatch))
+    with pytest.raises(ValueError, match="C") as raised:
+        search.fit(x_train, y_train)
+    (failed,) = recorder.of_type("training_failed")
+    assert str(raised.value) in failed.error and failed.error_code == "INVALID_PARAMETER"
+    assert failed.stage_failed == "model_training"
+    assert failed.progress_when_failed == pytest.approx(25, abs=0.1)  # 2 of 4 fits of 50%
+
+
+def test_callback_pickles_without_its_emitter_and_data(pm, cancer):
+    _, x_val, _, y_val = cancer
+    callback = MLOpsCallback("x", emit=pm.dispatch, validation_data=(x_val, y_val))
+    clone = pickle.loads(pickle.dumps(callback))
+    assert clone.name == "x" and clone.emit is None and clone.validation_data is None
+
+
+# ---------------------------------------------------------------------- fallback
+
+
+def test_monitored_fit_for_an_estimator_without_callbacks(pm, recorder, cancer):
+    x_train, x_val, y_train, y_val = cancer
+    model = monitored_fit(SVC(), x_train, y_train, validation_data=(x_val, y_val),
+                          name="cancer-svc", emit=pm.dispatch)
+    assert recorder.stages() == ["data_preparation", "model_training", "validation",
+                                 "finalization"]
+    assert_progress_monotonic_to_100(recorder)
+    (done,) = recorder.of_type("training_completed")
+    assert done.final_accuracy == pytest.approx(model.score(x_val, y_val))
+    assert done.model_size
+
+
+def test_monitored_fit_with_partial_fit_epochs(pm, recorder, cancer):
+    x_train, x_val, y_train, y_val = cancer
+    monitored_fit(SGDClassifier(random_state=0), x_train, y_train, epochs=3,
+                  classes=np.unique(y_train), validation_data=(x_val, y_val), emit=pm.dispatch)
+    assert_progress_monotonic_to_100(recorder)
+    ends = [e for e in recorder.progress() if e.metrics]
+    assert [e.current_epoch for e in ends][:3] == [1, 2, 3]
+    assert all(0 <= e.current_accuracy <= 1 for e in ends)
+    assert recorder.of_type("training_completed")[0].total_epochs == 3
+
+
+def test_monitored_fit_failure_is_reported_and_reraised(pm, recorder, cancer):
+    x_train, _, y_train, _ = cancer
+    with pytest.raises(ValueError, match="C") as raised:
+        monitored_fit(SVC(C=-1.0), x_train, y_train, emit=pm.dispatch)
+    (failed,) = recorder.of_type("training_failed")
+    assert str(raised.value) in failed.error and failed.stage_failed == "model_training"
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: MLOpsCallback(name=""), ValueError, "name"),
+    (lambda: MLOpsCallback(max_propagation_depth=-1), ValueError, "max_propagation_depth"),
+    (lambda: MLOpsCallback(validation_data=[1, 2, 3]), TypeError, "validation_data"),
+    (lambda: MLOpsCallback(throttle="fast"), ValueError, "throttle"),
+    (lambda: MLOpsCallback(emit=object()), TypeError, "emit"),
+    (lambda: monitored_fit(SVC(), [[0]], [0], epochs=0), ValueError, "epochs"),
+    (lambda: monitored_fit(SVC(), [[0]], [0], epochs=2), TypeError, "partial_fit"),
+])
+def test_bad_arguments_are_rejected_at_once(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_missing_sklearn_names_the_extra():
+    code = ("import sys; sys.modules['sklearn.callback'] = None\n"
+            "try:\n import mlops_hooks.plugins.sklearn\n"
+            "except ImportError as e:\n print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert "pip install 'mlops-hooks[sklearn]'" in out
