@@ -1,0 +1,153 @@
+"""Run a real ``redis-server`` on a free 127.0.0.1 port in a temporary directory.
+
+Example:
+    with RedisServer(tmp_path, appendonly=True) as redis:
+        url = redis.url                  # redis://127.0.0.1:PORT/0
+        redis.restart()                  # same port, same data directory (AOF survives)
+        redis.kill()                     # SIGKILL, like a crash
+
+Tests take the ``redis_server`` / ``redis_aof`` fixtures below (their ``conftest.py`` imports
+them), which skip with a clear reason when ``redis-server`` is not installed (``make sysdeps``
+installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live_server import free_port
+
+REDIS_SERVER = shutil.which("redis-server") or (
+    "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+MISSING = ("redis-server is not installed (Debian: apt-get install redis-server, or "
+           "`make sysdeps`)")
+
+
+class RedisServer:
+    """A ``redis-server`` subprocess; ``start``/``stop``/``kill``/``restart`` may repeat.
+
+    Args:
+        workdir: Parent of the data directory (``<workdir>/redis-<port>``).
+        port: TCP port (default: a free one, kept across restarts).
+        appendonly: Persist with an AOF fsynced on every write (survives ``kill``).
+    """
+
+    def __init__(self, workdir: Path, *, port: int | None = None,
+                 appendonly: bool = False) -> None:
+        if REDIS_SERVER is None:
+            raise RuntimeError(MISSING)
+        self.port = port or free_port()
+        self.dir = Path(workdir) / f"redis-{self.port}"
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        assert REDIS_SERVER is not None
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--dir", str(self.dir), "--logfile", str(self.log_path),
+                "--daemonize", "no", "--protected-mode", "yes"]
+        if self.appendonly:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        return args
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n"
+                                   f"{self.log()}")
+            if self.ping():
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"redis-server did not start in {timeout}s:\n{self.log()}")
+
+    def ping(self) -> bool:
+        """Whether the server answers ``PING`` (and has finished loading its data)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM: Redis flushes its AOF and exits)."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self, *, hard: bool = False, down_for: float = 0.0) -> None:
+        """Stop (``hard``: SIGKILL), wait ``down_for`` seconds, start again on the same port."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server without persistence (skips when redis-server is missing)."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    with RedisServer(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_aof(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server that fsyncs every write to its AOF (survives restarts and kill -9)."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    with RedisServer(tmp_path, appendonly=True) as server:
+        yield server
