@@ -317,10 +317,9 @@ class RedisBackend:
                 await self._read(block=self._block_ms)
                 await self._refresh_stats()
             except FAILURES as exc:
-                if self._closing:
-                    return
-                self._failed(exc)
-                await asyncio.sleep(self._backoff.delay(self.failures))
+                if not self._closing:  # close() disconnecting us is not an outage
+                    self._failed(exc)
+                    await asyncio.sleep(self._backoff.delay(self.failures))
 
     async def _refresh_stats(self) -> None:
         loop = asyncio.get_running_loop()
