@@ -8,6 +8,8 @@
 // `'*'` receives every message. `manager.emit(type, data)` runs the handlers locally, for
 // simulating events from the browser console.
 
+import { fetchFallback } from './fallback.js';
+
 /** Quality thresholds of the spec: < 50 excellent, 50-150 good, 150-300 fair, > 300 poor. */
 export function qualityFor(latencyMs) {
   if (latencyMs < 50) return 'excellent';
@@ -21,13 +23,6 @@ export function backoffDelay(attempt, baseMs, maxMs, random = Math.random) {
   const exponential = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
   return Math.round(exponential / 2 + (random() * exponential) / 2);
 }
-
-/** The REST fallback endpoints polled in offline mode (docs/protocol.md). */
-export const FALLBACK_ENDPOINTS = Object.freeze({
-  models: '/api/models',
-  system: '/api/monitoring/system',
-  activity: '/api/activity',
-});
 
 const SLOW_CONSUMER = 4008;
 const PONG_TIMEOUT = 4000; // our own close code when the server stops answering pings
@@ -360,40 +355,15 @@ export class WebSocketManager {
     this._dispatch({ type: 'offline_mode', active: false });
   }
 
-  async _fetchJson(path, signal) {
-    const headers = { Accept: 'application/json' };
-    if (this.config.token) headers.Authorization = `Bearer ${this.config.token}`;
-    const response = await fetch(path, { headers, signal, cache: 'no-store', credentials: 'same-origin' });
-    if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
-    return response.json();
-  }
-
   /** One round of REST polling; the results arrive as a partial snapshot. */
   async _poll() {
     if (this._polling || this._destroyed) return;
     const controller = new AbortController();
     this._polling = controller;
     const timeout = setTimeout(() => controller.abort(), this.config.fetchTimeoutMs);
-    const paths = [
-      FALLBACK_ENDPOINTS.models,
-      FALLBACK_ENDPOINTS.system,
-      `${FALLBACK_ENDPOINTS.activity}?limit=${this.config.maxActivity}`,
-    ];
     try {
-      const [models, system, activity] = await Promise.allSettled(
-        paths.map((path) => this._fetchJson(path, controller.signal)),
-      );
+      const { partial, errors } = await fetchFallback(this.config, controller.signal);
       if (this._destroyed || !this.offline) return; // live again: the socket's data is newer
-      const partial = { type: 'snapshot', partial: true, source: 'rest' };
-      const errors = [];
-      if (models.status === 'fulfilled') Object.assign(partial, { models: models.value.models, runs: models.value.runs });
-      else errors.push(models.reason);
-      if (system.status === 'fulfilled') {
-        const { system: metrics, health, alerts, connections } = system.value;
-        Object.assign(partial, { system: metrics, health, alerts, connections });
-      } else errors.push(system.reason);
-      if (activity.status === 'fulfilled') partial.activity = activity.value.activity;
-      else errors.push(activity.reason);
       if (errors.length < 3) {
         this.lastRefreshAt = Date.now();
         this._dispatch(partial);
