@@ -9,10 +9,13 @@ from mlops_hooks.api import emit, emit_dict
 from mlops_hooks.events import EventError
 from mlops_hooks.manager import get_plugin_manager, hookimpl
 from mlops_hooks.run import Run, track
+from mlops_hooks.serving import PredictionMonitor, deploy
 
 __all__ = [
     "EventError",
+    "PredictionMonitor",
     "Run",
+    "deploy",
     "emit",
     "emit_dict",
     "get_plugin_manager",
