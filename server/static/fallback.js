@@ -12,7 +12,12 @@ export const FALLBACK_ENDPOINTS = Object.freeze({
 async function fetchJson(path, token, signal) {
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, { headers, signal, cache: 'no-store', credentials: 'same-origin' });
+  let response;
+  try {
+    response = await fetch(path, { headers, signal, cache: 'no-store', credentials: 'same-origin' });
+  } catch (err) {
+    throw new Error(err && err.name === 'AbortError' ? 'timed out' : 'server unreachable');
+  }
   if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
   return response.json();
 }

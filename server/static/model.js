@@ -24,6 +24,7 @@ export const ACTIONS_BY_STATUS = {
 
 const keyOf = (m) => m.model_id || m.model_name || 'model';
 const GLOBAL = '__predictions__';
+const MAX_OTHERS = 5;
 
 function versionOf(model) {
   if (model.model_version) return model.model_version;
@@ -198,17 +199,20 @@ export class ModelView {
     setText(this.el.accuracy, text);
   }
 
+  /** The other models, most recently deployed first (at most MAX_OTHERS, then "+N more"). */
   renderOthers(primary) {
     const others = [...this.models.entries()].filter(([key]) => key !== primary && key !== GLOBAL).reverse();
     this.el.others.hidden = !others.length;
-    replaceChildren(this.el.others, others.map(([key, m]) => h('li', {},
+    const items = others.slice(0, MAX_OTHERS).map(([key, m]) => h('li', {},
       h('button', {
         type: 'button', class: 'other-model', onclick: () => this.select(key),
         'aria-label': `Show ${m.model_name || m.model_id} (${STATUS_TEXT[m.status] || m.status || 'unknown'})`,
       },
       h('span', { class: 'dot', dataset: { status: m.status || 'inactive' }, 'aria-hidden': 'true' }),
       h('span', { class: 'other-name' }, m.model_name || m.model_id),
-      h('span', { class: 'other-acc' }, isNum(m.model_accuracy) ? fmtFraction(m.model_accuracy) : '')))));
+      h('span', { class: 'other-acc' }, isNum(m.model_accuracy) ? fmtFraction(m.model_accuracy) : ''))));
+    if (others.length > MAX_OTHERS) items.push(h('li', { class: 'muted small' }, `+${others.length - MAX_OTHERS} more`));
+    replaceChildren(this.el.others, items);
   }
 
   renderPredictions(model) {

@@ -107,7 +107,9 @@ export class StatusView {
     const m = this.manager;
     const el = this.el.updated;
     if (m.offline) {
-      setText(el, m.lastRefreshAt ? `Refreshed (offline mode) · ${fmtClock(new Date(m.lastRefreshAt))}` : 'Offline mode · refreshing…');
+      if (m.lastRefreshAt) setText(el, `Refreshed (offline mode) · ${fmtClock(new Date(m.lastRefreshAt))}`);
+      else if (this.lastLiveAt) setText(el, `Offline mode · last update ${fmtClock(new Date(this.lastLiveAt))}`);
+      else setText(el, 'Offline mode · refreshing…');
     } else if (m.state === 'connected') {
       setText(el, this.lastLiveAt ? `Live · updated ${fmtClock(new Date(this.lastLiveAt))}` : 'Live');
     } else if (this.lastLiveAt) {
