@@ -251,6 +251,9 @@ class Publisher:
         Returns:
             True when everything was delivered.
         """
+        return self._close(timeout, join=self.settings.open_timeout + 2.0)
+
+    def _close(self, timeout: float | None, join: float) -> bool:
         delivered = self.flush(timeout)
         with self._lock:
             self._closed = True
@@ -263,7 +266,7 @@ class Publisher:
         worker.stopping = True
         self._mailbox.wake.set()
         if thread is not threading.current_thread():
-            thread.join(self.settings.open_timeout + 2.0)
+            thread.join(join)  # a connection attempt in progress may outlast this (daemon)
         self._mailbox.inbox.clear()
         atexit.unregister(self._at_exit)
         return delivered
@@ -275,8 +278,11 @@ class Publisher:
             return
         self._exit_done = True
         timeout = self.settings.flush_timeout
-        if self.close(timeout):
-            return
+        try:
+            if self._close(timeout, join=0.5):
+                return
+        except KeyboardInterrupt:  # Ctrl-C while waiting at exit: stop waiting, say what is lost
+            pass
         st = self.status()
         lost = st["buffered"]
         dropped = f", {st['dropped']} dropped earlier" if st["dropped"] else ""
@@ -293,8 +299,8 @@ class Publisher:
             ``state`` (``idle`` before the first event, then the last connection state or
             ``closed``), ``url``, ``buffered`` (events not yet acknowledged), ``inflight``,
             ``sent``, ``acked``, ``duplicates``, ``dropped``, ``invalid``, ``rejected``,
-            ``reconnects``, ``latency_ms``, ``quality``, ``last_seq``, ``last_event_id``,
-            ``last_error``, ``last_rejection``.
+            ``reconnects``, ``pongs`` (latency probes answered), ``latency_ms``, ``quality``,
+            ``last_seq``, ``last_event_id``, ``last_error``, ``last_rejection``.
         """
         worker = self._worker if self._pid == os.getpid() else None
         result: dict[str, Any] = {"state": "closed" if self._closed else "idle",
@@ -303,7 +309,7 @@ class Publisher:
         if worker is None:
             result.update(buffered=queued, inflight=0, sent=0, acked=0,
                           duplicates=0, dropped=self._hot_dropped, invalid=0, rejected=0,
-                          reconnects=0, latency_ms=None, quality=None, last_seq=None,
+                          reconnects=0, pongs=0, latency_ms=None, quality=None, last_seq=None,
                           last_event_id=None, last_error=None, last_rejection=None)
             return result
         if not self._closed:

@@ -172,7 +172,7 @@ class Worker:
         self.next_ping = 0.0
         self.ping_ids = 0
         self.counts = {"sent": 0, "acked": 0, "duplicates": 0, "invalid": 0, "rejected": 0,
-                       "reconnects": 0}
+                       "reconnects": 0, "pongs": 0}
         self.latency_ms: float | None = None
         self.quality: str | None = None
         self.last_seq: int | None = None
@@ -391,7 +391,6 @@ class Worker:
                 data = conn.recv(0, decode=False)
             except TimeoutError:
                 break
-        self.last_activity = time.monotonic()
         if self.markers:
             self.check_markers()
 
@@ -482,6 +481,7 @@ class Worker:
 
     def measure(self, ping: _Ping) -> None:
         """Record a round trip; report a change of quality level."""
+        self.counts["pongs"] += 1
         self.latency_ms = round((time.monotonic() - ping.sent_at) * 1000.0, 3)
         level = quality(self.latency_ms)
         changed = self.quality is not None and level != self.quality

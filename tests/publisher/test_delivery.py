@@ -235,3 +235,20 @@ def test_a_server_that_never_answers_neither_blocks_emit_nor_close(make_publishe
         assert not publisher.flush(0.2)
         assert publisher.status()["buffered"] == 2000
         assert not publisher.close(0.2)
+
+
+def test_an_idle_publisher_sleeps_pings_and_still_delivers(server, make_publisher):
+    publisher = make_publisher(server.ws_url, ping_interval=0.05)
+    publisher.publish(activity(0, "idle"))
+    assert publisher.flush(10)
+    deadline = time.monotonic() + 10
+    while publisher.status()["pongs"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status = publisher.status()
+    assert status["pongs"] >= 5 and status["quality"] in ("excellent", "good", "fair", "poor")
+    while publisher._mailbox.fast and time.monotonic() < deadline:  # idle: it sleeps until
+        time.sleep(0.02)                                             # woken (or the next ping)
+    assert not publisher._mailbox.fast
+    publisher.publish(activity(1, "idle"))
+    assert publisher.flush(10)
+    assert marks(server.received("idle")) == ["#0", "#1"]

@@ -90,7 +90,8 @@ def test_100k_emits_with_the_server_down_keep_memory_bounded():
 
 def test_a_fork_after_the_first_emit_works_in_the_child(server):
     result = run_script("""
-        import os, sys
+        import os, sys, warnings
+        warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)  # Python >= 3.12
         from mlops_hooks import events as ev
         from mlops_hooks.manager import get_plugin_manager
 
@@ -122,7 +123,8 @@ def test_a_fork_after_the_first_emit_works_in_the_child(server):
 
 def test_several_processes_publish_at_once_and_children_flush_at_their_exit(server):
     result = run_script("""
-        import multiprocessing as mp
+        import multiprocessing as mp, warnings
+        warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)  # Python >= 3.12
         from mlops_hooks import emit, events as ev
 
         def rank(r):
