@@ -1,0 +1,110 @@
+"""``create_app``: the Starlette application, its routes, middleware and lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mlops_hooks.manager import PluginManager, create_plugin_manager
+from mlops_hooks.server import files, publish, rest, subscribe
+from mlops_hooks.server.backends import Backend
+from mlops_hooks.server.config import ServerConfig
+from mlops_hooks.server.core import Core
+from mlops_hooks.server.security import Denied
+
+__all__ = ["create_app"]
+
+_DEFAULT: Any = object()
+#: Requests timed for ``api_response_time_ms`` (uploads are timed by their size, not the API).
+_TIMED_PREFIXES = ("/api/models", "/api/monitoring", "/api/activity", "/api/events", "/healthz")
+
+
+class GuardMiddleware:
+    """Checks ``Host`` on every HTTP request and times API requests.
+
+    WebSockets check ``Host`` in their own handshake (to answer with a denial response).
+
+    Args:
+        app: The wrapped application.
+        core: The server's parts.
+    """
+
+    def __init__(self, app: ASGIApp, core: Core) -> None:
+        self.app = app
+        self.core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            self.core.guard.check_host(Headers(scope=scope))
+        except Denied as denied:
+            self.core.metrics.rejected["http_400_host"] += 1
+            response = JSONResponse({"error": denied.message}, status_code=denied.status)
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        await self.app(scope, receive, send)
+        if scope["path"].startswith(_TIMED_PREFIXES):
+            self.core.api_times.append((time.perf_counter() - started) * 1000)
+
+
+def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | None = _DEFAULT,
+               backend: Backend | None = None) -> Starlette:
+    """Build the broadcaster application.
+
+    Args:
+        config: Settings (defaults: 127.0.0.1:8001, history under the user's data directory).
+        plugins: Server-side plugin manager; by default the built-in and entry-point plugins
+            of the ``server`` side. ``None`` calls no hooks.
+        backend: A backend to use instead of the one ``config.backend`` names.
+
+    Returns:
+        The Starlette app; its lifespan opens history and starts the background tasks, so run
+        it under an ASGI server with lifespan support (uvicorn, Starlette's TestClient).
+
+    Raises:
+        ValueError: ``config.backend`` names an unknown or unavailable backend.
+    """
+    config = config or ServerConfig()
+    if plugins is _DEFAULT:
+        plugins = create_plugin_manager("server")
+    core = Core(config, plugins=plugins, backend=backend)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await core.start()
+        try:
+            yield
+        finally:
+            await core.stop()
+
+    routes = [
+        Route("/", rest.index, methods=["GET", "HEAD"]),
+        WebSocketRoute("/ws", subscribe.subscribe),
+        WebSocketRoute("/ws/publish", publish.publish_ws),
+        Route("/api/events", publish.post_events, methods=["POST"]),
+        Route("/api/models", rest.models, methods=["GET"]),
+        Route("/api/monitoring/system", rest.system, methods=["GET"]),
+        Route("/api/activity", rest.activity, methods=["GET"]),
+        Route("/api/files", files.upload, methods=["POST"]),
+        Route("/healthz", rest.healthz, methods=["GET"]),
+        Route("/metrics", rest.metrics, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=rest.STATIC_DIR, check_dir=False), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(GuardMiddleware, core=core)])
+    app.state.core = core
+    return app

@@ -1,0 +1,136 @@
+"""The backend seam: who numbers events, keeps the ordered stream and the idempotency space.
+
+A backend receives every validated event (:meth:`Backend.publish`), gives it the next ``seq``
+of the stream unless its ``event_id`` is already known, and hands each new :class:`Record` to the
+``deliver`` callback it was started with, in ``seq`` order, on the event loop. The in-memory
+backend does all of that in-process; a Redis backend does it in Redis so that several servers
+share one stream (every server's ``deliver`` sees every record).
+
+The rest of the server (state, hub, hooks) only consumes records through ``deliver`` and asks
+the backend for missed records (:meth:`Backend.replay`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from mlops_hooks import events as ev
+
+__all__ = ["Backend", "Deliver", "Published", "Record", "coalesce_key", "control", "make_record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One message of the outgoing stream, encoded once and shared by every subscriber.
+
+    Attributes:
+        seq: Position in the stream (``0`` for control messages, which are never replayed).
+        type: The message's ``type``.
+        key: Coalescing key for superseded state (``None``: always delivered, in order).
+        text: The JSON text sent on the wire.
+        nbytes: Size of ``text`` in UTF-8 bytes (for queue budgets).
+        event: The decoded event (``None`` for control messages).
+    """
+
+    seq: int
+    type: str
+    key: str | None
+    text: str
+    nbytes: int
+    event: ev.Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What :meth:`Backend.publish` did: the event's ``seq``, and whether it was a duplicate."""
+
+    seq: int
+    duplicate: bool = False
+
+
+Deliver = Callable[[Record], None]
+
+
+def coalesce_key(event: ev.Event) -> str | None:
+    """The key under which ``event`` supersedes older events, or ``None`` if it never does.
+
+    Superseded state: ``training_progress`` per run, ``system_metrics``, ``upload_progress`` per
+    file and ``prediction_volume`` per model (unless it reports a milestone). Everything else is
+    a lifecycle event, always delivered and in order.
+    """
+    if isinstance(event, ev.TrainingProgress):
+        return "training_progress\x00" + (event.run_id or event.model_name or "")
+    if isinstance(event, ev.SystemMetrics):
+        return "system_metrics"
+    if isinstance(event, ev.UploadProgress):
+        return "upload_progress\x00" + event.filename
+    if isinstance(event, ev.PredictionVolume) and event.milestone_reached is None:
+        return "prediction_volume\x00" + (event.model_id or "")
+    return None
+
+
+def make_record(event: ev.Event, seq: int) -> Record:
+    """Stamp ``event`` with ``seq`` and encode it once.
+
+    Args:
+        event: A validated event (it is modified: its ``seq`` is set).
+        seq: Its position in the stream.
+
+    Returns:
+        The record every subscriber will receive.
+    """
+    event.seq = seq
+    data = ev.encode(event)
+    return Record(seq, event.type, coalesce_key(event), data.decode(), len(data), event)
+
+
+def control(text: str, kind: str) -> Record:
+    """A control message (snapshot, replay, pong, error): never coalesced, never skipped."""
+    return Record(0, kind, None, text, len(text.encode()))
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Sequencing, ordered stream, replay and idempotency for one server (or a fleet)."""
+
+    name: str
+
+    @property
+    def last_seq(self) -> int:
+        """The highest ``seq`` assigned so far."""
+        ...
+
+    async def start(
+        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = ()
+    ) -> None:
+        """Start streaming records to ``deliver``.
+
+        Args:
+            deliver: Called once per new record, in ``seq`` order, on the event loop; must not
+                block.
+            last_seq: The highest ``seq`` known from history (numbering continues after it).
+            seen: ``(event_id, seq)`` pairs known from history (idempotency survives restarts).
+        """
+        ...
+
+    async def close(self) -> None:
+        """Stop streaming and release resources."""
+        ...
+
+    async def publish(self, event: ev.Event) -> Published:
+        """Sequence ``event`` (or recognise its ``event_id``) and stream it.
+
+        Raises:
+            ConnectionError: The backend cannot accept events right now.
+        """
+        ...
+
+    async def replay(self, after: int, upto: int) -> list[Record] | None:
+        """Records with ``after < seq <= upto``, in order; ``None`` if some are no longer kept."""
+        ...
+
+    def describe(self) -> dict[str, object]:
+        """Facts for ``/healthz`` and ``/metrics`` (name, replay window, ...)."""
+        ...

@@ -1,0 +1,139 @@
+"""The server's settings: one frozen dataclass, validated when built.
+
+``mlops-hooks serve`` builds a :class:`ServerConfig` from its flags; tests and embedders build one
+directly. Every limit that keeps the server's memory bounded lives here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = ["DEFAULT_PORT", "MAX_MESSAGE_BYTES", "ServerConfig", "data_dir"]
+
+DEFAULT_PORT = 8001
+#: Largest WebSocket message a client may send (uvicorn closes with 1009 above it).
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Largest ``POST /api/events`` body.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def data_dir() -> Path:
+    """The per-user data directory of mlops-hooks (XDG on Linux, the usual places elsewhere)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":  # pragma: no cover - exercised on macOS only
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "mlops-hooks"
+
+
+def _positive(name: str, value: float, *, integer: bool = False, zero: bool = False) -> None:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float))
+    bad = bad or (integer and not isinstance(value, int))
+    bad = bad or not math.isfinite(value) or value < 0 or (value == 0 and not zero)
+    if bad:
+        kind = "an integer" if integer else "a number"
+        limit = ">= 0" if zero else "> 0"
+        raise ValueError(f"ServerConfig.{name} must be {kind} {limit}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one broadcaster server.
+
+    Attributes:
+        host: Interface to bind (``127.0.0.1`` unless told otherwise).
+        port: TCP port; ``0`` when the app is not served on a socket (unit tests).
+        db: SQLite history file, ``":memory:"``, or ``None`` for the default under the user's
+            data directory (``~/.local/share/mlops-hooks/history.sqlite3``).
+        token: Publisher token; when set, publishing needs ``Authorization: Bearer <token>``.
+        subscriber_token: Optional token dashboards must present (``?token=`` or Bearer).
+        allowed_origins: Extra browser origins allowed on WebSockets and POSTs (``"*"``: any).
+        allowed_hosts: Extra ``Host`` names accepted (DNS-rebinding guard; ``"*"``: any).
+        backend: Where events are sequenced and streamed: ``memory://`` or ``redis://...``.
+        replay_size: Events kept for ``?since=`` replay.
+        queue_max_bytes: Byte budget of one subscriber's outgoing queue; above it the
+            subscriber is closed with 4008.
+        queue_max_events: Event budget of one subscriber's outgoing queue.
+        metrics_interval: Seconds between ``system_metrics`` samples (``0`` disables the monitor).
+        stall_timeout: Seconds without an event before a running run is marked stalled
+            (``0`` disables the watchdog).
+        upload_dir: Where ``POST /api/files`` stores files (default: ``<data dir>/uploads``).
+        max_upload_bytes: Largest accepted upload.
+        max_connections: Cap on concurrent WebSocket connections (subscribers and publishers).
+        slow_close_timeout: Seconds to wait for a slow subscriber to take its close frame.
+        probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db: str | None = None
+    token: str | None = None
+    subscriber_token: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    backend: str = "memory://"
+    replay_size: int = 10_000
+    queue_max_bytes: int = 4 * 1024 * 1024
+    queue_max_events: int = 4096
+    metrics_interval: float = 5.0
+    stall_timeout: float = 120.0
+    upload_dir: str | None = None
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_connections: int = 1000
+    slow_close_timeout: float = 10.0
+    probe: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError(f"ServerConfig.host must be a non-empty string, got {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or \
+                not 0 <= self.port <= 65535:
+            raise ValueError(f"ServerConfig.port must be an integer 0-65535, got {self.port!r}")
+        for name in ("replay_size", "queue_max_bytes", "queue_max_events", "max_upload_bytes",
+                     "max_connections"):
+            _positive(name, getattr(self, name), integer=True)
+        for name in ("metrics_interval", "stall_timeout"):
+            _positive(name, getattr(self, name), zero=True)
+        _positive("slow_close_timeout", self.slow_close_timeout)
+        for name in ("token", "subscriber_token"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"ServerConfig.{name} must be a non-empty string or None")
+        if "://" not in self.backend:
+            raise ValueError(
+                f"ServerConfig.backend must be a URL such as 'memory://' or "
+                f"'redis://localhost:6379/0', got {self.backend!r}"
+            )
+        # Tuples stay tuples even when a caller passes lists.
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+
+    @property
+    def db_path(self) -> str:
+        """The SQLite path to open (``":memory:"`` stays as it is)."""
+        if self.db is None:
+            return str(data_dir() / "history.sqlite3")
+        return self.db
+
+    @property
+    def upload_path(self) -> Path:
+        """The upload directory (not created here)."""
+        if self.upload_dir is None:
+            return data_dir() / "uploads"
+        return Path(self.upload_dir)
+
+    def describe(self) -> dict[str, object]:
+        """The settings without secrets (for logs and ``/healthz``)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            if f.name in ("token", "subscriber_token"):
+                out[f.name] = "set" if getattr(self, f.name) else None
+            else:
+                out[f.name] = getattr(self, f.name)
+        return out

@@ -1,0 +1,95 @@
+"""The parts of one server, wired together, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from mlops_hooks.manager import PluginManager
+from mlops_hooks.server.backends import Backend, create_backend
+from mlops_hooks.server.config import ServerConfig
+from mlops_hooks.server.hub import Hub
+from mlops_hooks.server.ingest import Ingest
+from mlops_hooks.server.metrics import Metrics
+from mlops_hooks.server.security import Guard
+from mlops_hooks.server.state import State
+from mlops_hooks.server.store import History, Store
+
+__all__ = ["Core"]
+
+log = logging.getLogger("mlops_hooks.server")
+
+
+class Core:
+    """Config, guard, metrics, backend, state, hub, history, ingest and monitor of one server.
+
+    Args:
+        config: The settings.
+        plugins: Server-side plugin manager (``None``: no hooks).
+        backend: A backend to use instead of the one ``config.backend`` names.
+
+    Raises:
+        ValueError: ``config.backend`` names an unknown or unavailable backend.
+    """
+
+    def __init__(self, config: ServerConfig, *, plugins: PluginManager | None = None,
+                 backend: Backend | None = None) -> None:
+        self.config = config
+        self.guard = Guard(config)
+        self.metrics = Metrics()
+        self.backend = backend or create_backend(config.backend, replay_size=config.replay_size)
+        self.store = Store(config.db_path)
+        self.state = State(listener=self.store)
+        self.hub = Hub(self.metrics, max_bytes=config.queue_max_bytes,
+                       max_events=config.queue_max_events)
+        self.plugins = plugins
+        self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
+                             plugins)
+        self.publishers = 0
+        #: Secret header value of the monitor's loopback probe (not counted as a publisher).
+        self.probe_secret: str | None = None
+        self.started_at = time.time()
+        #: Durations (ms) of recent API requests, for ``api_response_time_ms``.
+        self.api_times: deque[float] = deque(maxlen=200)
+        #: Round trips (ms) of recent WebSocket pings, for ``ws_response_time_ms``.
+        self.ws_times: deque[float] = deque(maxlen=50)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics.gauge("mlops_hooks_publishers", "Connected WebSocket publishers.",
+                           lambda: [({}, float(self.publishers))])
+        self.metrics.gauge("mlops_hooks_connections", "Open WebSocket connections.",
+                           lambda: [({}, float(self.connections))])
+
+    @property
+    def connections(self) -> int:
+        """Open WebSocket connections (subscribers and publishers)."""
+        return len(self.hub) + self.publishers
+
+    async def start(self) -> None:
+        """Read history, start the backend and the background tasks."""
+        history: History = await asyncio.wrap_future(self.store.open())
+        self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
+                        activity=history.activity)
+        await self.ingest.start(history)
+        from mlops_hooks.server.monitor import background_tasks
+
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(coro) for coro in background_tasks(self)]
+
+    async def stop(self) -> None:
+        """Stop background tasks and the backend; write the remaining history."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("mlops-hooks: a background task failed")
+        self._tasks = []
+        for subscriber in list(self.hub.subscribers):
+            await self.hub.remove(subscriber)
+        await self.backend.close()
+        await asyncio.to_thread(self.store.close)

@@ -1,0 +1,231 @@
+"""The fan-out engine: one bounded outgoing queue and one writer task per subscriber.
+
+:meth:`Hub.broadcast` is synchronous and O(subscribers): it appends a reference to the shared,
+already-encoded :class:`Record` to each subscriber's queue and wakes its writer. Nothing a
+subscriber does can delay the publisher or another subscriber.
+
+Delivery policy, per subscriber:
+
+* lifecycle events (``Record.key is None``) are always delivered, in ``seq`` order;
+* superseded state (``training_progress`` per run, ``system_metrics``, ``upload_progress`` per
+  file, ``prediction_volume`` per model) is coalesced: while an older event with the same key
+  is still waiting, the newer one replaces it (and is sent at its own, later, position, so
+  ``seq`` stays increasing);
+* a subscriber whose queue still exceeds its byte or event budget is closed with code 4008 and
+  a reason telling it to reconnect with ``?since=``; its queue is freed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+
+from mlops_hooks.server.backends.base import Record
+from mlops_hooks.server.metrics import Metrics
+
+__all__ = ["SLOW_CLOSE_CODE", "Hub", "Subscriber", "slow_reason"]
+
+#: Close code for a subscriber that fell too far behind (docs/protocol.md).
+SLOW_CLOSE_CODE = 4008
+#: Yield to the event loop after this many consecutive sends (fairness between writers).
+_YIELD_EVERY = 32
+
+Send = Callable[[str], Awaitable[None]]
+
+
+def slow_reason(last_seq: int) -> str:
+    """The close reason sent with 4008."""
+    return f"slow consumer: reconnect with ?since={last_seq}"
+
+
+class Subscriber:
+    """One subscriber's queue and writer.
+
+    Args:
+        hub: The hub it belongs to.
+        send: Writes one text message to the client (raises when the client is gone).
+        types: Event types to deliver (``None``: all); control messages always pass.
+    """
+
+    __slots__ = ("_latest", "_queue", "_wake", "hub", "last_seq", "nbytes", "nqueued", "send",
+                 "slow", "task", "types")
+
+    def __init__(self, hub: Hub, send: Send, types: frozenset[str] | None = None) -> None:
+        self.hub = hub
+        self.send = send
+        self.types = types
+        self._queue: deque[Record] = deque()
+        self._latest: dict[str, Record] = {}
+        self._wake = asyncio.Event()
+        self.nbytes = 0
+        self.nqueued = 0
+        self.last_seq = 0
+        self.slow = False
+        self.task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ producer side
+
+    def offer(self, record: Record) -> None:
+        """Queue ``record`` (coalescing superseded state); close the subscriber when over budget."""
+        if self.slow:
+            return
+        key = record.key
+        if key is not None:
+            old = self._latest.get(key)
+            if old is not None:
+                self.nbytes -= old.nbytes
+                self.nqueued -= 1
+                self.hub.metrics.coalesced[old.type] += 1
+            self._latest[key] = record
+        self._queue.append(record)
+        self.nbytes += record.nbytes
+        self.nqueued += 1
+        if self.nbytes > self.hub.max_bytes or self.nqueued > self.hub.max_events:
+            self._overflow()
+        elif self.task is not None:
+            self._wake.set()
+
+    def coalesce(self, records: Iterable[Record]) -> list[Record]:
+        """Drop from ``records`` the state events superseded by a later one (there or queued)."""
+        kept: list[Record] = []
+        seen: set[str] = set()
+        for record in reversed(list(records)):
+            key = record.key
+            if key is not None:
+                if key in seen or key in self._latest:
+                    self.hub.metrics.coalesced[record.type] += 1
+                    continue
+                seen.add(key)
+            kept.append(record)
+        kept.reverse()
+        return kept
+
+    def prime(self, records: Iterable[Record], last_seq: int) -> None:
+        """Put ``records`` (snapshot or replay) ahead of the live events queued meanwhile.
+
+        Args:
+            records: What to send first, in order (pass replayed events through
+                :meth:`coalesce` first).
+            last_seq: The ``seq`` they bring the client to; queued live events at or below it
+                are skipped (the handoff has no duplicate).
+        """
+        for record in reversed(list(records)):
+            if record.key is not None:
+                self._latest.setdefault(record.key, record)
+            self._queue.appendleft(record)
+            self.nbytes += record.nbytes
+            self.nqueued += 1
+        self.last_seq = last_seq
+
+    def push(self, record: Record) -> None:
+        """Queue a control message (pong, error) behind what is already queued."""
+        self.offer(record)
+
+    def _overflow(self) -> None:
+        self.slow = True
+        self.hub.metrics.dropped += self.nqueued
+        self.hub.metrics.closed_slow += 1
+        self._queue.clear()
+        self._latest.clear()
+        self.nbytes = self.nqueued = 0
+        if self.task is not None:
+            self.task.cancel()
+
+    # ------------------------------------------------------------------ writer side
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the writer task."""
+        self.task = asyncio.get_running_loop().create_task(self._run())
+        if self.slow:
+            self.task.cancel()
+        return self.task
+
+    async def _run(self) -> None:
+        queue, latest, wake = self._queue, self._latest, self._wake
+        out = self.hub.metrics.events_out
+        send = self.send
+        burst = 0
+        while True:
+            if not queue:
+                wake.clear()
+                burst = 0
+                await wake.wait()
+                continue
+            record = queue.popleft()
+            key = record.key
+            if key is not None:
+                if latest.get(key) is not record:
+                    continue  # superseded while waiting
+                del latest[key]
+            self.nbytes -= record.nbytes
+            self.nqueued -= 1
+            seq = record.seq
+            if seq:
+                if seq <= self.last_seq:
+                    continue  # already covered by the snapshot or replay
+                self.last_seq = seq
+            await send(record.text)
+            out[record.type] += 1
+            burst += 1
+            if burst >= _YIELD_EVERY:
+                burst = 0
+                await asyncio.sleep(0)
+
+
+class Hub:
+    """All subscribers of this server and the budgets they share.
+
+    Args:
+        metrics: Where counters go.
+        max_bytes: Byte budget of one subscriber's queue.
+        max_events: Message budget of one subscriber's queue.
+    """
+
+    def __init__(self, metrics: Metrics, *, max_bytes: int = 4 * 1024 * 1024,
+                 max_events: int = 4096) -> None:
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.max_events = max_events
+        self.subscribers: set[Subscriber] = set()
+        metrics.gauge("mlops_hooks_subscribers", "Connected subscribers.",
+                      lambda: [({}, float(len(self.subscribers)))])
+        metrics.gauge("mlops_hooks_queue_depth", "Messages waiting in subscriber queues.",
+                      lambda: [({"stat": "total"}, float(self.queue_depth()[0])),
+                               ({"stat": "max"}, float(self.queue_depth()[1]))])
+        metrics.gauge("mlops_hooks_queue_bytes", "Bytes waiting in subscriber queues.",
+                      lambda: [({"stat": "total"}, float(sum(s.nbytes for s in self.subscribers)))])
+
+    def __len__(self) -> int:
+        return len(self.subscribers)
+
+    def add(self, send: Send, types: frozenset[str] | None = None) -> Subscriber:
+        """Register a subscriber; live records are queued for it from now on."""
+        subscriber = Subscriber(self, send, types)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    async def remove(self, subscriber: Subscriber) -> None:
+        """Unregister ``subscriber`` and stop its writer."""
+        self.subscribers.discard(subscriber)
+        task = subscriber.task
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await task  # also retrieves the exception of a writer whose client went away
+
+    def broadcast(self, record: Record) -> None:
+        """Queue ``record`` for every subscriber that wants its type."""
+        kind = record.type
+        for subscriber in self.subscribers:
+            types = subscriber.types
+            if types is None or kind in types:
+                subscriber.offer(record)
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(messages waiting in all queues, the longest queue)."""
+        sizes = [s.nqueued for s in self.subscribers]
+        return sum(sizes), max(sizes, default=0)

@@ -1,0 +1,147 @@
+"""Ingest: from a publisher's message to a broadcast record.
+
+:meth:`Ingest.submit` fills a missing ``timestamp`` and hands the event to the backend, which
+numbers it (or recognises its ``event_id``). Every new record then comes back through
+:meth:`Ingest.deliver`, in ``seq`` order and synchronously, where it is folded into the state,
+noted for history, passed to the server-side plugins (``mlops_<type>`` and ``mlops_event``) and
+broadcast. Because that is one synchronous step per record, a subscriber registered between two
+records sees a snapshot and a live stream that neither overlap nor leave a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+
+from mlops_hooks import events as ev
+from mlops_hooks._format import iso_utc
+from mlops_hooks.manager import PluginManager
+from mlops_hooks.server.backends.base import Backend, Published, Record
+from mlops_hooks.server.hub import Hub
+from mlops_hooks.server.metrics import Metrics
+from mlops_hooks.server.state import State
+from mlops_hooks.server.store import History, Store
+
+__all__ = ["Ingest", "pong"]
+
+log = logging.getLogger("mlops_hooks.server")
+_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
+
+
+def pong(ping_id: Any) -> str:
+    """The reply to ``{"type": "ping", "id": X}``."""
+    return _encode({"type": "pong", "id": ping_id, "server_time": iso_utc()}).decode()
+
+
+def error_message(error: str, field: str | None = None, event_id: Any = None) -> str:
+    """A ``{"type": "error", ...}`` control message."""
+    return _encode({"type": "error", "error": error, "field": field,
+                    "event_id": event_id}).decode()
+
+
+class Ingest:
+    """Validated events in, sequenced records out to state, history, plugins and the hub.
+
+    Args:
+        backend: Numbers and streams the events.
+        state: The current-state model.
+        hub: The fan-out engine.
+        store: History (``None``: nothing is persisted).
+        metrics: Counters.
+        plugins: Server-side plugin manager (``None``: no hooks are called).
+    """
+
+    def __init__(self, backend: Backend, state: State, hub: Hub, store: Store | None,
+                 metrics: Metrics, plugins: PluginManager | None) -> None:
+        self.backend = backend
+        self.state = state
+        self.hub = hub
+        self.store = store
+        self.metrics = metrics
+        self.plugins = plugins
+        self._state_failed = False
+
+    async def start(self, history: History) -> None:
+        """Start the backend, numbering after the history's last ``seq``."""
+        await self.backend.start(self.deliver, last_seq=history.last_seq,
+                                 seen=history.event_ids)
+
+    async def submit(self, event: ev.Event) -> Published:
+        """Accept one validated event.
+
+        Args:
+            event: The event (its ``timestamp`` is filled in when absent; its ``seq`` is set).
+
+        Returns:
+            Its ``seq``, and whether it was a duplicate of an earlier ``event_id``.
+
+        Raises:
+            ConnectionError: The backend cannot accept events right now.
+        """
+        if event.timestamp is None:
+            event.timestamp = iso_utc()
+        result = await self.backend.publish(event)
+        if result.duplicate:
+            self.metrics.duplicates += 1
+        return result
+
+    def deliver(self, record: Record) -> None:
+        """Apply one new record: state, history, plugins, then every subscriber."""
+        event = record.event
+        if event is None:  # a backend that streams text only
+            event = ev.decode(record.text)
+        self.metrics.events_in[record.type] += 1
+        try:
+            self.state.apply(event, _decode_any(record.text))
+        except Exception:  # a state bug must not stop the broadcast
+            if not self._state_failed:
+                self._state_failed = True
+                log.exception("mlops-hooks: applying %s (seq %s) to the state failed",
+                              record.type, record.seq)
+        if self.store is not None:
+            self.store.note(record.seq, event.event_id)
+        if self.plugins is not None:
+            self.plugins.dispatch(event)
+        self.hub.broadcast(record)
+
+    async def handle_message(self, text: str) -> str:
+        """Handle one ``/ws/publish`` message; returns the one reply to send.
+
+        Args:
+            text: The message: an event, or ``{"type": "ping", "id": X}``.
+
+        Returns:
+            An ``ack`` (with ``duplicate: true`` for a known ``event_id``), a ``pong``, or an
+            ``error`` naming the problem.
+        """
+        try:
+            event = ev.decode(text)
+        except ev.EventError as exc:
+            return self._not_an_event(text, exc)
+        try:
+            result = await self.submit(event)
+        except ConnectionError as exc:
+            self.metrics.rejected["backend_unavailable"] += 1
+            return error_message(f"the server cannot accept events right now: {exc}",
+                                 None, event.event_id)
+        reply: dict[str, Any] = {"type": "ack", "seq": result.seq, "event_id": event.event_id}
+        if result.duplicate:
+            reply["duplicate"] = True
+        return _encode(reply).decode()
+
+    def _not_an_event(self, text: str, exc: ev.EventError) -> str:
+        try:
+            raw = _decode_any(text)
+        except msgspec.DecodeError:
+            raw = None
+        if isinstance(raw, dict) and raw.get("type") == "ping":
+            return pong(raw.get("id"))
+        self.metrics.rejected["invalid_event"] += 1
+        if isinstance(raw, list):
+            return error_message("one event per message, got a JSON array; send each event as "
+                                 "its own message (or POST the array to /api/events)", "")
+        event_id = raw.get("event_id") if isinstance(raw, dict) else None
+        return error_message(str(exc), exc.field, event_id if isinstance(event_id, str) else None)

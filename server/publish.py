@@ -1,0 +1,121 @@
+"""Publishing: ``WS /ws/publish`` (one event per message, one reply each), ``POST /api/events``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.websockets import WebSocket
+
+from mlops_hooks import events as ev
+from mlops_hooks.server.config import MAX_BODY_BYTES
+from mlops_hooks.server.probe import PROBE_HEADER
+from mlops_hooks.server.security import Denied
+from mlops_hooks.server.subscribe import deny, message_problem
+
+if TYPE_CHECKING:
+    from mlops_hooks.server.core import Core
+
+__all__ = ["post_events", "publish_ws", "read_body"]
+
+
+async def publish_ws(ws: WebSocket) -> None:
+    """The ``/ws/publish`` endpoint: every message gets exactly one reply, in order."""
+    core: Core = ws.app.state.core
+    probe = core.probe_secret is not None and ws.headers.get(PROBE_HEADER) == core.probe_secret
+    try:
+        core.guard.check_host(ws.headers)
+        core.guard.check_origin(ws.headers)
+        core.guard.check_publisher(ws.headers)
+        if not probe:
+            core.guard.check_capacity(core.connections)
+    except Denied as denied:
+        core.metrics.rejected[f"handshake_{denied.status}"] += 1
+        await deny(ws, denied)
+        return
+    await ws.accept()
+    counted = 0 if probe else 1
+    core.publishers += counted
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            problem = message_problem(message)
+            if problem is not None:
+                core.metrics.rejected["bad_frame"] += 1
+                await ws.close(*problem)
+                return
+            await ws.send_text(await core.ingest.handle_message(message["text"]))
+    finally:
+        core.publishers -= counted
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it grows over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, error: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, **extra}, status_code=status)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                            and media.endswith("+json"))
+
+
+async def post_events(request: Request) -> Response:
+    """``POST /api/events``: one event or a JSON array; all or nothing."""
+    core: Core = request.app.state.core
+    try:
+        core.guard.check_origin(request.headers)
+        core.guard.check_publisher(request.headers)
+    except Denied as denied:
+        core.metrics.rejected[f"http_{denied.status}"] += 1
+        return _error(denied.status, denied.message)
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type):
+        core.metrics.rejected["http_415"] += 1
+        return _error(415, "the body must be JSON: send 'Content-Type: application/json', got "
+                           f"{content_type or 'no Content-Type'!r}")
+    body = await read_body(request, MAX_BODY_BYTES)
+    if body is None:
+        core.metrics.rejected["http_413"] += 1
+        return _error(413, f"the body is over the {MAX_BODY_BYTES // 1024} KiB limit; send "
+                           "fewer events per request")
+    try:
+        events = ev.decode_many(body)
+    except ev.EventError as exc:
+        core.metrics.rejected["invalid_event"] += 1
+        field, index = exc.field, 0
+        if field.startswith("["):
+            head, _, field = field.partition("]")
+            index = int(head[1:])
+            field = field.lstrip(".")
+        return _error(400, str(exc), field=field, index=index)
+    seqs: list[int] = []
+    duplicates: list[int] = []
+    for i, event in enumerate(events):
+        try:
+            result = await core.ingest.submit(event)
+        except ConnectionError as exc:
+            return _error(503, f"the server cannot accept events right now: {exc}",
+                          seqs=seqs, index=i)
+        seqs.append(result.seq)
+        if result.duplicate:
+            duplicates.append(i)
+    return JSONResponse({"accepted": len(events) - len(duplicates), "seqs": seqs,
+                         "duplicates": duplicates})

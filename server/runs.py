@@ -1,0 +1,133 @@
+"""One training run as the server sees it: status, last progress, outcome and chart points."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["MAX_POINTS", "RUN_STATUSES", "RunState"]
+
+#: Chart points kept per run; older points are thinned so the chart spans the whole run.
+MAX_POINTS = 200
+RUN_STATUSES = ("running", "completed", "failed", "stalled")
+_TERMINAL = ("completed", "failed")
+
+
+class RunState:
+    """A run's current state (``RunState`` of docs/protocol.md).
+
+    Points are thinned, not truncated: every ``stride``-th progress event is kept and the
+    newest one is always the last point; when more than :data:`MAX_POINTS` are kept, every
+    second point goes and the stride doubles. A long run keeps a chart of its whole history.
+
+    Args:
+        run_id: The run's id.
+        model_name: What is being trained, when known.
+    """
+
+    __slots__ = ("_count", "_stride", "_tail", "completed", "failed", "model_name", "points",
+                 "progress", "run_id", "seen_at", "status", "updated")
+
+    def __init__(self, run_id: str, model_name: str | None = None) -> None:
+        self.run_id = run_id
+        self.model_name = model_name
+        self.status = "running"
+        self.progress: dict[str, Any] | None = None
+        self.completed: dict[str, Any] | None = None
+        self.failed: dict[str, Any] | None = None
+        self.points: list[dict[str, Any]] = []
+        self.updated: str | None = None
+        self.seen_at = time.monotonic()
+        self._count = 0
+        self._stride = 1
+        self._tail = False
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run completed or failed."""
+        return self.status in _TERMINAL
+
+    def touch(self, timestamp: str | None) -> None:
+        """Note that an event of this run arrived now."""
+        self.seen_at = time.monotonic()
+        if timestamp:
+            self.updated = timestamp
+
+    def on_progress(self, data: dict[str, Any]) -> None:
+        """Apply a ``training_progress`` event (its wire dict)."""
+        if data.get("model_name"):
+            self.model_name = data["model_name"]
+        self.progress = data
+        if self.status == "stalled":
+            self.status = "running"
+        self._add_point({
+            "seq": data.get("seq"),
+            "progress": data.get("progress"),
+            "epoch": data.get("current_epoch"),
+            "step": data.get("current_step"),
+            "loss": data.get("current_loss"),
+            "accuracy": data.get("current_accuracy"),
+            "metrics": data.get("metrics"),
+        })
+
+    def on_completed(self, data: dict[str, Any]) -> None:
+        """Apply a ``training_completed`` event."""
+        if data.get("model_name"):
+            self.model_name = data["model_name"]
+        self.completed = data
+        self.status = "completed"
+
+    def on_failed(self, data: dict[str, Any]) -> None:
+        """Apply a ``training_failed`` event."""
+        if data.get("model_name"):
+            self.model_name = data["model_name"]
+        self.failed = data
+        self.status = "failed"
+
+    def mark_stalled(self) -> bool:
+        """Mark a running run as stalled; returns whether it changed."""
+        if self.status != "running":
+            return False
+        self.status = "stalled"
+        return True
+
+    def _add_point(self, point: dict[str, Any]) -> None:
+        self._count += 1
+        if self._tail:
+            self.points.pop()
+        self.points.append(point)
+        self._tail = self._count % self._stride != 0
+        if len(self.points) > MAX_POINTS:
+            kept = self.points[:-1] if self._tail else self.points
+            thinned = kept[::2]
+            if self._tail:
+                thinned.append(self.points[-1])
+            self.points = thinned
+            self._stride *= 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as docs/protocol.md's ``RunState``."""
+        return {
+            "run_id": self.run_id,
+            "model_name": self.model_name,
+            "status": self.status,
+            "progress": self.progress,
+            "completed": self.completed,
+            "failed": self.failed,
+            "points": list(self.points),
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        """Rebuild a run from :meth:`to_dict` output (history)."""
+        run = cls(str(data["run_id"]), data.get("model_name"))
+        status = data.get("status")
+        run.status = status if status in RUN_STATUSES else "running"
+        run.progress = data.get("progress")
+        run.completed = data.get("completed")
+        run.failed = data.get("failed")
+        run.points = list(data.get("points") or [])[-MAX_POINTS:]
+        run.updated = data.get("updated")
+        run._count = len(run.points)
+        return run

@@ -1,0 +1,90 @@
+"""Run the broadcaster under uvicorn (what ``mlops-hooks serve`` does).
+
+uvicorn handles SIGINT and SIGTERM: open connections are closed, then the app's lifespan ends,
+which stops the background tasks and writes the remaining history to SQLite.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sqlite3
+import sys
+
+import uvicorn
+
+from mlops_hooks.server.app import create_app
+from mlops_hooks.server.config import MAX_MESSAGE_BYTES, ServerConfig
+
+__all__ = ["check_database", "run"]
+
+
+def check_database(path: str) -> str | None:
+    """Why the history database cannot be used, or ``None`` when it can."""
+    if path == ":memory:":
+        return None
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA schema_version").fetchone()
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error) as exc:
+        return f"cannot open the history database {path!r}: {exc}"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = False) -> int:
+    """Serve until interrupted.
+
+    Args:
+        config: The server's settings.
+        log_level: uvicorn's log level.
+        access_log: Log every HTTP request.
+
+    Returns:
+        The process exit status (0 after a clean shutdown).
+    """
+    problem = check_database(config.db_path)
+    if problem is not None:
+        print(f"mlops-hooks serve: {problem}", file=sys.stderr)
+        return 2
+    try:
+        app = create_app(config)
+    except ValueError as exc:
+        print(f"mlops-hooks serve: {exc}", file=sys.stderr)
+        return 2
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, lifespan="on", log_level=log_level,
+        access_log=access_log, ws="websockets-sansio", ws_per_message_deflate=False,
+        ws_max_size=MAX_MESSAGE_BYTES, timeout_graceful_shutdown=5, server_header=False,
+        proxy_headers=False))
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    print(f"mlops-hooks: dashboard http://{host}:{config.port}/  ·  subscribe "
+          f"ws://{host}:{config.port}/ws  ·  publish ws://{host}:{config.port}/ws/publish",
+          file=sys.stderr)
+    token = "required" if config.token else "not required"
+    print(f"mlops-hooks: history {config.db_path}  ·  uploads {config.upload_path}  ·  "
+          f"publisher token {token}  ·  backend {config.backend}", file=sys.stderr)
+    if not _is_loopback(config.host) and not config.token:
+        print("mlops-hooks: warning: listening beyond this machine without a publisher token; "
+              "anyone who can reach it can publish events (set --token or MLOPS_HOOKS_TOKEN)",
+              file=sys.stderr)
+    sys.stderr.flush()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
+        return 0
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        return int(exc.code) if isinstance(exc.code, int) else 1
+    return 0 if server.started else 1

@@ -1,0 +1,158 @@
+"""``WS /ws``: a snapshot (or a replay of what was missed), then live events in ``seq`` order.
+
+Query parameters: ``since=SEQ`` (replay after a reconnect), ``types=a,b`` (filter by event
+type), ``token=T`` (subscriber token). Client messages: ``{"type": "ping", "id": X}`` gets a
+``pong``; anything else gets an ``error``; binary frames close with 1003, oversize with 1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+from mlops_hooks import events as ev
+from mlops_hooks.server.backends.base import control
+from mlops_hooks.server.config import MAX_MESSAGE_BYTES
+from mlops_hooks.server.hub import SLOW_CLOSE_CODE, Subscriber, slow_reason
+from mlops_hooks.server.ingest import error_message, pong
+from mlops_hooks.server.security import Denied
+
+if TYPE_CHECKING:
+    from mlops_hooks.server.core import Core
+
+__all__ = ["deny", "message_problem", "parse_subscription", "subscribe"]
+
+_encode = msgspec.json.Encoder().encode
+_decode_any = msgspec.json.Decoder().decode
+
+
+async def deny(ws: WebSocket, denied: Denied) -> None:
+    """Refuse a handshake with an HTTP status and a JSON body saying why."""
+    response = JSONResponse({"error": denied.message}, status_code=denied.status)
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(response)
+    else:  # pragma: no cover - servers without the denial-response extension
+        await ws.close(code=1008, reason=denied.message[:120])
+
+
+def parse_subscription(query: Any) -> tuple[int | None, frozenset[str] | None]:
+    """Read ``since`` and ``types`` from the query string.
+
+    Raises:
+        Denied: 400 naming the bad parameter and what it accepts.
+    """
+    since: int | None = None
+    raw = query.get("since")
+    if raw is not None and raw != "":
+        try:
+            since = int(raw)
+        except ValueError:
+            since = -1
+        if since < 0:
+            raise Denied(400, f"since must be a non-negative integer (a seq), got {raw!r}")
+    types: frozenset[str] | None = None
+    raw_types = query.get("types")
+    if raw_types:
+        names = [t.strip() for t in raw_types.split(",") if t.strip()]
+        unknown = [t for t in names if t not in ev.EVENT_CLASSES]
+        if unknown:
+            raise Denied(400, f"types: unknown event type(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(ev.EVENT_TYPES)}")
+        types = frozenset(names)
+    return since, types
+
+
+def message_problem(message: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The close code and reason for a frame the server does not take, or ``None``."""
+    text = message.get("text")
+    if text is None:
+        return 1003, "binary frames are not supported: send JSON text"
+    if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode()) > MAX_MESSAGE_BYTES:
+        return 1009, f"message over the {MAX_MESSAGE_BYTES // 1024} KiB limit"
+    return None
+
+
+async def _prime(core: Core, sub: Subscriber, since: int | None,
+                 types: frozenset[str] | None) -> None:
+    upto = core.state.seq
+    if since is not None and since <= upto:
+        records = await core.backend.replay(since, upto)
+        if records is not None:
+            if types is not None:
+                records = [r for r in records if r.type in types]
+            records = sub.coalesce(records)
+            size = sum(r.nbytes for r in records)
+            if size <= core.hub.max_bytes // 2 and len(records) <= core.hub.max_events // 2:
+                header = _encode({"type": "replay", "from": since + 1, "to": upto,
+                                  "count": len(records)}).decode()
+                sub.prime([control(header, "replay"), *records], since)
+                return
+    snapshot = _encode(core.state.snapshot(core.connections)).decode()
+    sub.prime([control(snapshot, "snapshot")], core.state.seq)
+
+
+async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] | None:
+    """Answer client messages until the client leaves (``None``) or breaks the rules."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        problem = message_problem(message)
+        if problem is not None:
+            core.metrics.rejected["bad_frame"] += 1
+            return problem
+        try:
+            data = _decode_any(message["text"])
+        except msgspec.DecodeError:
+            data = None
+        if isinstance(data, dict) and data.get("type") == "ping":
+            sub.push(control(pong(data.get("id")), "pong"))
+        else:
+            core.metrics.rejected["bad_subscriber_message"] += 1
+            sub.push(control(error_message(
+                'subscribers may only send {"type": "ping", "id": ...}; '
+                "events are published on /ws/publish or POST /api/events"), "error"))
+
+
+async def subscribe(ws: WebSocket) -> None:
+    """The ``/ws`` endpoint."""
+    core: Core = ws.app.state.core
+    try:
+        core.guard.check_host(ws.headers)
+        core.guard.check_origin(ws.headers)
+        core.guard.check_subscriber(ws.headers, ws.query_params)
+        core.guard.check_capacity(core.connections)
+        since, types = parse_subscription(ws.query_params)
+    except Denied as denied:
+        core.metrics.rejected[f"handshake_{denied.status}"] += 1
+        await deny(ws, denied)
+        return
+    await ws.accept()
+    sub = core.hub.add(ws.send_text, types)
+    reader: asyncio.Task[tuple[int, str] | None] | None = None
+    close: tuple[int, str] | None = None
+    try:
+        await _prime(core, sub, since, types)
+        writer = sub.start()
+        reader = asyncio.get_running_loop().create_task(_read(ws, sub, core))
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if reader.done() and not reader.cancelled() and reader.exception() is None:
+            close = reader.result()
+    finally:
+        if reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        elif reader is not None and not reader.cancelled():
+            reader.exception()  # retrieved: a client that vanished mid-read
+        await core.hub.remove(sub)
+    if sub.slow:
+        close = (SLOW_CLOSE_CODE, slow_reason(sub.last_seq))
+    if close is not None:
+        with suppress(Exception):  # the client is gone or never reads again
+            await asyncio.wait_for(ws.close(*close), core.config.slow_close_timeout)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_hooks.manager import hookimpl
+from mlops_hooks.server import ServerConfig, create_app
+
+with warnings.catch_warnings():
+    # Starlette prefers httpx2; the httpx it finds works the same for these tests.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+__all__ = ["TestClient"]
+
+
+class ServerRecorder:
+    """A server-side plugin that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.sides: list[str] = []
+
+    @hookimpl
+    def mlops_event(self, event: Any, side: str) -> None:
+        self.events.append(event)
+        self.sides.append(side)
+
+
+def unit_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
+    settings: dict[str, Any] = {
+        "db": ":memory:", "port": 0, "allowed_hosts": ("testserver",),
+        "upload_dir": str(tmp_path / "uploads"), "metrics_interval": 0, "stall_timeout": 0,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Build a TestClient around a fresh app (lifespan started); closed at the end."""
+    clients: list[TestClient] = []
+
+    def make(plugins: Any = None, **overrides: Any) -> TestClient:
+        app = create_app(unit_config(tmp_path, **overrides), plugins=plugins)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+def progress(run_id: str = "run-1", pct: float = 10, **extra: Any) -> dict[str, Any]:
+    return {"type": "training_progress", "run_id": run_id, "progress": pct,
+            "stage": "model_training", **extra}
+
+
+def activity(n: int, size: int = 0) -> dict[str, Any]:
+    return {"type": "activity_update",
+            "activity": {"id": f"act_{n}", "title": f"Activity {n}",
+                         "description": "x" * size or None}}

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.server.conftest import ServerRecorder, activity, progress
+
+
+def test_ws_publish_acks_each_event_in_order_with_seq(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        for i in range(5):
+            pub.send_json(progress(pct=i * 10, event_id=f"e{i}"))
+        acks = [pub.receive_json() for _ in range(5)]
+    assert [a["seq"] for a in acks] == [1, 2, 3, 4, 5]
+    assert [a["event_id"] for a in acks] == [f"e{i}" for i in range(5)]
+    assert all(a["type"] == "ack" and "duplicate" not in a for a in acks)
+
+
+def test_duplicate_event_id_returns_original_seq_and_is_not_broadcast(client):
+    with client.websocket_connect("/ws") as sub, client.websocket_connect("/ws/publish") as pub:
+        assert sub.receive_json()["type"] == "snapshot"
+        pub.send_json(activity(1) | {"event_id": "same"})
+        assert pub.receive_json() == {"type": "ack", "seq": 1, "event_id": "same"}
+        pub.send_json(activity(1) | {"event_id": "same"})
+        assert pub.receive_json() == {"type": "ack", "seq": 1, "event_id": "same",
+                                      "duplicate": True}
+        pub.send_json(activity(2))
+        assert pub.receive_json()["seq"] == 2
+        assert sub.receive_json()["seq"] == 1
+        assert sub.receive_json()["seq"] == 2  # the duplicate never reached the subscriber
+
+
+BAD_EVENTS = [
+    ("not json", "{nope", "", "malformed JSON"),
+    ("unknown type", {"type": "model_exploded"}, "type", "unknown type 'model_exploded'"),
+    ("missing type", {"progress": 5}, "type", "missing"),
+    ("wrong type", progress(pct="half"), "progress", "'half'"),
+    ("out of range", progress(pct=150), "progress", "150"),
+    ("outside its set", {"type": "model_status_change", "status": "runing", "model_id": "m"},
+     "status", "'runing'"),
+    ("missing field", {"type": "model_deployed"}, "model_name", "missing"),
+    ("unknown field", progress(colour="red"), "colour", "unknown field"),
+    ("array", [progress()], "", "one event per message"),
+]
+
+
+@pytest.mark.parametrize(("name", "payload", "field", "text"), BAD_EVENTS,
+                         ids=[b[0] for b in BAD_EVENTS])
+def test_bad_event_gets_an_error_naming_the_problem_and_the_connection_stays(
+        client, name, payload, field, text):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_text(payload if isinstance(payload, str) else json.dumps(payload))
+        reply = pub.receive_json()
+        assert reply["type"] == "error"
+        assert reply["field"] == field
+        assert text in reply["error"]
+        pub.send_json(progress())
+        assert pub.receive_json()["type"] == "ack"
+
+
+def test_error_reply_carries_the_event_id(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_json(progress(pct=-1, event_id="abc"))
+        reply = pub.receive_json()
+    assert reply["event_id"] == "abc" and reply["field"] == "progress"
+
+
+def test_ping_on_publish_socket_gets_pong(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_json({"type": "ping", "id": 7})
+        reply = pub.receive_json()
+    assert reply["type"] == "pong" and reply["id"] == 7 and reply["server_time"].endswith("Z")
+
+
+def test_binary_frame_closes_with_1003(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_bytes(b'{"type": "ping"}')
+        with pytest.raises(WebSocketDisconnect) as info:
+            pub.receive_json()
+    assert info.value.code == 1003
+
+
+def test_oversize_message_closes_with_1009(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_text(json.dumps(activity(1, size=70_000)))
+        with pytest.raises(WebSocketDisconnect) as info:
+            pub.receive_json()
+    assert info.value.code == 1009
+
+
+def test_timestamp_is_filled_and_kept(client):
+    with client.websocket_connect("/ws") as sub:
+        sub.receive_json()
+        client.post("/api/events", json=[progress("a"),
+                                         progress("b", timestamp="2025-12-06T10:30:00Z")])
+        first, second = sub.receive_json(), sub.receive_json()
+    assert first["timestamp"].endswith("Z") and len(first["timestamp"]) == 24
+    assert second["timestamp"] == "2025-12-06T10:30:00Z"
+
+
+def test_post_one_event_and_an_array(client):
+    one = client.post("/api/events", json=progress())
+    assert one.status_code == 200
+    assert one.json() == {"accepted": 1, "seqs": [1], "duplicates": []}
+    many = client.post("/api/events", json=[activity(1) | {"event_id": "k"}, progress(),
+                                            activity(1) | {"event_id": "k"}])
+    assert many.json() == {"accepted": 2, "seqs": [2, 3, 2], "duplicates": [2]}
+
+
+def test_post_invalid_event_names_index_and_field_and_accepts_none(client):
+    response = client.post("/api/events", json=[progress(), progress(pct=101)])
+    assert response.status_code == 400
+    body = response.json()
+    assert body["index"] == 1 and body["field"] == "progress"
+    assert "101" in body["error"]
+    assert client.get("/healthz").json()["seq"] == 0
+
+
+def test_post_wrong_content_type_is_415_and_oversize_is_413(client):
+    response = client.post("/api/events", content=b"type=x",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415 and "application/json" in response.json()["error"]
+    big = [activity(i, size=8000) for i in range(200)]
+    response = client.post("/api/events", json=big)
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_server_side_hooks_see_every_ingested_event(make_client):
+    recorder = ServerRecorder()
+    from mlops_hooks.manager import create_plugin_manager
+
+    pm = create_plugin_manager("server", builtins=False, entrypoints=False)
+    pm.register(recorder, name="recorder")
+    client = make_client(plugins=pm)
+    client.post("/api/events", json=[progress(), activity(1) | {"event_id": "d"},
+                                     activity(1) | {"event_id": "d"}])
+    assert [e.type for e in recorder.events] == ["training_progress", "activity_update"]
+    assert [e.seq for e in recorder.events] == [1, 2]
+    assert set(recorder.sides) == {"server"}
+
+
+def test_a_raising_plugin_does_not_stop_the_broadcast(make_client, capsys):
+    from mlops_hooks.manager import create_plugin_manager, hookimpl
+
+    class Broken:
+        @hookimpl
+        def mlops_event(self, event):
+            raise RuntimeError("boom")
+
+    pm = create_plugin_manager("server", builtins=False, entrypoints=False)
+    pm.register(Broken(), name="broken")
+    client = make_client(plugins=pm)
+    with client.websocket_connect("/ws") as sub:
+        sub.receive_json()
+        assert client.post("/api/events", json=progress()).status_code == 200
+        assert sub.receive_json()["seq"] == 1
+    assert "broken" in capsys.readouterr().err

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import WebSocketDenialResponse
+
+from tests.server.conftest import activity, progress
+
+
+def test_first_frame_is_the_snapshot_with_its_seq(client):
+    client.post("/api/events", json=[
+        {"type": "model_deployed", "model_name": "Churn v1", "model_id": "m1",
+         "model_accuracy": 0.9},
+        progress(pct=50, model_name="churn"), activity(1)])
+    with client.websocket_connect("/ws") as sub:
+        snap = sub.receive_json()
+    assert snap["type"] == "snapshot" and snap["seq"] == 3
+    assert snap["models"][0]["model_id"] == "m1" and snap["models"][0]["status"] == "active"
+    assert snap["runs"][0]["run_id"] == "run-1" and snap["runs"][0]["status"] == "running"
+    assert snap["activity"][0]["id"] == "act_1"
+    assert snap["connections"] == 1
+    for key in ("server_time", "system", "health", "alerts", "uploads"):
+        assert key in snap
+
+
+def test_live_events_follow_the_snapshot_in_seq_order(client):
+    with client.websocket_connect("/ws") as sub:
+        assert sub.receive_json()["seq"] == 0
+        client.post("/api/events", json=[activity(i) for i in range(5)])
+        seqs = [sub.receive_json()["seq"] for _ in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+
+
+def test_types_filter(client):
+    with client.websocket_connect("/ws?types=activity_update,model_deployed") as sub:
+        sub.receive_json()
+        client.post("/api/events", json=[progress(), activity(1),
+                                         {"type": "model_deployed", "model_name": "m"}])
+        kinds = [sub.receive_json()["type"] for _ in range(2)]
+    assert kinds == ["activity_update", "model_deployed"]
+
+
+def test_since_replays_what_was_missed_then_goes_live(client):
+    client.post("/api/events", json=[activity(i) for i in range(6)])
+    with client.websocket_connect("/ws?since=3") as sub:
+        header = sub.receive_json()
+        replayed = [sub.receive_json()["seq"] for _ in range(3)]
+        client.post("/api/events", json=activity(99))
+        live = sub.receive_json()["seq"]
+    assert header == {"type": "replay", "from": 4, "to": 6, "count": 3}
+    assert replayed == [4, 5, 6] and live == 7
+
+
+def test_since_with_types_counts_only_matching_events(client):
+    client.post("/api/events", json=[activity(1), progress(), activity(2)])
+    with client.websocket_connect("/ws?since=0&types=activity_update") as sub:
+        header = sub.receive_json()
+        seqs = [sub.receive_json()["seq"] for _ in range(2)]
+    assert header["count"] == 2 and seqs == [1, 3]
+
+
+def test_replay_coalesces_superseded_progress(client):
+    client.post("/api/events", json=[progress(pct=i) for i in range(5)] + [activity(1)])
+    with client.websocket_connect("/ws?since=0") as sub:
+        header = sub.receive_json()
+        events = [sub.receive_json() for _ in range(header["count"])]
+    assert header["count"] == 2
+    assert [(e["type"], e["seq"]) for e in events] == [("training_progress", 5),
+                                                        ("activity_update", 6)]
+
+
+def test_since_older_than_the_buffer_gets_a_fresh_snapshot(make_client):
+    client = make_client(replay_size=3)
+    client.post("/api/events", json=[activity(i) for i in range(6)])
+    with client.websocket_connect("/ws?since=1") as sub:
+        frame = sub.receive_json()
+    assert frame["type"] == "snapshot" and frame["seq"] == 6
+
+
+def test_since_ahead_of_the_stream_gets_a_snapshot(client):
+    client.post("/api/events", json=activity(1))
+    with client.websocket_connect("/ws?since=50") as sub:
+        frame = sub.receive_json()
+    assert frame["type"] == "snapshot" and frame["seq"] == 1
+
+
+def test_since_at_the_head_replays_nothing(client):
+    client.post("/api/events", json=activity(1))
+    with client.websocket_connect("/ws?since=1") as sub:
+        assert sub.receive_json() == {"type": "replay", "from": 2, "to": 1, "count": 0}
+        client.post("/api/events", json=activity(2))
+        assert sub.receive_json()["seq"] == 2
+
+
+@pytest.mark.parametrize(("query", "text"), [
+    ("since=abc", "since must be a non-negative integer"),
+    ("since=-4", "since must be a non-negative integer"),
+    ("types=training_progress,bogus", "unknown event type(s) 'bogus'"),
+])
+def test_bad_query_is_refused_with_400_and_a_reason(client, query, text):
+    with pytest.raises(WebSocketDenialResponse) as info, \
+            client.websocket_connect(f"/ws?{query}"):
+        pass
+    assert info.value.status_code == 400
+    assert text in info.value.json()["error"]
+
+
+def test_ping_pong_and_unknown_messages(client):
+    with client.websocket_connect("/ws") as sub:
+        sub.receive_json()
+        sub.send_json({"type": "ping", "id": "abc"})
+        pong = sub.receive_json()
+        sub.send_json({"type": "subscribe"})
+        error = sub.receive_json()
+        sub.send_text("not json")
+        error2 = sub.receive_json()
+        sub.send_json({"type": "ping", "id": 2})
+        assert sub.receive_json()["id"] == 2
+    assert pong["type"] == "pong" and pong["id"] == "abc" and pong["server_time"].endswith("Z")
+    assert error["type"] == "error" and "ping" in error["error"]
+    assert error2["type"] == "error"
+
+
+def test_two_subscribers_get_identical_frames(client):
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        a.receive_json()
+        b.receive_json()
+        client.post("/api/events", json=[activity(1), progress()])
+        assert [a.receive_text() for _ in range(2)] == [b.receive_text() for _ in range(2)]
