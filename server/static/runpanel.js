@@ -57,7 +57,10 @@ export class RunPanel {
     const loss = stat('Loss', 'loss');
     const eta = stat('ETA', 'eta');
     const accuracy = stat('Accuracy', 'accuracy');
-    Object.assign(e, { epoch: epoch.value, loss: loss.value, eta: eta.value, accuracy: accuracy.value });
+    Object.assign(e, {
+      epoch: epoch.value, epochLabel: epoch.node.firstChild, loss: loss.value, eta: eta.value,
+      accuracy: accuracy.value,
+    });
     e.message = h('p', { class: 'run-message' });
     e.stalled = h('p', { class: 'run-note warn', hidden: true },
       'No events from this run for a while: the training process may have stopped.');
@@ -171,7 +174,14 @@ export class RunPanel {
     });
 
     const total = p.total_epochs ?? (run.completed && run.completed.total_epochs);
-    setText(e.epoch, isNum(p.current_epoch) ? `${p.current_epoch}/${isNum(total) ? total : '?'}` : '—');
+    if (!isNum(p.current_epoch) && isNum(p.current_step)) {
+      // Runs without epochs (open-ended loops, some estimators) count steps instead.
+      setText(e.epochLabel, 'Step');
+      setText(e.epoch, `${fmtInt(p.current_step)}${isNum(p.total_steps) ? `/${fmtInt(p.total_steps)}` : ''}`);
+    } else {
+      setText(e.epochLabel, 'Epoch');
+      setText(e.epoch, isNum(p.current_epoch) ? `${p.current_epoch}/${isNum(total) ? total : '?'}` : '—');
+    }
     setText(e.loss, fmtLoss(p.current_loss));
     setText(e.eta, status === 'running' && isNum(p.estimated_time_remaining) ? fmtDuration(p.estimated_time_remaining) : '—');
     setText(e.accuracy, isNum(p.current_accuracy) ? fmtFraction(p.current_accuracy) : '—');

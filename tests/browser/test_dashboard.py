@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,15 @@ def test_each_spec_event_posted_to_the_server_shows_up_live(dash: Dashboard) -> 
     expect(run.locator('[data-stat="epoch"] dd')).to_have_text("15/20")
     stage = run.locator(".pip[data-stage='model_training']")
     expect(stage).to_have_attribute("data-state", "active")
+
+    # An open-ended run: no progress percentage, steps instead of epochs.
+    dash.post({"type": "training_progress", "run_id": "run-steps", "stage": "model_training",
+               "current_step": 1200, "total_steps": 5000, "current_loss": 0.5})
+    steps = run_panel(page, "run-steps")
+    expect(steps.locator('[data-stat="epoch"] dt')).to_have_text("Step")
+    expect(steps.locator('[data-stat="epoch"] dd')).to_have_text("1,200/5,000")
+    expect(steps.locator(".progress")).to_have_class(re.compile(r"\bindeterminate\b"))
+    expect(steps.locator(".run-percent")).to_have_text("—")
 
     dash.post(ex["training_completed"])
     expect(run).to_have_attribute("data-status", "completed")
