@@ -267,7 +267,6 @@ class Publisher:
         self._mailbox.wake.set()
         if thread is not threading.current_thread():
             thread.join(join)  # a connection attempt in progress may outlast this (daemon)
-        self._mailbox.inbox.clear()
         atexit.unregister(self._at_exit)
         return delivered
 
