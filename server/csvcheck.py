@@ -117,11 +117,12 @@ def validate_csv(path: Path, filename: str, target_column: str | None = None) ->
             column only, duplicate column names, or an unknown target column.
     """
     check_suffix(filename)
+    line = 0
     try:
         with _read_text(path) as text:
             sample = text.read(_SAMPLE)
             text.seek(0)
-            reader = csv.reader(text, _dialect(sample, filename))
+            reader = csv.reader(text, _dialect(sample, filename), strict=True)
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
                 raise CsvProblem("the file has no header row")
@@ -140,6 +141,7 @@ def validate_csv(path: Path, filename: str, target_column: str | None = None) ->
             distinct: set[str] = set()
             rows = 0
             for row in reader:
+                line = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 if len(row) != columns:
@@ -158,7 +160,7 @@ def validate_csv(path: Path, filename: str, target_column: str | None = None) ->
         raise CsvProblem(f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
                          f"{exc.start} of a block): save the file as UTF-8 CSV") from None
     except csv.Error as exc:
-        raise CsvProblem(f"malformed CSV: {exc}") from None
+        raise CsvProblem(f"malformed CSV after line {line}: {exc}") from None
     if rows == 0:
         raise CsvProblem("the file has a header but no data rows")
     features = columns - 1

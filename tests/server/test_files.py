@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import pytest
+
+from mlops_hooks.server.csvcheck import CsvProblem, validate_csv
+from mlops_hooks.server.files import safe_filename
+
+CSV = b"age,income,plan,churn_status\n34,52000,basic,yes\n45,61000,pro,no\n29,,basic,no\n"
+
+
+def upload(client, name, data, **fields):
+    return client.post("/api/files", files={"file": (name, data, "text/csv")}, data=fields)
+
+
+def test_happy_path_stores_validates_and_broadcasts(client, tmp_path):
+    with client.websocket_connect("/ws?types=upload_progress,file_validated") as sub:
+        sub.receive_json()
+        response = upload(client, "customers.csv", CSV)
+        frames = [sub.receive_json()]
+        while frames[-1]["type"] != "file_validated":
+            frames.append(sub.receive_json())
+    *progress_frames, validated = frames
+    progress = progress_frames[-1]
+    assert response.status_code == 200
+    body = response.json()
+    assert body == validated
+    assert body["status"] == "success" and body["filename"] == "customers.csv"
+    assert (body["rows"], body["columns"], body["target_column"]) == (3, 4, "churn_status")
+    assert body["file_size"] == f"{len(CSV)}B" and body["validation_time"] >= 0
+    assert "3 features" in body["summary"] and "1 missing" in body["summary"]
+    stored = tmp_path / "uploads" / "customers.csv"
+    assert body["file_path"] == str(stored.resolve()) and stored.read_bytes() == CSV
+    assert progress["type"] == "upload_progress" and progress["progress_percent"] == 100
+    assert progress["bytes_uploaded"] == progress["total_bytes"] == len(CSV)
+    assert progress["upload_speed"].endswith("/s") and progress["estimated_time_remaining"] == 0
+    assert not list((tmp_path / "uploads").glob(".upload-*"))
+
+
+def test_target_column_given_and_semicolons(client):
+    body = upload(client, "d.csv", b"a;b;c\n1;2;3\n4;5;6\n", target_column="B").json()
+    assert body["status"] == "success" and body["target_column"] == "b" and body["columns"] == 3
+
+
+@pytest.mark.parametrize(("name", "data", "fields", "status", "text"), [
+    ("model.pkl", b"\x80\x04binary", {}, 415, "only CSV files are accepted"),
+    ("empty.csv", b"", {}, 400, "the file is empty"),
+    ("header.csv", b"a,b,c\n", {}, 400, "header but no data rows"),
+    ("ragged.csv", b"a,b,c\n1,2,3\n4,5\n", {}, 400, "line 3 has 2 fields, expected 3"),
+    ("quote.csv", b'a,b\n1,"unterminated\n', {}, 400, "line"),
+    ("one.csv", b"just\none\ncolumn\n", {}, 400, "only one column"),
+    ("bin.csv", b"a,b\n1,\x00\n", {}, 400, "binary data"),
+    ("latin.csv", "a,b\nd\u00e9j\u00e0,1\n".encode("latin-1"), {}, 400, "not UTF-8"),
+    ("dup.csv", b"a,a,b\n1,2,3\n", {}, 400, "duplicate column names: 'a'"),
+    ("t.csv", b"a,b\n1,2\n", {"target_column": "label"}, 400,
+     "target column 'label' is not in the header (columns: a, b)"),
+])
+def test_each_bad_file_gets_its_error_and_is_not_kept(client, tmp_path, name, data, fields,
+                                                      status, text):
+    with client.websocket_connect("/ws?types=file_validated") as sub:
+        sub.receive_json()
+        response = upload(client, name, data, **fields)
+        broadcast = sub.receive_json()
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == "error" and text in body["error"], body["error"]
+    assert body == broadcast and body["filename"] == name
+    assert "file_path" not in body
+    assert not [p for p in (tmp_path / "uploads").glob("*") if p.is_file()]
+    assert client.get("/healthz").status_code == 200
+
+
+def _multipart(name: str, chunks: list[bytes]):
+    yield (b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name.encode()
+           + b"\"\r\nContent-Type: text/csv\r\n\r\n")
+    yield from chunks
+    yield b"\r\n--B--\r\n"
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_over_the_limit_is_refused_or_cut_off(make_client, tmp_path, declared):
+    client = make_client(max_upload_bytes=1000)
+    chunks = [b"a,b\n"] + [b"1,2\n" * 100] * 20
+    body = _multipart("big.csv", chunks)
+    content = b"".join(body) if declared else body
+    response = client.post("/api/files", content=content,
+                           headers={"content-type": "multipart/form-data; boundary=B"})
+    assert response.status_code == 413
+    result = response.json()
+    assert result["status"] == "error" and result["filename"] == "big.csv"
+    assert "over the upload limit of 1000B" in result["error"]
+    assert not [p for p in (tmp_path / "uploads").glob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("../../etc/passwd.csv", "passwd.csv"),
+    ("..\\..\\windows\\system.csv", "system.csv"),
+    ("/abs/path/x.csv", "x.csv"),
+    ("..", "upload.csv"),
+    ("", "upload.csv"),
+    (".hidden.csv", "hidden.csv"),
+    ("a\x00b\nc.csv", "abc.csv"),
+    ("con.csv", "_con.csv"),
+    ('we<i>rd:"na|me?*.csv', "weirdname.csv"),
+    ("x" * 300 + ".csv", "x" * 196 + ".csv"),
+])
+def test_safe_filename(raw, safe):
+    assert safe_filename(raw) == safe
+
+
+def test_crafted_names_stay_in_the_upload_dir(client, tmp_path):
+    for name in ("../../escape.csv", "..\\..\\escape2.csv", "/tmp/escape3.csv"):
+        body = upload(client, name, CSV).json()
+        assert body["status"] == "success"
+        assert (tmp_path / "uploads" / body["filename"]).is_file()
+    assert not (tmp_path / "escape.csv").exists()
+
+
+def test_request_errors(client):
+    not_multipart = client.post("/api/files", content=b"a,b\n1,2\n",
+                                headers={"content-type": "text/csv"})
+    assert not_multipart.status_code == 415
+    assert "multipart/form-data" in not_multipart.json()["error"]
+    no_file = client.post("/api/files", data={"target_column": "x"},
+                          files={"other": ("x.csv", b"a,b\n1,2\n")})
+    assert no_file.status_code == 400 and "'file'" in no_file.json()["error"]
+    broken = client.post("/api/files", content=b"--XYZ\r\ngarbage",
+                         headers={"content-type": "multipart/form-data; boundary=XYZ"})
+    assert broken.status_code == 400
+
+
+def test_uploads_need_the_subscriber_token_when_set(make_client):
+    client = make_client(subscriber_token="v")
+    assert upload(client, "a.csv", CSV).status_code == 401
+    ok = client.post("/api/files?token=v", files={"file": ("a.csv", CSV)})
+    assert ok.status_code == 200
+
+
+def test_validate_csv_guesses_the_target(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("f1,label,f2\n1,a,2\n3,b,4\n")
+    assert validate_csv(path, "x.csv").target_column == "label"
+    path.write_text("f1,f2,f3\n1,2,3\n")
+    assert validate_csv(path, "x.csv").target_column == "f3"
+    with pytest.raises(CsvProblem):
+        validate_csv(path, "x.json")
