@@ -1,0 +1,206 @@
+"""What the Lightning ``MLOpsCallback`` costs a training loop, against a fit without it.
+
+A tiny model (``Linear(8, 1)``) is fitted for thousands of steps at batch size 1, so the
+per-step cost of Lightning itself is as small as it gets and any per-batch cost of a callback
+shows. Variants, run interleaved (the order rotates every repeat, after one warm-up fit each):
+
+* ``baseline``       - no callback;
+* ``mlops (server up)``   - ``MLOpsCallback`` with the default plugins, publishing to a real
+  ``mlops-hooks serve`` process (tests/live_server.py);
+* ``mlops (server down)`` - the same with nothing listening: the publisher is reconnecting;
+* ``tqdm``           - Lightning's ``TQDMProgressBar`` (refresh every step, output discarded),
+  for reference.
+
+Each fit's training loop (``on_train_start`` to ``on_train_end``) is timed, as wall time and
+as CPU time of the training thread; the report gives the median per variant, the ratio of
+medians to the baseline (target for the callback: <= 1.01) and the median of the ratios of
+fits run side by side in the same repeat (less sensitive to load drifting over the run). A
+last fit times the callback's per-batch hook directly. Numbers are for reporting; nothing
+passes or fails.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/callback_overhead.py                 # 3000 steps, 5 repeats
+    .venv/bin/python benchmarks/callback_overhead.py --steps 5000 --repeats 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+warnings.simplefilter("ignore")
+
+import lightning.pytorch as L  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import TQDMProgressBar  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from mlops_hooks.manager import reset_plugin_managers  # noqa: E402
+from mlops_hooks.plugins.lightning import MLOpsCallback  # noqa: E402
+from tests.live_server import LiveServer, free_port  # noqa: E402
+
+for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # set after their import
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class LoopTimer(L.Callback):
+    """Times the training loop only (setup and teardown are the same for every variant).
+
+    Wall time, and the CPU time of the training thread (less sensitive to other load on the
+    machine; it leaves out the publisher's background thread, which the wall time includes).
+    """
+
+    def __init__(self) -> None:
+        self.seconds = (0.0, 0.0)
+        self._start = (0.0, 0.0)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._start = (time.perf_counter(), time.thread_time())
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.seconds = (time.perf_counter() - self._start[0],
+                        time.thread_time() - self._start[1])
+
+
+def fit_once(loader: DataLoader[Any], extra: list[L.Callback],
+             progress_bar: bool) -> tuple[float, float]:
+    timer = LoopTimer()
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_model_summary=False,
+                        enable_progress_bar=progress_bar, num_sanity_val_steps=0,
+                        callbacks=[timer, *extra])
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), \
+            contextlib.redirect_stdout(sink):
+        trainer.fit(Tiny(), loader)
+    return timer.seconds
+
+
+class TimedMLOpsCallback(MLOpsCallback):
+    """Measures the time spent inside the per-batch hook (one extra fit, not in the ratios)."""
+
+    calls = 0
+    nanoseconds = 0
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        start = time.perf_counter_ns()
+        super().on_train_batch_end(*args)
+        TimedMLOpsCallback.nanoseconds += time.perf_counter_ns() - start
+        TimedMLOpsCallback.calls += 1
+
+
+@contextlib.contextmanager
+def publishing_to(url: str) -> Iterator[None]:
+    """Point the process's publisher at ``url`` (a fresh plugin manager per variant)."""
+    os.environ["MLOPS_HOOKS_URL"] = url
+    reset_plugin_managers()
+    try:
+        yield
+    finally:
+        reset_plugin_managers()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=3000, help="steps per fit (batch size 1)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed fits per variant")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = TensorDataset(torch.randn(args.steps, 8), torch.randn(args.steps, 1))
+    loader = DataLoader(data, batch_size=1, shuffle=False)
+    os.environ["MLOPS_HOOKS_DISABLE"] = "jsonl"
+
+    down_port = free_port()  # nothing listens there
+    with tempfile.TemporaryDirectory() as tmp, LiveServer(Path(tmp)) as server:
+        up_url = f"ws://127.0.0.1:{server.port}/ws"
+        down_url = f"ws://127.0.0.1:{down_port}/ws"
+
+        def mlops(url: str) -> Callable[[], tuple[float, float]]:
+            def run() -> tuple[float, float]:
+                with publishing_to(url):
+                    return fit_once(loader, [MLOpsCallback("bench")], False)
+            return run
+
+        variants: dict[str, Callable[[], tuple[float, float]]] = {
+            "baseline": lambda: fit_once(loader, [], False),
+            "mlops (server up)": mlops(up_url),
+            "mlops (server down)": mlops(down_url),
+            "tqdm": lambda: fit_once(loader, [TQDMProgressBar(refresh_rate=1)], True),
+        }
+        names = list(variants)
+        for name in names:  # warm-up: imports, allocator, first connection
+            variants[name]()
+        wall: dict[str, list[float]] = {name: [] for name in names}
+        cpu: dict[str, list[float]] = {name: [] for name in names}
+        for repeat in range(args.repeats):
+            order = names[repeat % len(names):] + names[:repeat % len(names)]
+            for name in order:
+                seconds, thread_seconds = variants[name]()
+                wall[name].append(seconds)
+                cpu[name].append(thread_seconds)
+            print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(
+                f"{n} {wall[n][-1]:.3f}s" for n in names), flush=True)
+        assert_no_port_clash(down_port)
+        with publishing_to(up_url):
+            fit_once(loader, [TimedMLOpsCallback("bench-timed")], False)
+
+    print(f"\n{args.steps} steps at batch size 1, {args.repeats} interleaved repeats, "
+          f"torch threads 1, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    for label, times in (("wall time of the training loop", wall),
+                         ("CPU time of the training thread", cpu)):
+        base = statistics.median(times["baseline"])
+        print(f"\n{label}")
+        print(f"{'variant':<22}{'median s':>10}{'us/step':>10}{'ratio':>8}{'paired':>8}"
+              "   all (s)")
+        for name in names:
+            median = statistics.median(times[name])
+            paired = statistics.median(t / b for t, b in zip(times[name], times["baseline"],
+                                                                 strict=True))
+            print(f"{name:<22}{median:>10.3f}{median / args.steps * 1e6:>10.1f}"
+                  f"{median / base:>8.3f}{paired:>8.3f}   "
+                  + " ".join(f"{t:.3f}" for t in times[name]))
+    report_hook_cost(args.steps)
+
+
+def assert_no_port_clash(port: int) -> None:
+    """The 'server down' port must still be closed, or that variant measured something else."""
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            print(f"warning: port {port} was open during the 'server down' variant",
+                  file=sys.stderr)
+
+
+def report_hook_cost(steps: int) -> None:
+    per_call = TimedMLOpsCallback.nanoseconds / max(1, TimedMLOpsCallback.calls) / 1000
+    print(f"\nMLOpsCallback.on_train_batch_end: {per_call:.2f} us per call over "
+          f"{TimedMLOpsCallback.calls} calls (server up)")
+
+
+if __name__ == "__main__":
+    main()
