@@ -15,7 +15,17 @@ from tests.publisher.support import FAST, Server, States
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own (to kill, restart or configure)."""
     srv = Server(tmp_path / "server")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server shared by a module's tests (each test uses its own ``run_id``s)."""
+    srv = Server(tmp_path_factory.mktemp("shared-server"))
     srv.start()
     yield srv
     srv.stop()

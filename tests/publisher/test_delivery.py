@@ -170,14 +170,14 @@ def test_a_wrong_token_is_reported_and_the_right_one_delivers(tmp_path, make_pub
         assert marks(server.received("auth")) == ["#1"]
 
 
-def test_invalid_events_are_dropped_with_one_warning_and_never_sent(server, make_publisher,
+def test_invalid_events_are_dropped_with_one_warning_and_never_sent(shared_server, make_publisher,
                                                                     capfd):
-    publisher = make_publisher(server.ws_url)
+    publisher = make_publisher(shared_server.ws_url)
     publisher.publish(ev.TrainingProgress(stage="model_training", progress=150, run_id="v"))
     publisher.publish(ev.TrainingProgress(stage="model_training", progress=250, run_id="v"))
     publisher.publish(progress(1, "v"))
     assert publisher.flush(10)
-    assert marks(server.received("v")) == ["#1"]
+    assert marks(shared_server.received("v")) == ["#1"]
     err = capfd.readouterr().err.splitlines()
     warnings = [line for line in err if "invalid" in line]
     assert len(warnings) == 1
@@ -185,8 +185,8 @@ def test_invalid_events_are_dropped_with_one_warning_and_never_sent(server, make
     assert publisher.status()["invalid"] == 2
 
 
-def test_a_run_streams_through_the_plugin_manager(server, make_publisher, plugin_manager):
-    publisher = make_publisher(server.ws_url)
+def test_a_run_streams_through_the_plugin_manager(shared_server, make_publisher, plugin_manager):
+    publisher = make_publisher(shared_server.ws_url)
     run = Run("digits-mlp", total_epochs=2, steps_per_epoch=5, emit=plugin_manager.dispatch,
               run_id="run-e2e", throttle=0)
     with run:
@@ -198,16 +198,16 @@ def test_a_run_streams_through_the_plugin_manager(server, make_publisher, plugin
             run.epoch_end(epoch, metrics={"val_loss": 0.4})
         run.complete(final_accuracy=0.9)
     assert publisher.flush(10)
-    rows = server.received("run-e2e")
+    rows = shared_server.received("run-e2e")
     types = [r["type"] for r in rows]
     assert types[0] == "activity_update" and types[-2:] == ["training_completed",
                                                               "activity_update"]
     assert [r["progress"] for r in rows if r["type"] == "training_progress"][-1] == 100
 
 
-def test_lazy_start_one_thread_on_the_first_event(server, make_publisher):
+def test_lazy_start_one_thread_on_the_first_event(shared_server, make_publisher):
     before = {t.name for t in threading.enumerate()}
-    publisher = make_publisher(server.ws_url)
+    publisher = make_publisher(shared_server.ws_url)
     assert {t.name for t in threading.enumerate()} == before
     assert publisher.status()["state"] == "idle"
     publisher.publish(activity(0, "lazy"))
@@ -218,7 +218,7 @@ def test_lazy_start_one_thread_on_the_first_event(server, make_publisher):
     assert not named[0].is_alive()
     assert publisher.status()["state"] == "closed"
     publisher.publish(activity(2, "lazy"))  # ignored after close, and harmless
-    assert marks(server.received("lazy")) == ["#0", "#1"]
+    assert marks(shared_server.received("lazy")) == ["#0", "#1"]
 
 
 @pytest.mark.timeout(30)
@@ -237,8 +237,8 @@ def test_a_server_that_never_answers_neither_blocks_emit_nor_close(make_publishe
         assert not publisher.close(0.2)
 
 
-def test_an_idle_publisher_sleeps_pings_and_still_delivers(server, make_publisher):
-    publisher = make_publisher(server.ws_url, ping_interval=0.05)
+def test_an_idle_publisher_sleeps_pings_and_still_delivers(shared_server, make_publisher):
+    publisher = make_publisher(shared_server.ws_url, ping_interval=0.05)
     publisher.publish(activity(0, "idle"))
     assert publisher.flush(10)
     deadline = time.monotonic() + 10
@@ -251,4 +251,4 @@ def test_an_idle_publisher_sleeps_pings_and_still_delivers(server, make_publishe
     assert not publisher._mailbox.fast
     publisher.publish(activity(1, "idle"))
     assert publisher.flush(10)
-    assert marks(server.received("idle")) == ["#0", "#1"]
+    assert marks(shared_server.received("idle")) == ["#0", "#1"]

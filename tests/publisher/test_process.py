@@ -32,7 +32,7 @@ def test_server_never_up_the_script_ends_within_the_flush_timeout_with_one_warni
     assert "connection refused" in lines[0] and "MLOPS_HOOKS_FLUSH_TIMEOUT" in lines[0]
 
 
-def test_the_exit_flush_delivers_the_end_of_a_run(server):
+def test_the_exit_flush_delivers_the_end_of_a_run(shared_server):
     result = run_script("""
         import mlops_hooks
         with mlops_hooks.track("exit-flush", total_epochs=1, run_id="exit-flush") as run:
@@ -42,11 +42,11 @@ def test_the_exit_flush_delivers_the_end_of_a_run(server):
                 raise MemoryError("out of memory")
         except MemoryError:
             pass
-    """, env={"MLOPS_HOOKS_URL": server.ws_url})  # the script ends right after the events
+    """, env={"MLOPS_HOOKS_URL": shared_server.ws_url})  # the script ends right after the events
     assert result.returncode == 0 and result.stderr == ""
-    done = [r["type"] for r in server.received("exit-flush")]
+    done = [r["type"] for r in shared_server.received("exit-flush")]
     assert done[-2:] == ["training_completed", "activity_update"]
-    failed = [r for r in server.received("exit-fail") if r["type"] == "training_failed"]
+    failed = [r for r in shared_server.received("exit-fail") if r["type"] == "training_failed"]
     assert len(failed) == 1 and failed[0]["error_code"] == "MEMORY_ERROR"
 
 
@@ -88,7 +88,7 @@ def test_100k_emits_with_the_server_down_keep_memory_bounded():
     assert 1 <= len(warnings) <= 2  # warned once (per place that had to drop)
 
 
-def test_a_fork_after_the_first_emit_works_in_the_child(server):
+def test_a_fork_after_the_first_emit_works_in_the_child(shared_server):
     result = run_script("""
         import os, sys, warnings
         warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)  # Python >= 3.12
@@ -114,14 +114,14 @@ def test_a_fork_after_the_first_emit_works_in_the_child(server):
         _, code = os.waitpid(pid, 0)
         assert publisher.flush(10)
         print(os.waitstatus_to_exitcode(code), publisher.status()["acked"])
-    """, env={"MLOPS_HOOKS_URL": server.ws_url})
+    """, env={"MLOPS_HOOKS_URL": shared_server.ws_url})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "60"]
-    assert marks(server.received("child")) == [f"#{i}" for i in range(40)]
-    assert marks(server.received("parent")) == [f"#{i}" for i in range(60)]  # each once
+    assert marks(shared_server.received("child")) == [f"#{i}" for i in range(40)]
+    assert marks(shared_server.received("parent")) == [f"#{i}" for i in range(60)]  # each once
 
 
-def test_several_processes_publish_at_once_and_children_flush_at_their_exit(server):
+def test_several_processes_publish_at_once_and_children_flush_at_their_exit(shared_server):
     result = run_script("""
         import multiprocessing as mp, warnings
         warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)  # Python >= 3.12
@@ -144,12 +144,12 @@ def test_several_processes_publish_at_once_and_children_flush_at_their_exit(serv
                 for p in procs:
                     p.join(60)
                 assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    """, env={"MLOPS_HOOKS_URL": server.ws_url}, timeout=80)
+    """, env={"MLOPS_HOOKS_URL": shared_server.ws_url}, timeout=80)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     for method in ("fork", "spawn"):
         for r in range(3):
-            rows = server.received(f"rank{method}{r}")
+            rows = shared_server.received(f"rank{method}{r}")
             assert marks(rows) == [f"#{i}" for i in range(100)], (method, r)
             assert rows[-1]["type"] == "training_completed"
-    assert marks(server.received("main")) == ["#0"]
+    assert marks(shared_server.received("main")) == ["#0"]
