@@ -1,7 +1,8 @@
 """Real Chromium (Debian's /usr/bin/chromium) driving the dashboard of a real server process.
 
 Playwright's sync API in plain pytest functions; never ``playwright install``. One browser
-profile (a fresh user-data directory) per test module, one page and one server per test.
+with a fresh profile (user-data directory) per test module, so Playwright's event loop is gone
+before other modules' asyncio tests run; one page and one server per test.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_server_stopped_shows_reconnecting_then_offline_and_back_live_with_nothi
     expect(page.locator("#retry-button")).to_be_visible()
     expect(page.locator("body")).to_have_class(re.compile(r"\boffline\b"))
     states = page.evaluate("window.__states")
-    assert states[0] == "disconnected", states
+    assert "disconnected" in states[:2], states  # (a transport error may come first)
     assert states.count("reconnecting") >= 5, states
     assert states[-1] == "max_reconnect_attempts", states
 
