@@ -1,7 +1,12 @@
 """The built-in publisher: how events leave a training or serving process for the server.
 
 ``emit()`` in the training thread only appends ``(event, time.time())`` to an in-memory inbox
-(about a microsecond, whether the server is up, slow or down). One background thread per process
+(about a microsecond, whether the server is up, slow or down; ``benchmarks/emit_cost.py``). The
+inbox is a ``collections.deque`` whose ``append`` is atomic in CPython, so the hot path takes no
+lock and wakes no thread (measured on 2 cores: 0.37 µs for the append, 0.50 µs with a lock
+around it, 0.9 µs more to set a ``threading.Event`` a thread waits on, 3.6 µs for
+``loop.call_soon_threadsafe``); its length is checked against the buffer size so a stalled
+background thread cannot let it grow without bound. One background thread per process
 owns one WebSocket to ``/ws/publish`` and does the rest: timestamps and idempotency keys,
 validation, a bounded buffer that drops superseded progress first and never lifecycle events,
 pipelined sends, acknowledgements, reconnects with exponential backoff and full jitter, and
@@ -47,7 +52,13 @@ from mlops_hooks._publisher.config import (
     env_int,
     publish_url,
 )
-from mlops_hooks._publisher.worker import URGENT_CLASSES, FlushMarker, Mailbox, Worker
+from mlops_hooks._publisher.worker import (
+    URGENT_CLASSES,
+    FlushMarker,
+    Mailbox,
+    Worker,
+    overflow_warning,
+)
 from mlops_hooks.manager import PluginManager, hookimpl
 
 __all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
@@ -112,7 +123,6 @@ class Publisher:
         self._pid = 0
         self._exit_done = False
         self._hot_dropped = 0
-        self._overflow_warned = False
 
     def __repr__(self) -> str:
         return f"<Publisher {self.settings.url} {self.status()['state']}>"
@@ -187,12 +197,12 @@ class Publisher:
                     inbox.append((event, _time()))
                     return
                 self._hot_dropped += 1
-            first = not self._overflow_warned
-            self._overflow_warned = True
+            first = not self._mailbox.dropping
+            self._mailbox.dropping = True
         if first:
-            _warn(f"mlops-hooks: {self._inbox_limit} events are waiting to be queued for "
-                  f"{self.settings.url}; dropping new progress/metrics events until the "
-                  "publisher catches up (lifecycle events are kept)")
+            worker = self._worker
+            _warn(overflow_warning(self._inbox_limit, self.settings.url,
+                                   worker.last_error if worker else None))
 
     def _start(self) -> None:
         """Start this process's background thread (called with the lock held).

@@ -40,7 +40,7 @@ from mlops_hooks._publisher.buffer import Entry, EventBuffer
 from mlops_hooks._publisher.config import Settings, is_loopback
 from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare
 
-__all__ = ["URGENT_CLASSES", "FlushMarker", "Mailbox", "Worker", "describe"]
+__all__ = ["URGENT_CLASSES", "FlushMarker", "Mailbox", "Worker", "describe", "overflow_warning"]
 
 #: Events that end a run: they wake the thread and cut a reconnect delay short.
 URGENT_CLASSES = frozenset({ev.TrainingCompleted, ev.TrainingFailed})
@@ -69,14 +69,24 @@ class Mailbox:
         wake: Set to wake the background thread early.
         fast: True while the background thread polls the inbox on its own; when false,
             ``emit`` must set :attr:`wake`.
+        dropping: Set when the first event is dropped for lack of room (one warning per
+            process, whichever side drops first).
     """
 
-    __slots__ = ("fast", "inbox", "wake")
+    __slots__ = ("dropping", "fast", "inbox", "wake")
 
     def __init__(self) -> None:
         self.inbox: collections.deque[Any] = collections.deque()
         self.wake = threading.Event()
         self.fast = False
+        self.dropping = False  # events have been dropped (warned once, by whoever dropped first)
+
+
+def overflow_warning(capacity: int, url: str, reason: str | None) -> str:
+    """The one line a process prints when it first drops events for lack of room."""
+    return (f"mlops-hooks: {capacity} events are waiting for {url} "
+            f"({reason or 'server slow or unreachable'}); dropping superseded progress/metrics "
+            "events from now on, lifecycle events are kept (MLOPS_HOOKS_BUFFER sets the room)")
 
 
 class _Ping:
@@ -211,13 +221,9 @@ class Worker:
                 self.n += 1
                 event = item[0]
                 if buffer.add(Entry(self.n, event, item[1]), self.outstanding) \
-                        and "buffer" not in self._warned:
-                    self._warned.add("buffer")
-                    self._warn(
-                        f"mlops-hooks: {buffer.capacity} events are waiting for "
-                        f"{self.s.url} ({self.last_error or 'server slow or unreachable'}); "
-                        "dropping the oldest progress/metrics events, lifecycle events are "
-                        "kept (raise MLOPS_HOOKS_BUFFER to keep more)")
+                        and not self.mailbox.dropping:
+                    self.mailbox.dropping = True
+                    self._warn(overflow_warning(buffer.capacity, self.s.url, self.last_error))
                 if type(event) in URGENT_CLASSES:
                     self.urgent = True
             else:
