@@ -60,6 +60,18 @@ class Core:
                            lambda: [({}, float(self.publishers))])
         self.metrics.gauge("mlops_hooks_connections", "Open WebSocket connections.",
                            lambda: [({}, float(self.connections))])
+        self.metrics.gauge("mlops_hooks_backend_up",
+                           "1 while the event backend accepts events (e.g. Redis reachable).",
+                           lambda: [({"backend": self.backend.name},
+                                     self._backend_fact("connected", 1.0))])
+        self.metrics.gauge("mlops_hooks_backend_reconnects",
+                           "Times the event backend reconnected since the server started.",
+                           lambda: [({"backend": self.backend.name},
+                                     self._backend_fact("reconnects", 0.0))])
+
+    def _backend_fact(self, name: str, default: float) -> float:
+        value = self.backend.describe().get(name, default)
+        return float(value) if isinstance(value, (bool, int, float)) else default
 
     @property
     def connections(self) -> int:

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,15 +99,26 @@ async def _sample_loop(core: Core) -> None:
             api_ms = _mean(recent) if recent else api_ms
             ws_ms = _mean(list(core.ws_times)[-5:]) if core.ws_times else ws_ms
             changes = tracker.update(sample)
-            await core.ingest.submit(system_metrics(core, sample, tracker.health, api_ms, ws_ms))
+            await _submit(core, system_metrics(core, sample, tracker.health, api_ms, ws_ms))
             for event in changes:
-                await core.ingest.submit(event)
+                await _submit(core, event)
     finally:
         if probe is not None:
             await probe.close()
 
 
-def _stall_events(run_id: str, name: str | None, silent: float) -> list[ev.Event]:
+async def _submit(core: Core, event: ev.Event) -> bool:
+    """Publish a server-made event; while the backend refuses events (Redis away), skip it."""
+    try:
+        await core.ingest.submit(event)
+    except ConnectionError as exc:
+        log.debug("mlops-hooks: %s not published: %s", event.type, exc)
+        return False
+    return True
+
+
+def _stall_events(run_id: str, name: str | None, silent: float,
+                  last: str | None = None) -> list[ev.Event]:
     stamp = iso_utc()
     label = f"{name} ({run_id})" if name and name != run_id else run_id
     text = (f"No event from run {label} for {format_duration(silent)}: the training process "
@@ -123,8 +134,11 @@ def _stall_events(run_id: str, name: str | None, silent: float) -> list[ev.Event
         action_type="training_stalled", status="stalled", timestamp=stamp,
         severity_level="warning", duration=None,
         metadata={"run_id": run_id, "model_name": name, "silent_seconds": round(silent, 1)})
-    return [ev.SystemAlert(run_id=run_id, alert=alert),
-            ev.ActivityUpdate(run_id=run_id, activity=activity)]
+    # Keys derived from the run's last event: every server of a fleet (--backend redis://)
+    # watches the same runs, and the shared idempotency space keeps one alert per stall.
+    key = f"{run_id}:{last or ''}"
+    return [ev.SystemAlert(run_id=run_id, alert=alert, event_id=f"stall:{key}"),
+            ev.ActivityUpdate(run_id=run_id, activity=activity, event_id=f"stall-activity:{key}")]
 
 
 async def watch_stalls(core: Core) -> None:
@@ -137,8 +151,9 @@ async def watch_stalls(core: Core) -> None:
         for run in list(core.state.runs.values()):
             silent = now - run.seen_at
             if run.status == "running" and silent >= timeout:
-                for event in _stall_events(run.run_id, run.model_name, silent):
-                    await core.ingest.submit(event)
+                for event in _stall_events(run.run_id, run.model_name, silent, run.updated):
+                    if not await _submit(core, event):
+                        break
 
 
 async def _measure_lag(core: Core) -> None:
@@ -150,9 +165,10 @@ async def _measure_lag(core: Core) -> None:
         core.metrics.loop_lag_max = max(core.metrics.loop_lag_max, lag)
 
 
-async def _guarded(name: str, coro: Coroutine[Any, Any, None]) -> None:
+async def _guarded(name: str, work: Callable[[Core], Coroutine[Any, Any, None]],
+                   core: Core) -> None:
     try:
-        await coro
+        await work(core)
     except asyncio.CancelledError:
         raise
     except Exception:  # a monitor bug must not take the server down
@@ -161,9 +177,9 @@ async def _guarded(name: str, coro: Coroutine[Any, Any, None]) -> None:
 
 def background_tasks(core: Core) -> list[Coroutine[Any, Any, None]]:
     """The coroutines a server runs in the background, as its config asks."""
-    tasks = [_guarded("event-loop lag", _measure_lag(core))]
+    tasks = [_guarded("event-loop lag", _measure_lag, core)]
     if core.config.metrics_interval > 0:
-        tasks.append(_guarded("system metrics", _sample_loop(core)))
+        tasks.append(_guarded("system metrics", _sample_loop, core))
     if core.config.stall_timeout > 0:
-        tasks.append(_guarded("stall watchdog", watch_stalls(core)))
+        tasks.append(_guarded("stall watchdog", watch_stalls, core))
     return tasks

@@ -86,14 +86,19 @@ def _version() -> str:
 
 
 async def healthz(request: Request) -> Response:
-    """``GET /healthz``: liveness plus the stream position and connection counts."""
+    """``GET /healthz``: liveness plus the stream position, backend facts and connection counts.
+
+    ``status`` is ``degraded`` while the backend cannot accept events (Redis unreachable): the
+    server still serves its subscribers, publishers get 503 / an error reply and resend later.
+    """
     core = _core(request)
     info = core.backend.describe()
     return JSONResponse({
-        "status": "ok",
+        "status": "ok" if info.get("connected", True) else "degraded",
         "seq": core.state.seq,
         "backend": core.backend.name,
         "replay_from": info.get("replay_from"),
+        "backend_info": info,
         "subscribers": len(core.hub),
         "publishers": core.publishers,
         "uptime_s": round(time.time() - core.started_at, 1),
