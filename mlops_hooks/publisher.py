@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, NamedTuple
+from typing import Any
 
 from mlops_hooks import events as ev
 from mlops_hooks import manager as _manager
@@ -52,13 +52,14 @@ from mlops_hooks._publisher.config import (
     env_int,
     publish_url,
 )
-from mlops_hooks._publisher.worker import (
+from mlops_hooks._publisher.mailbox import (
     URGENT_CLASSES,
     FlushMarker,
     Mailbox,
-    Worker,
     overflow_warning,
 )
+from mlops_hooks._publisher.oneshot import Ack, DeliveryError, deliver
+from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl
 
 __all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
@@ -372,64 +373,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class Ack(NamedTuple):
-    """The server's acknowledgement of one event sent by :func:`deliver`."""
-
-    seq: int
-    event_id: str
-    duplicate: bool
-
-
-class DeliveryError(Exception):
-    """An event could not be delivered: the server is unreachable, or it rejected the event.
-
-    Attributes:
-        rejected: True when the server answered with an error (the event is invalid for it).
-    """
-
-    def __init__(self, message: str, *, rejected: bool = False) -> None:
-        super().__init__(message)
-        self.rejected = rejected
-
-
-def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None,
-            timeout: float | None = None) -> Ack:
-    """Send one event through the publisher and wait for the server's acknowledgement.
-
-    The event takes the same path as ``emit()`` (queue, background thread, WebSocket), on a
-    private publisher that is closed before returning; this is what ``mlops-hooks emit`` does.
-
-    Args:
-        event: The event.
-        url: The server; defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
-        token: Bearer token; defaults to ``MLOPS_HOOKS_TOKEN``.
-        timeout: Seconds to wait; defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
-
-    Returns:
-        The acknowledgement: the event's ``seq`` on the server, its ``event_id``, and whether
-        the server already knew it.
-
-    Raises:
-        DeliveryError: Not acknowledged within ``timeout`` (the message says why), or rejected.
-        ValueError: A setting is invalid (``url``, ``timeout``, an environment variable).
-    """
-    publisher = Publisher(url, token=token, flush_timeout=timeout, backoff_cap=0.5)
-    try:
-        publisher.publish(event)
-        delivered = publisher.flush()
-        status = publisher.status()
-    finally:
-        publisher.close(0)
-    if status["rejected"] or status["invalid"]:
-        reason = status["last_rejection"] or "the event is invalid"
-        raise DeliveryError(f"the server rejected the event: {reason}", rejected=True)
-    if not delivered or status["last_seq"] is None:
-        why = status["last_error"] or "no acknowledgement"
-        raise DeliveryError(f"no acknowledgement from {publisher.settings.url} within "
-                            f"{publisher.settings.flush_timeout:g}s ({why})")
-    return Ack(status["last_seq"], status["last_event_id"], bool(status["duplicates"]))
 
 
 def make_plugin() -> Publisher | None:

@@ -4,5 +4,7 @@
 * :mod:`.buffer`: the bounded, ordered buffer and its drop policy;
 * :mod:`.backoff`: reconnect delays (exponential, full jitter) and connection quality;
 * :mod:`.wire`: preparing an event for the wire and reading the server's replies;
-* :mod:`.worker`: the background thread that owns the WebSocket.
+* :mod:`.mailbox`: what the training thread shares with the background thread;
+* :mod:`.worker`: the background thread that owns the WebSocket;
+* :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``).
 """

@@ -24,69 +24,32 @@ import collections
 import contextlib
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from mlops_hooks import __version__
-from mlops_hooks import events as ev
 from mlops_hooks._publisher.backoff import Backoff, quality
 from mlops_hooks._publisher.buffer import Entry, EventBuffer
 from mlops_hooks._publisher.config import Settings, is_loopback
+from mlops_hooks._publisher.mailbox import (
+    URGENT_CLASSES,
+    FlushMarker,
+    Mailbox,
+    overflow_warning,
+)
 from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare
 
-__all__ = ["URGENT_CLASSES", "FlushMarker", "Mailbox", "Worker", "describe", "overflow_warning"]
+__all__ = ["Worker", "describe"]
 
-#: Events that end a run: they wake the thread and cut a reconnect delay short.
-URGENT_CLASSES = frozenset({ev.TrainingCompleted, ev.TrainingFailed})
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
 _ping_encoder = msgspec.json.Encoder()
 _AGENT = f"mlops-hooks/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-class FlushMarker:
-    """Placed in the inbox by ``flush()``; set once everything emitted before it is settled."""
-
-    __slots__ = ("delivered", "done", "target")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.delivered = False
-        self.target = 0
-
-
-class Mailbox:
-    """What the training thread shares with the background thread.
-
-    Attributes:
-        inbox: ``(event, time.time())`` tuples and :class:`FlushMarker` objects, in order.
-        wake: Set to wake the background thread early.
-        fast: True while the background thread polls the inbox on its own; when false,
-            ``emit`` must set :attr:`wake`.
-        dropping: Set when the first event is dropped for lack of room (one warning per
-            process, whichever side drops first).
-    """
-
-    __slots__ = ("dropping", "fast", "inbox", "wake")
-
-    def __init__(self) -> None:
-        self.inbox: collections.deque[Any] = collections.deque()
-        self.wake = threading.Event()
-        self.fast = False
-        self.dropping = False  # events have been dropped (warned once, by whoever dropped first)
-
-
-def overflow_warning(capacity: int, url: str, reason: str | None) -> str:
-    """The one line a process prints when it first drops events for lack of room."""
-    return (f"mlops-hooks: {capacity} events are waiting for {url} "
-            f"({reason or 'server slow or unreachable'}); dropping superseded progress/metrics "
-            "events from now on, lifecycle events are kept (MLOPS_HOOKS_BUFFER sets the room)")
 
 
 class _Ping:
