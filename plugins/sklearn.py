@@ -136,8 +136,8 @@ class MLOpsCallback:
         self._runs[key] = self.last_run = run
         if open_listener is not None:
             self._handles[key] = open_listener(tree.consume)
+        run.advance(0)  # progress is a fraction of the task tree: 0% from the first event
         run.start()
-        run.advance(0)
 
     @never_raises
     def on_fit_task_begin(self, estimator: Any, context: Any) -> None:

@@ -335,6 +335,7 @@ AUTO_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_auto_attach_adds_exactly_one_callback_to_either_trainer():
     env = {**os.environ, "MLOPS_HOOKS_DISABLE": "publisher,console"}
     out = subprocess.run([sys.executable, "-c", AUTO_SCRIPT], env=env, capture_output=True,

@@ -55,6 +55,7 @@ def test_logistic_regression_reports_iterations_and_validation_score(pm, recorde
     assert recorder.stages() == ["data_preparation", "model_training", "validation",
                                  "finalization"]
     assert_progress_monotonic_to_100(recorder)
+    assert all(e.progress is not None for e in recorder.progress())
     n_iter = int(model.n_iter_[0])
     assert any(e.message.endswith(f"- {n_iter} iterations") for e in recorder.progress())
     (done,) = recorder.of_type("training_completed")
