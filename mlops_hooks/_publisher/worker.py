@@ -135,6 +135,7 @@ class Worker:
         self.state = "idle"
         self.stopping = False
         self.failures = 0
+        self.unavailable = 0  # events refused in a row because the server could not store them
         self.attempted = False
         self.next_attempt = 0.0
         self.last_attempt = 0.0
@@ -311,7 +312,11 @@ class Worker:
             self.notify("error", error=self.last_error)
         self.state = "disconnected"
         self.failures = 0
-        delay = self.backoff.delay(1)
+        if isinstance(exc, _Unavailable):
+            # Back off like failed attempts, and send one event at a time until one is stored:
+            # with a full window, events behind a refused one could be stored before it.
+            self.unavailable += 1
+        delay = self.backoff.delay(max(1, self.unavailable))
         self.next_attempt = time.monotonic() + delay
         self.notify("disconnected", error=self.last_error, delay=round(delay, 3),
                     resending=len(unacked))
@@ -366,7 +371,8 @@ class Worker:
     def send_window(self, conn: ClientConnection, now: float) -> None:
         """Send buffered events while fewer than ``max_inflight`` await their ack."""
         settled = False
-        while self.outstanding < self.s.max_inflight:
+        window = 1 if self.unavailable else self.s.max_inflight
+        while self.outstanding < window:
             entry = self.buffer.pop()
             if entry is None:
                 break
@@ -428,6 +434,7 @@ class Worker:
         self.outstanding -= 1
         if reply.type == "ack":
             self.counts["acked"] += 1
+            self.unavailable = 0
             self.counts["duplicates"] += reply.duplicate
             self.last_seq = reply.seq
             self.last_event_id = entry.event_id

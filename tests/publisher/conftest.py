@@ -11,6 +11,9 @@ import pytest
 from mlops_hooks.manager import PluginManager, create_plugin_manager
 from mlops_hooks.publisher import Publisher
 from tests.publisher.support import FAST, Server, States
+from tests.redis_server import redis_server
+
+__all__ = ["redis_server"]  # a fixture too (skips when redis-server is missing)
 
 
 @pytest.fixture

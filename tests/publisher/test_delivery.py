@@ -252,3 +252,26 @@ def test_an_idle_publisher_sleeps_pings_and_still_delivers(shared_server, make_p
     publisher.publish(activity(1, "idle"))
     assert publisher.flush(10)
     assert marks(shared_server.received("idle")) == ["#0", "#1"]
+
+
+@pytest.mark.timeout(90)
+def test_events_the_server_cannot_store_right_now_are_kept_and_sent_again(tmp_path, redis_server,
+                                                                          make_publisher):
+    server = Server(tmp_path / "server", extra_args=["--backend", redis_server.url])
+    with server:
+        publisher = make_publisher(server.ws_url)
+        for i in range(20):
+            publisher.publish(activity(i, "backend"))
+        assert publisher.flush(20)
+        redis_server.kill()  # the server stays up but cannot store events
+        for i in range(20, 40):
+            publisher.publish(activity(i, "backend"))
+        deadline = time.monotonic() + 20
+        while "could not take an event" not in str(publisher.status()["last_error"]):
+            assert time.monotonic() < deadline, publisher.status()
+            time.sleep(0.05)
+        assert publisher.status()["rejected"] == 0  # kept, not dropped
+        redis_server.start()
+        assert publisher.flush(40)
+        rows = server.received("backend")
+    assert marks(rows) == [f"#{i}" for i in range(40)]
