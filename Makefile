@@ -8,6 +8,8 @@ SYSSTAMP := $(VENV)/.sysdeps
 # CPU wheel; a bare `torch` requirement would pull a multi-gigabyte CUDA build.
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+# Chromium for the browser tests, Redis for the scale-out tests, a colour emoji font for the page.
+DEBS := chromium chromium-driver redis-server fonts-noto-color-emoji
 
 .PHONY: install sysdeps test lint typecheck demo bench clean
 
@@ -20,15 +22,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages the browser and Redis tests need (Chromium for Playwright, redis-server).
 sysdeps: $(SYSSTAMP)
 
 $(SYSSTAMP): | $(STAMP)
-	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null; then \
+	@missing=""; for pkg in $(DEBS); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-			chromium chromium-driver redis-server >/dev/null; \
+			$$missing >/dev/null; \
 	fi
 	@touch $(SYSSTAMP)
 

@@ -50,3 +50,23 @@ def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_package_directory_is_listed_in_pyproject():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    roots = {name: ROOT / path for name, path in config["package-dir"].items()}
+    found = set()
+    for name, root in roots.items():
+        for init in root.rglob("__init__.py"):
+            rel = init.parent.relative_to(root).parts
+            if "__pycache__" in rel or any(p.startswith(".") for p in rel):
+                continue
+            dotted = ".".join((name, *rel))
+            # a sub-directory mapped elsewhere (plugins/, server/) is not part of its parent
+            if not any(dotted.startswith(other + ".") or dotted == other
+                       for other in roots if other != name and other.startswith(name + ".")):
+                found.add(dotted)
+    missing = found - set(config["packages"])
+    assert not missing, f"add to [tool.setuptools] packages: {sorted(missing)}"
