@@ -16,6 +16,11 @@ key, validation), keeps up to ``max_inflight`` messages unacknowledged (pipeline
 server's in-order replies, and on a lost connection puts every unacknowledged event back in front
 of the buffer and reconnects with backoff. The server's idempotency on ``event_id`` makes those
 resends exactly-once; acknowledged events are never sent again.
+
+Replies: an ``ack`` settles its event; an ``error`` naming a field settles it as rejected (one
+warning per kind); an ``error`` naming no field means the server could not store the event right
+now (its backend is down): the event is kept, the connection is reopened with backoff, and events
+go one at a time until one is stored, so nothing overtakes the refused event.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def test_kill_with_events_in_flight_loses_nothing(server, make_publisher, states
 
 def test_connection_states_follow_the_spec(tmp_path, make_publisher, states):
     port = free_port()
-    publisher = make_publisher(f"ws://127.0.0.1:{port}/ws", backoff_base=0.01, backoff_cap=0.05)
+    publisher = make_publisher(f"ws://127.0.0.1:{port}/ws", backoff_base=0.01, backoff_cap=0.05,
+                               ping_interval=60)  # no quality update in between
     publisher.publish(activity(0, "states"))
     states.wait_for(lambda names: names.count("error") >= 8)
     names = states.names()
