@@ -10,6 +10,7 @@ records sees a snapshot and a live stream that neither overlap nor leave a gap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -19,6 +20,7 @@ from mlops_hooks import events as ev
 from mlops_hooks._format import iso_utc
 from mlops_hooks.manager import PluginManager
 from mlops_hooks.server.backends.base import Backend, Published, Record
+from mlops_hooks.server.backends.memory import MemoryBackend
 from mlops_hooks.server.hub import Hub
 from mlops_hooks.server.metrics import Metrics
 from mlops_hooks.server.state import State
@@ -27,6 +29,10 @@ from mlops_hooks.server.store import History, Store
 __all__ = ["Ingest", "pong"]
 
 log = logging.getLogger("mlops_hooks.server")
+#: After a crash an in-process backend numbers this far past the history's last ``seq``: the
+#: ``seq`` of events broadcast but not yet written (at most one per concurrent publisher, as
+#: each waits for the commit before its acknowledgement) are never given out again.
+CRASH_GAP = 10_000
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
 
@@ -66,14 +72,21 @@ class Ingest:
 
     async def start(self, history: History) -> None:
         """Start the backend, numbering after the history's last ``seq``."""
-        await self.backend.start(self.deliver, last_seq=history.last_seq,
-                                 seen=history.event_ids)
+        last_seq = history.last_seq
+        if history.unclean and isinstance(self.backend, MemoryBackend):
+            last_seq += CRASH_GAP
+            log.warning("mlops-hooks: the previous server process did not stop cleanly; "
+                        "numbering resumes at seq %d", last_seq + 1)
+        await self.backend.start(self.deliver, last_seq=last_seq, seen=history.event_ids)
 
-    async def submit(self, event: ev.Event) -> Published:
+    async def submit(self, event: ev.Event, *, durable: bool = True) -> Published:
         """Accept one validated event.
 
         Args:
             event: The event (its ``timestamp`` is filled in when absent; its ``seq`` is set).
+            durable: Return only once the event is in the history database (what an
+                acknowledgement promises); ``False`` leaves that wait to the caller
+                (:meth:`committed`), which lets a publisher's acknowledgements be pipelined.
 
         Returns:
             Its ``seq``, and whether it was a duplicate of an earlier ``event_id``.
@@ -84,9 +97,19 @@ class Ingest:
         if event.timestamp is None:
             event.timestamp = iso_utc()
         result = await self.backend.publish(event)
+        if durable:  # acknowledged means written: it survives a kill -9
+            await self.committed()
         if result.duplicate:
             self.metrics.duplicates += 1
         return result
+
+    def committed(self) -> asyncio.Future[None]:
+        """Resolves once everything accepted so far is in the history database."""
+        if self.store is None:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return asyncio.wrap_future(self.store.commit())
 
     def deliver(self, record: Record) -> None:
         """Apply one new record: state, history, plugins, then every subscriber."""
@@ -107,11 +130,12 @@ class Ingest:
             self.plugins.dispatch(event)
         self.hub.broadcast(record)
 
-    async def handle_message(self, text: str) -> str:
+    async def handle_message(self, text: str, *, durable: bool = True) -> str:
         """Handle one ``/ws/publish`` message; returns the one reply to send.
 
         Args:
             text: The message: an event, or ``{"type": "ping", "id": X}``.
+            durable: See :meth:`submit` (``False``: await :meth:`committed` before sending).
 
         Returns:
             An ``ack`` (with ``duplicate: true`` for a known ``event_id``), a ``pong``, or an
@@ -122,7 +146,7 @@ class Ingest:
         except ev.EventError as exc:
             return self._not_an_event(text, exc)
         try:
-            result = await self.submit(event)
+            result = await self.submit(event, durable=durable)
         except ConnectionError as exc:
             self.metrics.rejected["backend_unavailable"] += 1
             return error_message(f"the server cannot accept events right now: {exc}",

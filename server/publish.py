@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -18,6 +19,24 @@ if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
 __all__ = ["post_events", "publish_ws", "read_body"]
+
+#: Replies of one ``/ws/publish`` connection waiting for their events' commit: the publisher
+#: pipelines its events, and one group commit covers many acknowledgements.
+PIPELINE = 256
+_Replies = asyncio.Queue[tuple[str, asyncio.Future[None]] | None]
+
+
+async def _send_replies(ws: WebSocket, replies: _Replies) -> None:
+    """Send each reply, in order, once its event is on disk; keep draining if the client left."""
+    broken = False
+    while (item := await replies.get()) is not None:
+        reply, committed = item
+        await committed
+        if not broken:
+            try:
+                await ws.send_text(reply)
+            except Exception:  # the client is gone; the reader sees the disconnect
+                broken = True
 
 
 async def publish_ws(ws: WebSocket) -> None:
@@ -37,6 +56,8 @@ async def publish_ws(ws: WebSocket) -> None:
     await ws.accept()
     counted = 0 if probe else 1
     core.publishers += counted
+    replies: _Replies = asyncio.Queue(PIPELINE)
+    writer = asyncio.get_running_loop().create_task(_send_replies(ws, replies))
     try:
         while True:
             message = await ws.receive()
@@ -45,11 +66,16 @@ async def publish_ws(ws: WebSocket) -> None:
             problem = message_problem(message)
             if problem is not None:
                 core.metrics.rejected["bad_frame"] += 1
+                await replies.put(None)  # the replies already due go out before the close
+                await writer
                 await ws.close(*problem)
                 return
-            await ws.send_text(await core.ingest.handle_message(message["text"]))
+            reply = await core.ingest.handle_message(message["text"], durable=False)
+            await replies.put((reply, core.ingest.committed()))
     finally:
         core.publishers -= counted
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
@@ -110,12 +136,14 @@ async def post_events(request: Request) -> Response:
     duplicates: list[int] = []
     for i, event in enumerate(events):
         try:
-            result = await core.ingest.submit(event)
+            result = await core.ingest.submit(event, durable=False)
         except ConnectionError as exc:
+            await core.ingest.committed()  # the seqs reported as accepted are on disk
             return _error(503, f"the server cannot accept events right now: {exc}",
                           seqs=seqs, index=i)
         seqs.append(result.seq)
         if result.duplicate:
             duplicates.append(i)
+    await core.ingest.committed()  # one commit for the whole request, before the answer
     return JSONResponse({"accepted": len(events) - len(duplicates), "seqs": seqs,
                          "duplicates": duplicates})

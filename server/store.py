@@ -5,6 +5,12 @@ that opened them), so the event loop never waits on the disk. The loop only reco
 changed (:class:`~mlops_hooks.server.state.StateListener` methods, :meth:`Store.note`); the
 thread writes it in batches, keeping the newest state of each run and model. A failing disk is
 reported once and never stops the server.
+
+Crash safety (``kill -9``): ingest waits for :meth:`Store.commit` before acknowledging an event
+(one group commit for everything noted meanwhile, without the batch delay), so an acknowledged
+event's ``seq``, ``event_id`` and state changes are on disk and a re-sent event is recognised
+after a restart. A ``clean`` flag in ``meta`` tells the next start whether this process closed
+the database (:attr:`History.unclean`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import logging
 import os
 import sqlite3
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +60,8 @@ class History:
     models: list[dict[str, Any]] = field(default_factory=list)
     activity: list[dict[str, Any]] = field(default_factory=list)
     event_ids: list[tuple[str, int]] = field(default_factory=list)
+    #: The previous process did not close the database (it crashed or was killed).
+    unclean: bool = False
 
 
 class Store:
@@ -78,6 +87,8 @@ class Store:
         self._failed = False
         self._flushes = 0
         self._closing = threading.Event()
+        self._urgent = threading.Event()
+        self._waiters: list[Future[None]] = []
         self.writes = 0
 
     # ------------------------------------------------------------------ lifecycle (loop side)
@@ -89,6 +100,7 @@ class Store:
     def close(self) -> None:
         """Write everything pending and close the database (blocks until done)."""
         self._closing.set()  # a batch waiting for company is written at once
+        self._urgent.set()
         try:
             self._executor.submit(self._flush, 0.0).result()
             self._executor.submit(self._close).result()
@@ -98,6 +110,22 @@ class Store:
     def flush(self) -> Future[None]:
         """Write everything pending now."""
         return self._executor.submit(self._flush, 0.0)
+
+    def commit(self) -> Future[None]:
+        """A future resolved once everything noted so far is committed (no batch delay).
+
+        Concurrent callers share one commit; a failing disk resolves it too (reported once).
+        """
+        future: Future[None] = Future()
+        with self._lock:
+            self._waiters.append(future)
+            self._urgent.set()
+            try:
+                self._schedule()
+            except RuntimeError:  # closed: close() wrote everything
+                self._waiters.remove(future)
+                future.set_result(None)
+        return future
 
     # ------------------------------------------------------------------ changes (loop side)
 
@@ -158,6 +186,9 @@ class Store:
             db.executescript(_SCHEMA)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
             history = self._read(db)
+            clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
+            history.unclean = clean is not None and clean[0] != "1"
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '0')")
         except sqlite3.Error:
             db.close()
             raise
@@ -185,14 +216,26 @@ class Store:
         return history
 
     def _flush(self, delay: float) -> None:
-        if delay:
-            self._closing.wait(delay)
+        if delay and not self._closing.is_set():
+            self._urgent.wait(delay)  # a commit() or close() cuts the batch delay short
         with self._lock:
             self._scheduled = False
+            self._urgent.clear()
+            waiters, self._waiters = self._waiters, []
             runs, self._runs = self._runs, {}
             models, self._models = self._models, {}
             rows, self._rows = self._rows, []
             seq = self._seq
+        try:
+            self._write(runs, models, rows, seq)
+        finally:
+            for waiter in waiters:
+                with suppress(InvalidStateError):  # its waiter was cancelled
+                    waiter.set_result(None)
+
+    def _write(self, runs: dict[str, tuple[int, dict[str, Any]]],
+               models: dict[str, tuple[int, dict[str, Any]]],
+               rows: list[tuple[str, tuple[Any, ...]]], seq: int) -> None:
         db = self._db
         if db is None or not (runs or models or rows or seq):
             return
@@ -231,5 +274,7 @@ class Store:
 
     def _close(self) -> None:
         if self._db is not None:
+            with suppress(sqlite3.Error):  # already reported by the writer
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '1')")
             self._db.close()
             self._db = None
