@@ -356,7 +356,7 @@ class Worker:
             self.next_ping = now + self.s.ping_interval
         self.send_window(conn, now)
         if not self.sent:
-            self.idle(now)
+            self.idle(conn, now)
             return
         if now - self.sent[0].sent_at > self.s.reply_timeout:
             raise _Stalled(f"no reply from the server in {self.s.reply_timeout:g}s")
@@ -400,18 +400,28 @@ class Worker:
         if settled and self.markers:
             self.check_markers()
 
-    def idle(self, now: float) -> None:
-        """Nothing in flight: wait for events, briefly at first, then until woken."""
+    def idle(self, conn: ClientConnection, now: float) -> None:
+        """Nothing in flight: wait for events, briefly at first, then until woken.
+
+        Waiting briefly is a ``recv`` on the connection, and a long wait ends with a look at
+        it, so a connection the server closes is noticed (and reported) while idle too.
+        """
         mailbox = self.mailbox
         until_ping = max(0.0, self.next_ping - now)
         if now - self.last_activity < _IDLE_AFTER:
-            self.sleep(min(self.s.poll_interval, until_ping))
+            wait = min(self.s.poll_interval, until_ping)
+        else:
+            mailbox.fast = False
+            mailbox.wake.clear()
+            if not mailbox.inbox:
+                mailbox.wake.wait(min(_IDLE_AFTER, until_ping))
+            mailbox.fast = True
+            wait = 0.0
+        try:
+            data = conn.recv(wait, decode=False)
+        except TimeoutError:
             return
-        mailbox.fast = False
-        mailbox.wake.clear()
-        if not mailbox.inbox:
-            mailbox.wake.wait(min(_IDLE_AFTER, until_ping))
-        mailbox.fast = True
+        self.handle(data)  # nothing is in flight: a protocol error unless it is a notice
 
     def handle(self, data: bytes) -> None:
         """Match one reply to the oldest message in flight."""
