@@ -49,8 +49,8 @@ class Subscriber:
         types: Event types to deliver (``None``: all); control messages always pass.
     """
 
-    __slots__ = ("_latest", "_queue", "_wake", "hub", "last_seq", "nbytes", "nqueued", "send",
-                 "slow", "task", "types")
+    __slots__ = ("_latest", "_primed", "_queue", "_wake", "allowance", "hub", "last_seq",
+                 "nbytes", "nqueued", "send", "slow", "task", "types")
 
     def __init__(self, hub: Hub, send: Send, types: frozenset[str] | None = None) -> None:
         self.hub = hub
@@ -62,6 +62,9 @@ class Subscriber:
         self.nbytes = 0
         self.nqueued = 0
         self.last_seq = 0
+        #: Bytes of the snapshot/replay still queued: they do not count against the budget.
+        self.allowance = 0
+        self._primed = 0
         self.slow = False
         self.task: asyncio.Task[None] | None = None
 
@@ -82,7 +85,8 @@ class Subscriber:
         self._queue.append(record)
         self.nbytes += record.nbytes
         self.nqueued += 1
-        if self.nbytes > self.hub.max_bytes or self.nqueued > self.hub.max_events:
+        if self.nbytes > self.hub.max_bytes + self.allowance or \
+                self.nqueued > self.hub.max_events + self._primed:
             self._overflow()
         elif self.task is not None:
             self._wake.set()
@@ -117,6 +121,8 @@ class Subscriber:
             self._queue.appendleft(record)
             self.nbytes += record.nbytes
             self.nqueued += 1
+            self.allowance += record.nbytes
+            self._primed += 1
         self.last_seq = last_seq
 
     def push(self, record: Record) -> None:
@@ -154,6 +160,10 @@ class Subscriber:
                 await wake.wait()
                 continue
             record = queue.popleft()
+            if self._primed:
+                self._primed -= 1
+                if not self._primed:
+                    self.allowance = 0
             key = record.key
             if key is not None:
                 if latest.get(key) is not record:

@@ -77,6 +77,7 @@ class State:
         self.health: dict[str, Any] | None = None
         self.predictions: dict[str, Any] | None = None
         self.activity: deque[dict[str, Any]] = deque(maxlen=MAX_ACTIVITY)
+        self._activity_ids: dict[Any, dict[str, Any]] = {}
         self.alerts: deque[tuple[float, dict[str, Any]]] = deque(maxlen=MAX_ALERTS)
         self.uploads: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
@@ -94,7 +95,7 @@ class State:
             full.update({k: model.get(k) for k in MODEL_FIELDS if k in model})
             self.models[full["model_id"]] = full
         for entry in reversed(activity[:MAX_ACTIVITY]):
-            self.activity.appendleft(entry)
+            self.add_activity(entry)
 
     # ------------------------------------------------------------------ applying events
 
@@ -230,10 +231,14 @@ class State:
 
     def add_activity(self, activity: dict[str, Any]) -> None:
         """Put an entry at the top of the feed (an entry with the same id is replaced)."""
-        same = [a for a in self.activity if a.get("id") == activity.get("id")]
-        for old in same:
+        key = activity.get("id")
+        old = self._activity_ids.get(key)
+        if old is not None:
             self.activity.remove(old)
+        if len(self.activity) == self.activity.maxlen:
+            self._activity_ids.pop(self.activity[-1].get("id"), None)
         self.activity.appendleft(activity)
+        self._activity_ids[key] = activity
 
     def _on_system_alert(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
         assert isinstance(event, ev.SystemAlert)

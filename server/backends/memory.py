@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from dataclasses import replace
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
@@ -75,7 +76,8 @@ class MemoryBackend:
                 return Published(known, duplicate=True)
         self._seq += 1
         record = make_record(event, self._seq)
-        self._ring.append(record)
+        # The ring keeps the encoded text only: the decoded event is needed just once, now.
+        self._ring.append(replace(record, event=None))
         if event.event_id is not None:
             self._remember(event.event_id, record.seq)
         deliver(record)

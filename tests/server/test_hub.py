@@ -151,3 +151,24 @@ def test_types_filter_and_queue_depth():
     only, every, hub = run(scenario())
     assert only.nqueued == 1 and every.nqueued == 2
     assert hub.queue_depth() == (3, 2)
+
+
+def test_a_snapshot_larger_than_the_budget_does_not_close_the_subscriber():
+    async def scenario():
+        hub = Hub(Metrics(), max_bytes=1000)
+        client = Client()
+        client.gate.clear()
+        sub = hub.add(client.send)
+        sub.prime([control('{"type":"snapshot","pad":"' + "x" * 5000 + '"}', "snapshot")], 0)
+        sub.start()
+        hub.broadcast(rec(act(1)))
+        assert not sub.slow
+        client.gate.set()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert sub.allowance == 0 and len(client.got) == 2
+        for i in range(20):  # once the snapshot is out, the budget applies again
+            hub.broadcast(rec(act(i, size=100)))
+        return sub
+
+    assert run(scenario()).slow
