@@ -115,7 +115,7 @@ def explain(
         index = int(dotted[1 : dotted.index("]")])
         event_obj = raw[index] if index < len(raw) else None
     event_type = event_obj.get("type") if isinstance(event_obj, dict) else None
-    if event_type not in classes:
+    if not isinstance(event_type, str) or event_type not in classes:  # [] or {} are unhashable
         event_type = None
     if missing:
         name = missing.group(1)

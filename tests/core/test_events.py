@@ -81,6 +81,8 @@ def test_activity_keeps_explicit_nulls():
         ({"type": "training_progress", "progress": 5, "stage": "training"},
          "stage", "one of 'data_preparation', 'feature_engineering'", "'training'"),
         ({"type": "bogus"}, "type", "one of model_deployed", "unknown type 'bogus'"),
+        ({"type": [], "model_name": "m"}, "type", "a string", "[]"),
+        ({"type": {"a": 1}}, "type", "a string", '{"a":1}'),
         ({"progress": 5}, "type", "one of model_deployed", "missing"),
         ({"type": "model_status_change", "status": "running", "model_id": "m"},
          "status", "one of 'active', 'error', 'inactive', 'training'", "'running'"),
