@@ -12,10 +12,14 @@ validation, a bounded buffer that drops superseded progress first and never life
 pipelined sends, acknowledgements, reconnects with exponential backoff and full jitter, and
 resending what the server has not acknowledged (see :mod:`mlops_hooks._publisher.worker`).
 
-Connection changes are reported through the ``mlops_connection_change`` hook: ``connected``
-(again whenever the measured quality level changes), ``disconnected``, ``reconnecting``,
-``error``, and ``max_reconnect_attempts`` once after five failed attempts in a row, after which
-the publisher keeps its buffer and keeps retrying at the capped delay.
+Connection changes are reported through the ``mlops_connection_change`` hook, from the
+background thread: ``connected`` (with ``latency_ms`` and ``quality`` from an application-level
+ping/pong; again whenever the quality level changes), ``disconnected`` (a clean close),
+``error`` (a failed attempt, with the ``delay`` until the next one, or a broken connection),
+``reconnecting`` (before every attempt but the first), and ``max_reconnect_attempts`` once after
+five failed attempts in a row, after which the publisher keeps its buffer and keeps retrying at
+the capped delay. An invalid event is dropped before it is sent, with one warning line per kind
+of problem (event type and field); :meth:`Publisher.status` counts them.
 
 Nothing starts until the first event: no thread, no socket. A forked child (DataLoader workers,
 ``multiprocessing``) drops the parent's state, never touches its socket, and starts its own
