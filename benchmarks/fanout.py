@@ -74,6 +74,11 @@ class RssSampler(threading.Thread):
         self.proc = psutil.Process(pid)
         self.samples: list[tuple[float, int]] = []
         self.stop = threading.Event()
+        self.cpu_start = self.cpu_end = 0.0
+
+    def cpu(self) -> float:
+        times = self.proc.cpu_times()
+        return float(times.user + times.system)
 
     def run(self) -> None:
         t0 = time.monotonic()
@@ -98,6 +103,12 @@ class Result:
     rss: list[tuple[float, int]] = field(default_factory=list)
     closes: list[int] = field(default_factory=list)
     closed_slow: int | None = None
+    cpu: float = 0.0
+
+    @property
+    def cpu_per_delivery(self) -> float:
+        """Server CPU seconds (user + system) per delivered message, in microseconds."""
+        return self.cpu / self.received * 1e6 if self.received else float("nan")
 
     @property
     def readers(self) -> int:
@@ -194,6 +205,7 @@ def run_case(kind: str, subscribers: int, stalled: int, messages: int, payload: 
                 assert client.stdout is not None
                 if client.stdout.readline().strip() != "ready":
                     raise RuntimeError("a subscriber process failed to connect")
+            sampler.cpu_start = sampler.cpu()
             for client in clients:
                 assert client.stdin is not None
                 client.stdin.write("go\n")
@@ -201,9 +213,16 @@ def run_case(kind: str, subscribers: int, stalled: int, messages: int, payload: 
             result.sent, start = asyncio.run(
                 publish(f"ws://127.0.0.1:{port}/ws/publish", messages, payload))
             last = start
-            for client, out in zip(clients, outs, strict=True):
+            reports = []
+            for client in clients:
                 assert client.stdout is not None
-                report = json.loads(client.stdout.readline())
+                reports.append(json.loads(client.stdout.readline()))
+            result.cpu = sampler.cpu() - sampler.cpu_start
+            for client in clients:
+                assert client.stdin is not None
+                client.stdin.write("bye\n")
+                client.stdin.flush()
+            for client, out, report in zip(clients, outs, reports, strict=True):
                 client.wait(timeout=60)
                 result.received += report["received"]
                 result.closes += report["closes"]
@@ -237,22 +256,24 @@ SERVERS = ("mlops-hooks", "naive", "broadcaster")
 
 def fanout_table(results: list[Result]) -> str:
     lines = ["| server | subscribers | events | delivered | deliveries/s | vs naive | "
-             "p50 ms | p99 ms | server RSS max MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "server CPU µs/delivery | p50 ms | p99 ms | server RSS max MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     naive = {r.subscribers: r.rate for r in results if r.server == "naive"}
     for r in results:
         base = naive.get(r.subscribers) or float("nan")
         lines.append(
             f"| {r.server} | {r.subscribers} | {r.sent} | "
             f"{r.received / max(1, r.readers * r.messages):.1%} | {r.rate:,.0f} | "
-            f"{r.rate / base:.2f}x | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | {r.rss_max:.0f} |")
+            f"{r.rate / base:.2f}x | {r.cpu_per_delivery:.1f} | {r.pct(0.5):.1f} | "
+            f"{r.pct(0.99):.1f} | {r.rss_max:.0f} |")
     return "\n".join(lines)
 
 
 def stall_table(pairs: list[tuple[Result, Result]]) -> str:
-    lines = ["| server | run | readers | readers got | deliveries/s | p99 ms | "
-             "RSS MB start → max → end | slow subscribers closed (4008) |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+    lines = ["| server | run | readers | readers got | deliveries/s | "
+             "server CPU µs/delivery | p99 ms | RSS MB start → max → end | "
+             "slow subscribers closed (4008) |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for healthy, stalled in pairs:
         for label, r in (("no stall", healthy), (f"{r_pct(stalled)} stalled", stalled)):
             rss = [s for _, s in r.rss] or [0]
@@ -260,8 +281,8 @@ def stall_table(pairs: list[tuple[Result, Result]]) -> str:
             lines.append(
                 f"| {r.server} | {label} | {r.readers} | "
                 f"{r.received / max(1, r.readers * r.messages):.1%} | {r.rate:,.0f} | "
-                f"{r.pct(0.99):.1f} | {rss[0] / 2**20:.0f} → {max(rss) / 2**20:.0f} → "
-                f"{rss[-1] / 2**20:.0f} | {closes} |")
+                f"{r.cpu_per_delivery:.1f} | {r.pct(0.99):.1f} | {rss[0] / 2**20:.0f} → "
+                f"{max(rss) / 2**20:.0f} → {rss[-1] / 2**20:.0f} | {closes} |")
     return "\n".join(lines)
 
 
@@ -297,8 +318,8 @@ def main() -> None:
                 result = run_case(kind, subscribers, 0, messages, payload=200,
                                   procs=1 if subscribers <= 10 else 2)
                 runs.setdefault((kind, subscribers), []).append(result)
-                print(f"  {kind:12} S={subscribers:<4} {result.rate:>10,.0f} deliveries/s",
-                      flush=True)
+                print(f"  {kind:12} S={subscribers:<4} {result.rate:>10,.0f} deliveries/s "
+                      f"{result.cpu_per_delivery:6.1f} µs CPU/delivery", flush=True)
     results = [_median(runs[(kind, s)]) for s in sizes for kind in SERVERS]
     print("\n" + fanout_table(results) + "\n", flush=True)
     if args.no_stall:

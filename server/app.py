@@ -93,7 +93,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
 
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),
-        WebSocketRoute("/ws", subscribe.subscribe),
+        WebSocketRoute("/ws", subscribe.Subscribe()),
         WebSocketRoute("/ws/publish", publish.publish_ws),
         Route("/api/events", publish.post_events, methods=["POST"]),
         Route("/api/models", rest.models, methods=["GET"]),

@@ -21,6 +21,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
+from typing import Any
 
 from mlops_hooks.server.backends.base import Record
 from mlops_hooks.server.metrics import Metrics
@@ -32,7 +33,8 @@ SLOW_CLOSE_CODE = 4008
 #: Yield to the event loop after this many consecutive sends (fairness between writers).
 _YIELD_EVERY = 32
 
-Send = Callable[[str], Awaitable[None]]
+#: The connection's ASGI ``send``: it receives :attr:`Record.message` as it is.
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def slow_reason(last_seq: int) -> str:
@@ -45,7 +47,7 @@ class Subscriber:
 
     Args:
         hub: The hub it belongs to.
-        send: Writes one text message to the client (raises when the client is gone).
+        send: The connection's ASGI ``send`` (raises when the client is gone).
         types: Event types to deliver (``None``: all); control messages always pass.
     """
 
@@ -176,7 +178,7 @@ class Subscriber:
                 if seq <= self.last_seq:
                     continue  # already covered by the snapshot or replay
                 self.last_seq = seq
-            await send(record.text)
+            await send(record.message)
             out[record.type] += 1
             burst += 1
             if burst >= _YIELD_EVERY:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mlops_hooks import events as ev
@@ -26,7 +27,7 @@ from mlops_hooks.server.security import Denied
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["deny", "message_problem", "parse_subscription", "subscribe"]
+__all__ = ["Subscribe", "deny", "message_problem", "parse_subscription", "subscribe"]
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
@@ -120,8 +121,20 @@ async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] |
                 "events are published on /ws/publish or POST /api/events"), "error"))
 
 
-async def subscribe(ws: WebSocket) -> None:
-    """The ``/ws`` endpoint."""
+class Subscribe:
+    """The ``/ws`` endpoint as an ASGI app.
+
+    The hub writes each record's prebuilt ASGI message straight to the connection's ``send``:
+    no per-delivery wrapper objects, one shared dict per event.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one subscriber."""
+        await subscribe(WebSocket(scope, receive=receive, send=send), send)
+
+
+async def subscribe(ws: WebSocket, send: Send) -> None:
+    """Serve one subscriber on ``ws``; events are written with ``send``."""
     core: Core = ws.app.state.core
     try:
         core.guard.check_host(ws.headers)
@@ -134,7 +147,7 @@ async def subscribe(ws: WebSocket) -> None:
         await deny(ws, denied)
         return
     await ws.accept()
-    sub = core.hub.add(ws.send_text, types)
+    sub = core.hub.add(send, types)
     reader: asyncio.Task[tuple[int, str] | None] | None = None
     close: tuple[int, str] | None = None
     try:

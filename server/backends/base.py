@@ -13,8 +13,8 @@ the backend for missed records (:meth:`Backend.replay`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from mlops_hooks import events as ev
 
@@ -32,6 +32,8 @@ class Record:
         text: The JSON text sent on the wire.
         nbytes: Size of ``text`` in UTF-8 bytes (for queue budgets).
         event: The decoded event (``None`` for control messages).
+        message: The ASGI ``websocket.send`` message carrying ``text``, built once and handed
+            to every subscriber's connection as it is.
     """
 
     seq: int
@@ -40,6 +42,12 @@ class Record:
     text: str
     nbytes: int
     event: ev.Event | None = None
+    message: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            self.message["type"] = "websocket.send"
+            self.message["text"] = self.text
 
 
 @dataclass(frozen=True, slots=True)

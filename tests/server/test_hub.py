@@ -31,9 +31,10 @@ class Client:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def send(self, text: str) -> None:
+    async def send(self, message: dict) -> None:
         await self.gate.wait()
-        self.got.append(text)
+        assert message["type"] == "websocket.send"
+        self.got.append(message["text"])
 
 
 def run(coro):
