@@ -26,6 +26,7 @@ __all__ = [
     "on_worker_exit",
     "plan",
     "reports_early_failure",
+    "step_tracker",
 ]
 
 #: The two import names Lightning is published under, preferred first.
@@ -83,6 +84,24 @@ def module_bytes(module: Any) -> int | None:
     except Exception:  # not a torch module
         return None
     return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def step_tracker(trainer: Any) -> Any:
+    """The object whose ``completed`` is ``trainer.global_step``, read once per batch.
+
+    ``trainer.global_step`` walks several properties on every call; the progress tracker it
+    ends at is one attribute away. Returns None (use ``trainer.global_step``) when Lightning's
+    internals differ from what is expected.
+    """
+    try:
+        loop = trainer.fit_loop.epoch_loop
+        if trainer.lightning_module.automatic_optimization:
+            tracker = loop.automatic_optimization.optim_progress.optimizer.step.total
+        else:
+            tracker = loop.manual_optimization.optim_step_progress.total
+        return tracker if tracker.completed == trainer.global_step else None
+    except Exception:
+        return None
 
 
 # ---------------------------------------------------------------------- zero-code attach

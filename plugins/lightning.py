@@ -115,6 +115,7 @@ class _MLOpsCallbackImpl:
         self._run: Run | None = None
         self._restored_run_id: str | None = None
         self._last_step = 0
+        self._step_tracker: Any = None
         self._exit_guard: Any = None
 
     # ------------------------------------------------------------------ identity & state
@@ -147,7 +148,7 @@ class _MLOpsCallbackImpl:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # a spawned worker starts its own run
-        state.update(_run=None, _exit_guard=None, _last_step=0)
+        state.update(_run=None, _exit_guard=None, _last_step=0, _step_tracker=None)
         return state
 
     # ------------------------------------------------------------------ fit lifecycle
@@ -196,6 +197,7 @@ class _MLOpsCallbackImpl:
         run.set_totals(total_steps=total_steps, total_epochs=total_epochs,
                        steps_per_epoch=per_epoch)
         self._last_step = trainer.global_step
+        self._step_tracker = support.step_tracker(trainer)
         if not run.started:  # resumed: continue from the restored step and epoch
             run.steps = trainer.global_step
             run.epochs_done = trainer.current_epoch
@@ -209,20 +211,28 @@ class _MLOpsCallbackImpl:
             self._run.epoch_start(trainer.current_epoch)
             self._run.stage("model_training")
 
-    @never_raises
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         """Count optimizer steps and keep the loss tensor (the hot path: no device sync)."""
         run = self._run
         if run is None:
             return
-        loss: Any = outputs.get("loss") if type(outputs) is dict or isinstance(outputs, Mapping) \
-            else outputs
-        if getattr(loss, "requires_grad", False):
-            loss = loss.detach()
-        step = trainer.global_step
-        run.step(loss, step - self._last_step)
-        self._last_step = step
+        try:  # inline rather than @never_raises: this runs on every batch
+            loss: Any = outputs.get("loss") if type(outputs) is dict \
+                or isinstance(outputs, Mapping) else outputs
+            if getattr(loss, "requires_grad", False):
+                loss = loss.detach()
+            tracker = self._step_tracker
+            step = tracker.completed if tracker is not None else trainer.global_step
+            run.step(loss, step - self._last_step)
+            self._last_step = step
+        except Exception as exc:
+            self._batch_hook_failed(exc)
+
+    @never_raises
+    def _batch_hook_failed(self, exc: Exception) -> None:
+        self._run = None  # stop reporting this fit rather than fail on every batch
+        raise exc
 
     @never_raises
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
