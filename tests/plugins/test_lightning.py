@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import pytest
 import pytorch_lightning
+import torch
 
 from mlops_hooks import events as ev
 from mlops_hooks.plugins import _lightning_support as support
@@ -118,6 +119,31 @@ def test_accumulated_gradients_count_optimizer_steps(pm, recorder):
     assert {e.total_steps for e in recorder.progress() if e.total_steps} == {6}
     assert max(e.current_step for e in recorder.progress()) == 6
     assert_progress_monotonic_to_100(recorder)
+
+
+def test_manual_optimization_counts_its_optimizer_steps(pm, recorder):
+    class Manual(DigitsMLP):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.net(x), y)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            return loss
+
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=2,
+                num_sanity_val_steps=0), Manual())
+    assert max(e.current_step for e in recorder.progress()) == 20
+    assert_progress_monotonic_to_100(recorder)
+
+
+def test_step_tracker_falls_back_to_global_step_on_unknown_internals():
+    assert support.step_tracker(object()) is None
 
 
 def test_metric_names_are_configurable(pm, recorder):
