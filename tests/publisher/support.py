@@ -36,8 +36,20 @@ class Server(LiveServer):
         """Events the server accepted (in the order it accepted them), optionally of one run."""
         if not self.jsonl.exists():
             return []
-        rows = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line]
+        text = self.jsonl.read_text()
+        lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+        rows = [json.loads(line) for line in lines if line]
         return [r for r in rows if run_id is None or r.get("run_id") == run_id]
+
+    def wait_received(self, run_id: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """:meth:`received` once it holds ``count`` events of the run (a backend such as Redis
+        hands events to the server's hooks after the acknowledgement)."""
+        deadline = time.monotonic() + timeout
+        rows = self.received(run_id)
+        while len(rows) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+            rows = self.received(run_id)
+        return rows
 
 
 class States:
