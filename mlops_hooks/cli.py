@@ -92,13 +92,38 @@ def _add_emit(sub: Any) -> None:
     p.set_defaults(handler=_cmd_emit)
 
 
-def _not_yet(issue: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"mlops-hooks {args.command}: not available yet (tracked in {issue})",
-              file=sys.stderr)
-        return 2
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sp = sub.add_parser(
+        "demo", help="server plus real training runs and traffic streaming to its dashboard",
+        description="Start the server, print the dashboard URL and stream real work to it: a "
+        "Lightning MLP on the digits, a learning-rate probe that fails, a GridSearchCV, a CSV "
+        "upload, a deployment and prediction traffic; then serve until Ctrl-C. Exit status: "
+        "0 done, 1 a part failed or the server could not start, 2 missing dependencies, "
+        "130 interrupted.")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+    sp.add_argument("--db", metavar="PATH", default=None,
+                    help="SQLite history file; the demo's CSV, uploads and server log go "
+                    "beside it (default: ~/.local/share/mlops-hooks/demo/history.sqlite3)")
+    sp.add_argument("--no-train", dest="train", action="store_false",
+                    help="only serve the dashboard (no training, no traffic)")
+    sp.add_argument("--quick", action="store_true",
+                    help="shrink the work to a few seconds (smoke test)")
+    sp.add_argument("--exit-after-work", action="store_true",
+                    help="stop once the work is done instead of serving until Ctrl-C")
+    sp.set_defaults(handler=_cmd_demo)
 
-    return handler
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mlops_hooks.demo import DemoOptions, run_demo
+
+    try:
+        options = DemoOptions(host=args.host, port=args.port, db=args.db, train=args.train,
+                              quick=args.quick, exit_after_work=args.exit_after_work)
+    except ValueError as exc:
+        print(f"mlops-hooks demo: {exc}", file=sys.stderr)
+        return 2
+    return run_demo(options)
 
 
 def _size(text: str) -> int:
@@ -202,12 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emit(sub)
 
     _add_serve(sub)
-    for name, text, issue in (
-        ("demo", "server plus a real training run streaming to it (not available yet)",
-         "issue 7"),
-    ):
-        sp = sub.add_parser(name, help=text)
-        sp.set_defaults(handler=_not_yet(issue))
+    _add_demo(sub)
     return parser
 
 
