@@ -77,9 +77,8 @@ def test_server_killed_and_restarted_loses_and_duplicates_nothing(server, make_p
     rows = server.received(run_id)
     assert marks(rows) == [f"#{i}" for i in range(450)]  # none lost, none twice, in order
     assert len({r["event_id"] for r in rows}) == 450
-    for lifetime in (rows[:150], rows[150:]):  # seqs increase within each server lifetime
-        seqs = [r["seq"] for r in lifetime]
-        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    seqs = [r["seq"] for r in rows]  # the restarted server never reuses a seq
+    assert seqs == sorted(seqs) and len(set(seqs)) == 450
     status = publisher.status()
     assert status["duplicates"] == 0  # nothing acknowledged was ever sent again
     assert status["acked"] == 450 and status["reconnects"] >= 1
