@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -69,6 +70,7 @@ class Ingest:
         self.metrics = metrics
         self.plugins = plugins
         self._state_failed = False
+        self._commit: tuple[Future[None], asyncio.Future[None]] | None = None
 
     async def start(self, history: History) -> None:
         """Start the backend, numbering after the history's last ``seq``."""
@@ -104,12 +106,19 @@ class Ingest:
         return result
 
     def committed(self) -> asyncio.Future[None]:
-        """Resolves once everything accepted so far is in the history database."""
+        """Resolves once everything accepted so far is in the history database.
+
+        Callers waiting for the same commit share one wake-up of the event loop; each gets its
+        own shield, so a caller that is cancelled (its client left) cancels nobody else's wait.
+        """
         if self.store is None:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        return asyncio.wrap_future(self.store.commit())
+        pending = self.store.commit()
+        if self._commit is None or self._commit[0] is not pending:
+            self._commit = (pending, asyncio.wrap_future(pending))
+        return asyncio.shield(self._commit[1])
 
     def deliver(self, record: Record) -> None:
         """Apply one new record: state, history, plugins, then every subscriber."""
@@ -159,7 +168,7 @@ class Ingest:
     def _not_an_event(self, text: str, exc: ev.EventError) -> str:
         try:
             raw = _decode_any(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past the limit
             raw = None
         if isinstance(raw, dict) and raw.get("type") == "ping":
             return pong(raw.get("id"))

@@ -47,6 +47,8 @@ LOAD_RUNS = 50
 LOAD_ACTIVITY = 500
 #: Seconds the writer waits to gather a batch.
 BATCH_DELAY = 0.2
+#: Rows waiting for a slow disk beyond this are dropped (oldest first): memory stays bounded.
+MAX_PENDING_ROWS = 50_000
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
@@ -90,6 +92,9 @@ class Store:
         self._urgent = threading.Event()
         self._waiters: list[Future[None]] = []
         self.writes = 0
+        #: Rows dropped because the disk did not keep up.
+        self.dropped = 0
+        self._warned_drop = False
 
     # ------------------------------------------------------------------ lifecycle (loop side)
 
@@ -114,10 +119,14 @@ class Store:
     def commit(self) -> Future[None]:
         """A future resolved once everything noted so far is committed (no batch delay).
 
-        Concurrent callers share one commit; a failing disk resolves it too (reported once).
+        Concurrent callers share one commit, and one future until the writer picks it up (so a
+        burst of acknowledgements wakes the event loop once); a failing disk resolves it too
+        (reported once).
         """
-        future: Future[None] = Future()
         with self._lock:
+            if self._waiters:  # not picked up yet: the coming commit covers this caller too
+                return self._waiters[0]
+            future: Future[None] = Future()
             self._waiters.append(future)
             self._urgent.set()
             try:
@@ -165,12 +174,25 @@ class Store:
             if event_id is not None:
                 self._rows.append(("INSERT OR REPLACE INTO event_ids (event_id, seq) "
                                    "VALUES (?, ?)", (event_id, seq)))
+                self._trim()
             self._schedule()
 
     def _row(self, sql: str, params: tuple[Any, ...]) -> None:
         with self._lock:
             self._rows.append((sql, params))
+            self._trim()
             self._schedule()
+
+    def _trim(self) -> None:
+        # Called with the lock held.
+        excess = len(self._rows) - MAX_PENDING_ROWS
+        if excess > 0:
+            del self._rows[:excess]
+            self.dropped += excess
+            if not self._warned_drop:
+                self._warned_drop = True
+                log.warning("mlops-hooks: the history database at %s is not keeping up; the "
+                            "oldest unwritten rows are dropped", self.path)
 
     # ------------------------------------------------------------------ store thread
 
@@ -248,8 +270,11 @@ class Store:
                   _encode(r).decode()) for k, (s, r) in runs.items()])
             db.executemany("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES (?, ?, ?)",
                            [(k, s, _encode(m).decode()) for k, (s, m) in models.items()])
-            for sql, params in rows:
-                db.execute(sql, params)
+            grouped: dict[str, list[tuple[Any, ...]]] = {}
+            for sql, params in rows:  # one executemany per statement, order kept within each
+                grouped.setdefault(sql, []).append(params)
+            for sql, batch in grouped.items():
+                db.executemany(sql, batch)
             if seq:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
             self._flushes += 1

@@ -74,3 +74,21 @@ def test_a_failing_write_is_reported_once_and_the_store_goes_on(tmp_path, caplog
     store.activity_added({"id": "a"}, 3)
     store.close()
     assert sum("writing history" in r.message for r in caplog.records) == 1
+
+
+def test_pending_rows_are_bounded_when_the_disk_stalls(tmp_path, monkeypatch, caplog):
+    from mlops_hooks.server import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_PENDING_ROWS", 10)
+    store = _open(tmp_path / "h.sqlite3")
+    blocker = store._executor.submit(store._closing.wait, 5)  # the writer thread is busy
+    for i in range(25):
+        store.activity_added({"id": f"a{i}"}, i + 1)
+    assert store.dropped == 15
+    store._closing.set()
+    blocker.result()
+    store.close()
+    again = Store(str(tmp_path / "h.sqlite3"))
+    assert [a["id"] for a in again.open().result().activity][:2] == ["a24", "a23"]
+    again.close()
+    assert any("not keeping up" in r.message for r in caplog.records)
