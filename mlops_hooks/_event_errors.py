@@ -87,12 +87,26 @@ def _expected(msg: str, classes: dict[str, Any], field_name: str) -> str:
     return text
 
 
+def _too_deep() -> EventError:
+    return EventError("", "JSON nested a few levels deep",
+                      "JSON nested too deeply (past the interpreter's recursion limit)")
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> EventError:
+    return EventError("", "UTF-8 encoded JSON",
+                      f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
+
+
 def explain(
-    exc: msgspec.ValidationError | msgspec.DecodeError | ValueError,
+    exc: msgspec.ValidationError | msgspec.DecodeError | ValueError | RecursionError,
     data: Any,
     classes: dict[str, Any],
 ) -> EventError:
     """Build the :class:`EventError` for a failed decode of ``data``."""
+    if isinstance(exc, RecursionError):
+        return _too_deep()
+    if isinstance(exc, UnicodeDecodeError):
+        return _not_utf8(exc)
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         return EventError("", "a JSON object", f"malformed JSON ({exc})")
     message = str(exc)
@@ -105,6 +119,10 @@ def explain(
             raw = msgspec.json.decode(data)
         except msgspec.DecodeError:
             return EventError("", "a JSON object", "malformed JSON")
+        except RecursionError:
+            return _too_deep()
+        except UnicodeDecodeError as bad:
+            return _not_utf8(bad)
     value, dotted = _walk(raw, path)
     prefix = dotted
     missing = re.match(r"Object missing required field `([^`]+)`", msg)

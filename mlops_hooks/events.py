@@ -375,7 +375,8 @@ def decode(data: bytes | str) -> AnyEvent:
     """
     try:
         event: AnyEvent = _decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
+            UnicodeDecodeError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
     return event
 
@@ -391,7 +392,8 @@ def decode_many(data: bytes | str) -> list[AnyEvent]:
         return [decode(data)]
     try:
         return _many_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
+            UnicodeDecodeError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
 
 
@@ -405,7 +407,7 @@ def from_dict(data: Any) -> AnyEvent:
         return data  # type: ignore[return-value]
     try:
         event: AnyEvent = msgspec.convert(data, AnyEvent)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, RecursionError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
     return event
 

@@ -123,6 +123,17 @@ def test_malformed_json_and_non_objects():
         ev.decode(b'"str"')
     with pytest.raises(ev.EventError, match=r"\[1\] event: expected a JSON object, got 3"):
         ev.decode_many(b'[{"type":"training_progress","stage":"validation"}, 3]')
+    deep = "[" * 100_000 + "]" * 100_000  # past the recursion limit: an error, not a crash
+    nested = '{"type": "activity_update", "activity": {"id": "a", "title": "t", "metadata": ' \
+        + '{"a": ' * 5000 + "1" + "}" * 5000 + "}}"
+    for decoder, text in ((ev.decode, deep), (ev.decode_many, deep), (ev.decode, nested),
+                          (ev.decode_many, f"[{nested}]")):
+        with pytest.raises(ev.EventError, match="JSON nested too deeply"):
+            decoder(text)
+    bad_utf8 = b'{"type": "model_deployed", "model_name": "\xc3("}'
+    for decoder, data in ((ev.decode, bad_utf8), (ev.decode_many, b"[" + bad_utf8 + b"]")):
+        with pytest.raises(ev.EventError, match="invalid UTF-8"):
+            decoder(data)
 
 
 def test_decode_many_accepts_one_or_an_array():
