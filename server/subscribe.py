@@ -110,7 +110,7 @@ async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] |
             return problem
         try:
             data = _decode_any(message["text"])
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past the limit
             data = None
         if isinstance(data, dict) and data.get("type") == "ping":
             sub.push(control(pong(data.get("id")), "pong"))
