@@ -8,6 +8,7 @@ SYSSTAMP := $(VENV)/.sysdeps
 # CPU wheel; a bare `torch` requirement would pull a multi-gigabyte CUDA build.
 TORCH := torch==2.13.0
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # Chromium for the browser tests, Redis for the scale-out tests, a colour emoji font for the page.
 DEBS := chromium chromium-driver redis-server fonts-noto-color-emoji
 
@@ -56,7 +57,7 @@ demo: install
 	$(VENV)/bin/mlops-hooks demo
 
 bench: install
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
