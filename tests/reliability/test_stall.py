@@ -1,0 +1,135 @@
+"""A training process killed with SIGKILL is flagged by the stall watchdog.
+
+No callback can report a SIGKILL (or the OOM killer): the run just goes silent. The watchdog
+(``--stall-timeout``) raises one ``system_alert`` (``alert_type: "training_stalled"``, with the
+run's ``run_id``), adds an activity entry and marks the run ``stalled``. With two servers on
+Redis, both watch the same run and the fleet still raises exactly one alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.live_server import LiveServer
+from tests.redis.fleet import Tap, running, wait_until
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_ID = "stall-run"
+STALL_TIMEOUT = "1.5"
+
+TRAINING = textwrap.dedent(f"""
+    import sys, time
+    import mlops_hooks
+    with mlops_hooks.track("stall-model", total_steps=100_000, run_id={RUN_ID!r}) as run:
+        run.stage("model_training")
+        step = 0
+        while True:  # until killed
+            run.step(loss=1.0 / (1 + step))
+            step += 1
+            if step == 20:
+                print("training", flush=True)
+            time.sleep(0.01)
+""")
+
+
+def start_training(url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_URL": url,
+           "MLOPS_HOOKS_DISABLE": "console"}
+    env.pop("MLOPS_HOOKS_JSONL", None)
+    return subprocess.Popen([sys.executable, "-c", TRAINING], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stalled_alerts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("type") == "system_alert"
+            and m["alert"].get("alert_type") == "training_stalled"]
+
+
+def run_state(server: LiveServer) -> dict[str, Any] | None:
+    runs = httpx.get(server.http_url + "/api/models", timeout=10).json()["runs"]
+    return next((r for r in runs if r["run_id"] == RUN_ID), None)
+
+
+def kill_mid_run(servers: tuple[LiveServer, ...]) -> list[Tap]:
+    """Start the training against the first server, SIGKILL it mid-run; return the taps."""
+    taps = [Tap(server.ws_url) for server in servers]
+
+    async def main() -> None:
+        for tap in taps:
+            await tap.__aenter__()
+        training = start_training(servers[0].ws_url)
+        try:
+            assert training.stdout is not None
+            assert await asyncio.to_thread(training.stdout.readline) == "training\n"
+            for tap in taps:
+                await tap.wait(lambda t: any(m.get("run_id") == RUN_ID and
+                                             m.get("type") == "training_progress" and
+                                             (m.get("current_step") or 0) >= 20
+                                             for m in t.messages), 20, "progress")
+            training.send_signal(signal.SIGKILL)  # nothing can report this
+            await asyncio.to_thread(training.wait, 10)
+            for tap in taps:
+                await tap.wait(lambda t: bool(stalled_alerts(t.messages)), 30, "stall alert")
+            await asyncio.sleep(2 * float(STALL_TIMEOUT))  # a second alert would come now
+        finally:
+            if training.poll() is None:
+                training.kill()
+                training.wait()
+            if training.stdout is not None:
+                training.stdout.close()
+            for tap in taps:
+                await tap.__aexit__(None, None, None)
+    asyncio.run(main())
+    return taps
+
+
+def check(servers: tuple[LiveServer, ...], taps: list[Tap]) -> None:
+    for tap in taps:
+        alerts = stalled_alerts(tap.messages)
+        assert len(alerts) == 1, alerts  # one alert for one stall, fleet-wide
+        alert = alerts[0]
+        assert alert["run_id"] == RUN_ID and alert["alert"]["priority"] == "high"
+        assert "stall-model" in alert["alert"]["message"]
+        activity = [m for m in tap.messages if m.get("type") == "activity_update"
+                    and m["activity"].get("action_type") == "training_stalled"]
+        assert len(activity) == 1 and activity[0]["activity"]["status"] == "stalled"
+        assert not [m for m in tap.messages if m.get("type") in ("training_completed",
+                                                                   "training_failed")]
+    for server in servers:
+        wait_until(lambda s=server: (run_state(s) or {}).get("status") == "stalled", 10,
+                   "run marked stalled")
+        state = run_state(server)
+        assert state is not None and state["progress"]["current_step"] >= 20
+        alerts = httpx.get(server.http_url + "/api/monitoring/system", timeout=10).json()["alerts"]
+        assert [a["alert_type"] for a in alerts].count("training_stalled") == 1
+
+
+@pytest.mark.timeout(90)
+def test_a_sigkilled_training_is_flagged_stalled(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path, extra_args=["--metrics-interval", "0",
+                                              "--stall-timeout", STALL_TIMEOUT])
+    with server:
+        taps = kill_mid_run((server,))
+        check((server,), taps)
+
+
+@pytest.mark.timeout(90)
+def test_two_servers_on_redis_raise_one_stall_alert(tmp_path: Path,
+                                                    redis_server: RedisServer) -> None:
+    args = ["--backend", redis_server.url, "--metrics-interval", "0",
+            "--stall-timeout", STALL_TIMEOUT]
+    with running(LiveServer(tmp_path / "a", extra_args=args),
+                 LiveServer(tmp_path / "b", extra_args=args)) as servers:
+        taps = kill_mid_run(servers)
+        check(servers, taps)
