@@ -27,7 +27,7 @@ from tests.live_server import LiveServer
 from tests.redis.fleet import healthz, lifecycle_event, wait_until
 
 CONCURRENT = 200
-PHASE_SECONDS = 10.0
+PHASE_SECONDS = 7.0
 #: Descriptors that may differ between two idle moments (the SQLite WAL, a lingering socket).
 FD_TOLERANCE = 8
 #: Memory a second equal phase may add: allocator noise, not per-connection growth (a leak of

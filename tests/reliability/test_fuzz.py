@@ -33,8 +33,8 @@ from tests.redis.fleet import wait_until
 from tests.reliability.fuzz_inputs import EDGE_CASES, body
 
 #: Bodies sent to each endpoint (drawn eight per Hypothesis example: generation is the cost).
-POST_BODIES = 6000
-WS_BODIES = 6000
+POST_BODIES = 5600
+WS_BODIES = 5600
 #: Of those, at least this many per endpoint must be refused (the rest were valid by chance).
 MALFORMED = 5000
 PER_EXAMPLE = 8

@@ -85,6 +85,7 @@ def test_kill9_mid_training_loses_nothing_and_duplicates_nothing(
                    "events emitted during the outage")
         restarted_at = time.time()
         server.start()  # same port, same database
+        running_at_restart = training.poll() is None
         assert training.wait(120) == 0, (tmp_path / "training.log").read_text()[-3000:]
     finally:
         if training.poll() is None:
@@ -103,6 +104,7 @@ def test_kill9_mid_training_loses_nothing_and_duplicates_nothing(
     emitted = [e["event_id"] for e in ledger]
     during_outage = [e["event_id"] for e in ledger if killed_at <= e["t"] <= restarted_at]
     assert len(during_outage) >= 8
+    assert running_at_restart, "the run ended before the server was back: make it longer"
     assert ledger[-1]["type"] == "activity_update" and "training_completed" in \
         [e["type"] for e in ledger[-3:]]
 
