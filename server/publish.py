@@ -138,6 +138,7 @@ async def post_events(request: Request) -> Response:
         try:
             result = await core.ingest.submit(event, durable=False)
         except ConnectionError as exc:
+            core.metrics.rejected["backend_unavailable"] += 1
             await core.ingest.committed()  # the seqs reported as accepted are on disk
             return _error(503, f"the server cannot accept events right now: {exc}",
                           seqs=seqs, index=i)

@@ -74,6 +74,8 @@ def test_redis_restart_under_two_servers_with_subscribers(
             # publishing fails clearly: nothing is acknowledged that Redis did not store
             refused = await post(http, a, lifecycle_event(20, event_id="ev-20"))
             assert refused.status_code == 503 and "Redis" in refused.json()["error"]
+            metrics = (await http.get(a.http_url + "/metrics")).text
+            assert 'mlops_hooks_rejected_total{reason="backend_unavailable"} 1' in metrics
             error = await pub_b.send(lifecycle_event(21, event_id="ev-21"))
             assert error["type"] == "error" and "Redis" in error["error"]
             assert error["event_id"] == "ev-21"
