@@ -224,7 +224,8 @@ class State:
 
     def _on_activity_update(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
         activity = dict(data["activity"])
-        activity.setdefault("timestamp", event.timestamp)
+        if activity.get("timestamp") is None:  # encoded as null when the producer left it out
+            activity["timestamp"] = event.timestamp
         self.add_activity(activity)
         if self.listener is not None:
             self.listener.activity_added(activity, seq)
@@ -243,7 +244,8 @@ class State:
     def _on_system_alert(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
         assert isinstance(event, ev.SystemAlert)
         alert = dict(data["alert"])
-        alert.setdefault("timestamp", event.timestamp)
+        if alert.get("timestamp") is None:  # encoded as null when the producer left it out
+            alert["timestamp"] = event.timestamp
         self.alerts.appendleft((time.monotonic(), alert))
         if event.alert.alert_type == STALLED_ALERT and event.run_id is not None \
                 and event.run_id in self.runs:

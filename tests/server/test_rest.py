@@ -78,3 +78,16 @@ def test_index_serves_the_dashboard_or_says_it_is_missing(client, monkeypatch, t
     monkeypatch.setattr(rest, "STATIC_DIR", tmp_path / "empty")
     missing = client.get("/")
     assert "dashboard page is missing" in missing.text
+
+
+def test_alert_and_activity_posted_without_a_timestamp_get_the_servers(client):
+    client.post("/api/events", json=[
+        {"type": "system_alert", "alert": {"id": "a1", "title": "High Memory Usage"}},
+        activity(1),
+    ])
+    (alert,) = client.get("/api/monitoring/system").json()["alerts"]
+    (entry,) = client.get("/api/activity").json()["activity"]
+    with client.websocket_connect("/ws") as sub:
+        snapshot = sub.receive_json()
+    for item in (alert, entry, snapshot["alerts"][0], snapshot["activity"][0]):
+        assert isinstance(item["timestamp"], str) and item["timestamp"].endswith("Z"), item

@@ -142,3 +142,16 @@ def test_load_history():
     assert state.seq == 42 and state.runs["r"].status == "completed"
     assert state.models["m"]["model_name"] == "M"
     assert [a["id"] for a in state.activity] == ["new", "old"]
+
+
+def test_alert_and_activity_without_their_own_timestamp_take_the_events():
+    state = State()
+    apply(state, {"type": "system_alert", "alert": {"id": "a1", "title": "Hot"},
+                  "timestamp": "2025-12-06T10:31:00Z"})
+    apply(state, {"type": "activity_update", "activity": {"id": "x1", "title": "Did"},
+                  "timestamp": "2025-12-06T10:32:00Z"})
+    apply(state, {"type": "system_alert", "timestamp": "2025-12-06T10:33:00Z",
+                  "alert": {"id": "a2", "title": "Own", "timestamp": "2025-12-06T09:00:00Z"}})
+    assert [a["timestamp"] for a in state.open_alerts()] == ["2025-12-06T09:00:00Z",
+                                                               "2025-12-06T10:31:00Z"]
+    assert state.activity[0]["timestamp"] == "2025-12-06T10:32:00Z"
