@@ -25,7 +25,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -33,11 +33,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from mlops_hooks import events as ev
 from mlops_hooks._format import iso_utc
 from mlops_hooks._publisher.backoff import Backoff
+from mlops_hooks.server.backends._redis_batch import Batcher
 from mlops_hooks.server.backends._redis_support import FLOOR_LUA, PUBLISH_LUA, parse_redis_url
 from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
 
@@ -106,6 +107,7 @@ class RedisBackend:
         self._publish: AsyncScript | None = None
         self._floor: AsyncScript | None = None
         self._task: asyncio.Task[None] | None = None
+        self._batcher = Batcher(self._send_batch)
         self._closing = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tie = itertools.count()
@@ -173,6 +175,7 @@ class RedisBackend:
         """Stop following the stream and close the connections."""
         self._deliver = None
         self._closing = True
+        await self._batcher.close(ConnectionError("the redis backend is closed"))
         task, self._task = self._task, None
         while task is not None and not task.done():
             # Python 3.11's wait_for (inside redis-py) can lose a cancellation that arrives as
@@ -194,39 +197,68 @@ class RedisBackend:
     async def publish(self, event: ev.Event) -> Published:
         """Number ``event`` in Redis (or find its ``event_id``) and append it to the stream.
 
-        Returns once this server has delivered the record (at most :data:`ECHO_TIMEOUT`
-        seconds later), so a publisher's next read of this server includes it.
+        Calls are queued in the order they are made and sent in pipelined batches
+        (:mod:`._redis_batch`), so the ``seq`` order is the call order. Returns once this
+        server has delivered the record (at most :data:`ECHO_TIMEOUT` seconds later), so a
+        publisher's next read of this server includes it.
 
         Raises:
             ConnectionError: Redis did not store the event (unreachable, refusing writes, or
                 the backend is not running); nothing was acknowledged.
         """
-        script = self._publish
-        if script is None or self._deliver is None:
+        if self._publish is None or self._deliver is None:
             raise ConnectionError("the redis backend is not running")
         event.seq = None  # the stream keeps events unnumbered; delivery stamps the seq
         has_id = event.event_id is not None
         args = ["1" if has_id else "0", event.event_id or "", ev.encode(event), self.replay_size,
                 self._delivered, self.idempotency_size]
-        # A pooled connection may have gone stale (Redis restarted); an event with an event_id
-        # can be sent again safely (the script recognises it), one without cannot.
-        attempts = 2 if has_id else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                reply = await script(keys=list(self.target.keys), args=args)
-                break
-            except FAILURES as exc:
-                if attempt < attempts and isinstance(exc, (RedisConnectionError, OSError)):
-                    continue
-                self.publish_errors += 1
-                self._note(exc)
-                raise ConnectionError(f"Redis at {self.target.where} did not store the event "
-                                      f"({type(exc).__name__}: {exc})") from exc
-        seq, duplicate = int(reply[0]), bool(int(reply[1]))
+        try:
+            seq, duplicate = await self._batcher.submit((has_id, args))
+        except ConnectionError:
+            self.publish_errors += 1
+            raise
         if not duplicate:
             self.published += 1
         await self._echo(seq)
         return Published(seq, duplicate)
+
+    async def _send_batch(self, calls: Sequence[tuple[bool, list[Any]]]) -> list[Any]:
+        """Run the publish script for each call, in order, in one pipeline."""
+        client, script = self._client, self._publish
+        if client is None or script is None:
+            raise ConnectionError("the redis backend is not running")
+        keys = list(self.target.keys)
+        # A pooled connection may have gone stale (Redis restarted): a batch whose events all
+        # have an event_id can be sent again safely (the script recognises them).
+        attempts = 2 if all(has_id for has_id, _ in calls) else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                replies = await self._pipeline(client, script, keys, calls)
+                break
+            except FAILURES as exc:
+                if attempt < attempts and isinstance(exc, (RedisConnectionError, OSError)):
+                    continue
+                raise self._refused(exc) from exc
+        return [self._refused(r) if isinstance(r, Exception) else (int(r[0]), bool(int(r[1])))
+                for r in replies]
+
+    @staticmethod
+    async def _pipeline(client: Redis, script: AsyncScript, keys: list[str],
+                        calls: Sequence[tuple[bool, list[Any]]]) -> list[Any]:
+        for _reload in range(2):
+            async with client.pipeline(transaction=False) as pipe:
+                for _, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+            if not all(isinstance(r, NoScriptError) for r in replies):
+                break
+            await client.script_load(script.script)  # Redis restarted: its script cache is new
+        return replies
+
+    def _refused(self, exc: BaseException) -> ConnectionError:
+        self._note(exc)
+        return ConnectionError(f"Redis at {self.target.where} did not store the event "
+                               f"({type(exc).__name__}: {exc})")
 
     async def _echo(self, seq: int) -> None:
         if seq <= self._delivered or self._task is None:
@@ -398,6 +430,7 @@ class RedisBackend:
             "stream_length": self._stream_length,
             "published": self.published,
             "publish_errors": self.publish_errors,
+            "publish_batches": self._batcher.batches,
             "gaps": self.gaps,
         }
 

@@ -84,6 +84,11 @@ def test_publish_numbers_in_order_and_delivers_once(redis_server: RedisServer) -
         facts = backend.describe()
         assert facts["connected"] is True and facts["last_error"] is None
         assert facts["published"] == 20
+        # concurrent calls are numbered in call order, sent in a few pipelined batches
+        batches = backend.describe()["publish_batches"]
+        burst = await asyncio.gather(*(backend.publish(activity(i)) for i in range(100)))
+        assert [r.seq for r in burst] == list(range(21, 121))
+        assert backend.describe()["publish_batches"] - batches < 10  # type: ignore[operator]
         await backend.close()
     run(main())
 
