@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.config import MAX_BODY_BYTES
@@ -20,23 +22,36 @@ if TYPE_CHECKING:
 
 __all__ = ["post_events", "publish_ws", "read_body"]
 
-#: Replies of one ``/ws/publish`` connection waiting for their events' commit: the publisher
-#: pipelines its events, and one group commit covers many acknowledgements.
+#: Messages of one ``/ws/publish`` connection in progress: a publisher pipelines its events;
+#: they are handled in order without waiting for each other's Redis round trip, and one group
+#: commit covers many acknowledgements.
 PIPELINE = 256
-_Replies = asyncio.Queue[tuple[str, asyncio.Future[None]] | None]
+_Handling = asyncio.Queue["asyncio.Task[tuple[str, asyncio.Future[None]]] | None"]
+log = logging.getLogger("mlops_hooks.server")
+#: What sending to a client that has left raises.
+_GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
 
-async def _send_replies(ws: WebSocket, replies: _Replies) -> None:
-    """Send each reply, in order, once its event is on disk; keep draining if the client left."""
-    broken = False
-    while (item := await replies.get()) is not None:
-        reply, committed = item
-        await committed
-        if not broken:
-            try:
+async def _handle(core: Core, text: str) -> tuple[str, asyncio.Future[None]]:
+    reply = await core.ingest.handle_message(text, durable=False)
+    return reply, core.ingest.committed()  # asked at once: commits are shared
+
+
+async def _send_replies(ws: WebSocket, handling: _Handling, core: Core) -> None:
+    """Send each reply in order, once its event is stored; keep draining if the client left."""
+    sending = True
+    while (task := await handling.get()) is not None:
+        try:
+            reply, committed = await task
+            await committed
+            if sending:
                 await ws.send_text(reply)
-            except Exception:  # the client is gone; the reader sees the disconnect
-                broken = True
+        except Exception as exc:
+            if sending and not isinstance(exc, _GONE):
+                log.exception("mlops-hooks: handling a /ws/publish message failed")
+                with suppress(Exception):
+                    await ws.close(1011, "internal error: reconnect and resend")
+            sending = False
 
 
 async def publish_ws(ws: WebSocket) -> None:
@@ -56,8 +71,9 @@ async def publish_ws(ws: WebSocket) -> None:
     await ws.accept()
     counted = 0 if probe else 1
     core.publishers += counted
-    replies: _Replies = asyncio.Queue(PIPELINE)
-    writer = asyncio.get_running_loop().create_task(_send_replies(ws, replies))
+    loop = asyncio.get_running_loop()
+    handling: _Handling = asyncio.Queue(PIPELINE)
+    writer = loop.create_task(_send_replies(ws, handling, core))
     try:
         while True:
             message = await ws.receive()
@@ -66,16 +82,21 @@ async def publish_ws(ws: WebSocket) -> None:
             problem = message_problem(message)
             if problem is not None:
                 core.metrics.rejected["bad_frame"] += 1
-                await replies.put(None)  # the replies already due go out before the close
+                await handling.put(None)  # the replies already due go out before the close
                 await writer
                 await ws.close(*problem)
                 return
-            reply = await core.ingest.handle_message(message["text"], durable=False)
-            await replies.put((reply, core.ingest.committed()))
+            # Tasks start in creation order and queue their event before their first wait, so
+            # the stream order is the message order.
+            await handling.put(loop.create_task(_handle(core, message["text"])))
     finally:
         core.publishers -= counted
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+        while not handling.empty():  # messages whose reply can no longer be sent
+            task = handling.get_nowait()
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
