@@ -31,7 +31,7 @@ Log = Callable[[str], None]
 # ---------------------------------------------------------------------- callback overhead
 
 def callback(quick: bool, log: Log) -> dict[str, Any]:
-    """Lightning fit, batch size 1: no callback / MLOpsCallback up / down / TQDMProgressBar."""
+    """Lightning fit, batch size 1: no callback / MLOpsCallback up / down / alone / tqdm."""
     import callback_overhead as co
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -40,13 +40,12 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
     torch.set_num_threads(1)
     data = TensorDataset(torch.randn(steps, 8), torch.randn(steps, 1))
     loader = DataLoader(data, batch_size=1, shuffle=False)
-    os.environ["MLOPS_HOOKS_DISABLE"] = "jsonl,console"
     down_port = co.free_port()
     with tempfile.TemporaryDirectory() as tmp, co.LiveServer(Path(tmp)) as server:
         up_url = f"ws://127.0.0.1:{server.port}/ws"
         down_url = f"ws://127.0.0.1:{down_port}/ws"
 
-        def mlops(url: str) -> Callable[[], tuple[float, float]]:
+        def mlops(url: str | None) -> Callable[[], tuple[float, float]]:
             def run() -> tuple[float, float]:
                 with co.publishing_to(url):
                     return co.fit_once(loader, [co.MLOpsCallback("bench")], False)
@@ -56,11 +55,12 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
             "none": lambda: co.fit_once(loader, [], False),
             "server up": mlops(up_url),
             "server down": mlops(down_url),
+            "no plugins": mlops(None),
             "tqdm": lambda: co.fit_once(loader, [co.TQDMProgressBar(refresh_rate=1)], True),
         }
         names = list(variants)
         for name in names:
-            variants[name]()  # warm-up
+            variants[name]()  # warm-up: imports, allocator, first connection
         wall: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
         for repeat in range(repeats):
@@ -73,8 +73,10 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
                 f"{n} {wall[n][-1]:.2f}s" for n in names))
         with co.publishing_to(up_url):
             co.fit_once(loader, [co.TimedMLOpsCallback("bench-timed")], False)
-    hook_us = co.TimedMLOpsCallback.nanoseconds / max(1, co.TimedMLOpsCallback.calls) / 1000
-    return {"steps": steps, "repeats": repeats, "wall": wall, "cpu": cpu, "hook_us": hook_us}
+    durations = sorted(getattr(co.TimedMLOpsCallback, "durations", []))
+    hook = ({"median": statistics.median(durations) / 1000,
+             "p99": durations[int(len(durations) * 0.99)] / 1000} if durations else None)
+    return {"steps": steps, "repeats": repeats, "wall": wall, "cpu": cpu, "hook": hook}
 
 
 # ---------------------------------------------------------------------- emit() cost
@@ -123,9 +125,8 @@ def _result(r: Any, **extra: Any) -> dict[str, Any]:
             "elapsed": r.elapsed, "rate": r.rate, "p50": r.pct(0.5), "p99": r.pct(0.99),
             "cpu_us": r.cpu_per_delivery, "rss_start": rss[0] / 2**20,
             "rss_max": max(rss) / 2**20, "rss_end": rss[-1] / 2**20,
-            "closes": sorted(set(r.closes)), "delivered": r.received / max(1, r.readers *
-                                                                            r.messages),
-            **extra}
+            "closes": sorted(set(r.closes)), "closed_slow": getattr(r, "closed_slow", None),
+            "delivered": r.received / max(1, r.readers * r.messages), **extra}
 
 
 def fanout(quick: bool, log: Log) -> dict[str, Any]:

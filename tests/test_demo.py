@@ -172,8 +172,7 @@ def test_quick_demo_puts_every_event_type_on_the_dashboard_then_serves_until_ctr
         assert system["system"]["cpu_percent"] is not None
         assert system["health"]["current_health"] in ev.HEALTH_VALUES
         assert system["alerts"], "the health stage left no alert"
-        titles = {a["activity"]["title"] if "activity" in a else a["title"]
-                  for a in http.get("/api/activity?limit=500").json()["activity"]}
+        titles = {a["title"] for a in http.get("/api/activity?limit=500").json()["activity"]}
         assert {"Model Training Started", "Model Training Completed", "Model Training Failed",
                 "Model Deployed"} <= titles
 

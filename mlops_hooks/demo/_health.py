@@ -73,7 +73,7 @@ def exercise_health(watcher: DashboardWatcher, *, spike_timeout: float,
     Returns:
         What happened, for the stage's summary line.
     """
-    how = "the monitor saw high CPU during training"
+    how = "the monitor had already reported high resource usage during the work"
     if not saw_resource_events(watcher):
         cores = _cores()
         progress(f"{cores} busy process(es) until the monitor notices")

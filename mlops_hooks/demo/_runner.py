@@ -98,11 +98,11 @@ class Demo:
         try:
             try:
                 self.server.start()
-            except ServerError as exc:
+                self.watcher.start()
+            except (ServerError, TimeoutError) as exc:
                 self.display.close()
                 print(f"mlops-hooks demo: {exc}", file=sys.stderr)
                 return 1
-            self.watcher.start()
             self._banner()
             if self.options.train:
                 self._work()
