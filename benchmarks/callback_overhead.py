@@ -5,6 +5,8 @@ per-step cost of Lightning itself is as small as it gets and any per-batch cost 
 shows. Variants, run interleaved (the order rotates every repeat, after one warm-up fit each):
 
 * ``baseline``       - no callback;
+* ``empty callback``  - a ``Callback`` that does nothing: what Lightning's dispatch costs any
+  callback (it enters a profiler context for every hook of every callback, ~8 hooks a step);
 * ``mlops (server up)``   - ``MLOpsCallback`` with the default plugins, publishing to a real
   ``mlops-hooks serve`` process (tests/live_server.py);
 * ``mlops (server down)`` - the same with nothing listening: the publisher is reconnecting;
@@ -155,6 +157,7 @@ def main() -> None:
 
         variants: dict[str, Callable[[], tuple[float, float]]] = {
             "baseline": lambda: fit_once(loader, [], False),
+            "empty callback": lambda: fit_once(loader, [L.Callback()], False),
             "mlops (server up)": mlops(up_url),
             "mlops (server down)": mlops(down_url),
             "mlops (no plugins)": mlops(None),
@@ -199,6 +202,12 @@ def main() -> None:
                   f"{median / base:>8.3f}{paired:>8.3f}{fastest:>8.3f}   "
                   + " ".join(f"{t:.3f}" for t in times[name]))
     report_hook_cost(statistics.median(wall["baseline"]) / args.steps * 1e6)
+    for label, times in (("wall", wall), ("CPU", cpu)):
+        empty = statistics.median(times["empty callback"])
+        up = statistics.median(times["mlops (server up)"]) / empty
+        alone = statistics.median(times["mlops (no plugins)"]) / empty
+        print(f"{label}: against the empty callback, ratio of medians: MLOpsCallback "
+              f"(server up) {up:.3f}, (no plugins) {alone:.3f}")
 
 
 def assert_no_port_clash(port: int) -> None:

@@ -122,9 +122,22 @@ class _MLOpsCallbackImpl:
 
     @property
     def state_key(self) -> str:
-        """Key of this callback's state in checkpoints (auto-attached ones use their own)."""
+        """Key of this callback's state in checkpoints (auto-attached ones use their own).
+
+        Lightning reads it for every hook it calls, so it is a plain attribute lookup.
+        """
+        return self._state_key
+
+    @property
+    def auto(self) -> bool:
+        """Whether :func:`auto_callbacks` added this callback (not the user)."""
+        return self._auto
+
+    @auto.setter
+    def auto(self, value: bool) -> None:
+        self._auto = bool(value)
         name = type(self).__qualname__
-        return f"{name}{{'auto': True}}" if self.auto else name
+        self._state_key = f"{name}{{'auto': True}}" if self._auto else name
 
     @property
     def run(self) -> Run | None:
