@@ -43,10 +43,22 @@ def pong(ping_id: Any) -> str:
     return _encode({"type": "pong", "id": ping_id, "server_time": iso_utc()}).decode()
 
 
-def error_message(error: str, field: str | None = None, event_id: Any = None) -> str:
-    """A ``{"type": "error", ...}`` control message."""
-    return _encode({"type": "error", "error": error, "field": field,
-                    "event_id": event_id}).decode()
+def error_message(error: str, field: str | None = None, event_id: Any = None, *,
+                  retry: bool = False) -> str:
+    """A ``{"type": "error", ...}`` control message.
+
+    Args:
+        error: What is wrong.
+        field: The event's field at fault (``""``: the whole message; ``None``: none).
+        event_id: The ``event_id`` of the event it answers, when known.
+        retry: Sending the same event again later can succeed (the server could not store
+            it right now); ``False``: the event itself is wrong.
+
+    Returns:
+        The message as JSON text.
+    """
+    return _encode({"type": "error", "error": error, "field": field, "event_id": event_id,
+                    "retry": retry}).decode()
 
 
 class Ingest:
@@ -148,7 +160,8 @@ class Ingest:
 
         Returns:
             An ``ack`` (with ``duplicate: true`` for a known ``event_id``), a ``pong``, or an
-            ``error`` naming the problem.
+            ``error`` naming the problem (with ``retry: true`` when the backend could not store
+            the event right now).
         """
         try:
             event = ev.decode(text)
@@ -159,7 +172,7 @@ class Ingest:
         except ConnectionError as exc:
             self.metrics.rejected["backend_unavailable"] += 1
             return error_message(f"the server cannot accept events right now: {exc}",
-                                 None, event.event_id)
+                                 None, event.event_id, retry=True)
         reply: dict[str, Any] = {"type": "ack", "seq": result.seq, "event_id": event.event_id}
         if result.duplicate:
             reply["duplicate"] = True

@@ -28,6 +28,8 @@ __all__ = ["post_events", "publish_ws", "read_body"]
 PIPELINE = 256
 _Handling = asyncio.Queue["asyncio.Task[tuple[str, asyncio.Future[None]]] | None"]
 log = logging.getLogger("mlops_hooks.server")
+#: Seconds a ``POST /api/events`` refused with 503 (backend unavailable) is told to wait.
+RETRY_AFTER = 1
 #: What sending to a client that has left raises.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
@@ -114,8 +116,9 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _error(status: int, error: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, **extra}, status_code=status)
+def _error(status: int, error: str, headers: dict[str, str] | None = None,
+           **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, **extra}, status_code=status, headers=headers)
 
 
 def _is_json(content_type: str) -> bool:
@@ -162,7 +165,7 @@ async def post_events(request: Request) -> Response:
             core.metrics.rejected["backend_unavailable"] += 1
             await core.ingest.committed()  # the seqs reported as accepted are on disk
             return _error(503, f"the server cannot accept events right now: {exc}",
-                          seqs=seqs, index=i)
+                          {"Retry-After": str(RETRY_AFTER)}, seqs=seqs, index=i, retry=True)
         seqs.append(result.seq)
         if result.duplicate:
             duplicates.append(i)

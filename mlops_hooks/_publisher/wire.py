@@ -19,7 +19,8 @@ import msgspec
 from mlops_hooks import events as ev
 from mlops_hooks._format import iso_utc
 
-__all__ = ["MAX_MESSAGE_BYTES", "EventIds", "Invalid", "Reply", "decode_reply", "prepare"]
+__all__ = ["MAX_MESSAGE_BYTES", "EventIds", "Invalid", "Reply", "decode_reply", "prepare",
+           "retryable"]
 
 #: The server closes a publish connection on a message larger than this (docs/protocol.md).
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -96,6 +97,7 @@ class Reply(msgspec.Struct, kw_only=True):
     duplicate: bool = False
     error: str | None = None
     field: str | None = None
+    retry: bool | None = None
     id: Any = None
     server_time: str | None = None
 
@@ -115,3 +117,14 @@ def decode_reply(data: str | bytes) -> Reply:
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
         raise ValueError(f"unexpected message from the server ({exc}): {text[:200]!r}") \
             from None
+
+
+def retryable(reply: Reply) -> bool:
+    """Whether an ``error`` reply means "could not store it right now, send it again later".
+
+    The server says so with ``retry: true`` (docs/protocol.md); servers older than that flag
+    sent such errors with ``field: null``, and every other error named a field.
+    """
+    if reply.retry is not None:
+        return reply.retry
+    return reply.field is None

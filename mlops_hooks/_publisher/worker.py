@@ -17,10 +17,11 @@ server's in-order replies, and on a lost connection puts every unacknowledged ev
 of the buffer and reconnects with backoff. The server's idempotency on ``event_id`` makes those
 resends exactly-once; acknowledged events are never sent again.
 
-Replies: an ``ack`` settles its event; an ``error`` naming a field settles it as rejected (one
-warning per kind); an ``error`` naming no field means the server could not store the event right
-now (its backend is down): the event is kept, the connection is reopened with backoff, and events
-go one at a time until one is stored, so nothing overtakes the refused event.
+Replies: an ``ack`` settles its event; an ``error`` with ``retry: true`` (from older servers:
+naming no field) means the server could not store the event right now (its backend is down): the
+event is kept, the connection is reopened with backoff, and events go one at a time until one is
+stored, so nothing overtakes the refused event; any other ``error`` settles its event as rejected
+(one warning per kind).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare
+from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare, retryable
 
 __all__ = ["Worker", "describe"]
 
@@ -74,7 +75,7 @@ class _Stalled(Exception):
 
 
 class _Unavailable(Exception):
-    """The server could not take an event right now (an error reply naming no field).
+    """The server could not take an event right now (an error reply with ``retry: true``).
 
     Seen when its backend is down; the event is kept and sent again after a reconnect.
     """
@@ -443,7 +444,7 @@ class Worker:
                                     and reply.event_id != entry.event_id):
             raise _ProtocolError(f"expected the reply to event {entry.event_id}, "
                                  f"got {data[:200]!r}")
-        if reply.type == "error" and reply.field is None:
+        if reply.type == "error" and retryable(reply):
             raise _Unavailable(f"the server could not take an event: {reply.error}")
         self.sent.popleft()
         self.outstanding -= 1

@@ -281,3 +281,40 @@ def test_events_the_server_cannot_store_right_now_are_kept_and_sent_again(tmp_pa
         assert publisher.flush(40)
         rows = server.wait_received("backend", 40)
     assert marks(rows) == [f"#{i}" for i in range(40)]
+
+
+@pytest.mark.parametrize(("refusal", "kept"), [
+    ({"field": "", "retry": True}, True),     # keyed on retry, whatever the field says
+    ({"field": None}, True),                  # a server older than the retry flag
+    ({"field": None, "retry": False}, False),
+], ids=["retry-true", "older-server", "retry-false"])
+def test_an_error_reply_is_retried_exactly_when_the_server_says_so(make_publisher, refusal,
+                                                                   kept):
+    from websockets.sync.server import serve
+
+    acked: list[str] = []
+    refused: list[str] = []
+
+    def handler(conn):  # refuses each event the first time it sees it, acks it after that
+        for text in conn:
+            message = json.loads(text)
+            if message["type"] == "ping":
+                conn.send(json.dumps({"type": "pong", "id": message["id"]}))
+            elif message["event_id"] not in refused:
+                refused.append(message["event_id"])
+                conn.send(json.dumps({"type": "error", "error": "not now",
+                                      "event_id": message["event_id"], **refusal}))
+            else:
+                acked.append(message["event_id"])
+                conn.send(json.dumps({"type": "ack", "seq": len(acked),
+                                      "event_id": message["event_id"]}))
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        publisher = make_publisher(f"ws://127.0.0.1:{server.socket.getsockname()[1]}/ws")
+        publisher.publish(activity(0, "retry"))
+        assert publisher.flush(10)
+        status = publisher.status()
+        publisher.close(0)
+    assert refused and acked == (refused if kept else [])
+    assert status["rejected"] == (0 if kept else 1)

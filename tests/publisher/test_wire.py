@@ -12,6 +12,7 @@ from mlops_hooks._publisher.wire import (
     Invalid,
     decode_reply,
     prepare,
+    retryable,
 )
 
 ENQUEUED = 1765017000.25  # 2025-12-06T10:30:00.250Z
@@ -76,3 +77,12 @@ def test_replies_are_decoded_and_garbage_is_named():
         decode_reply(b"not json")
     with pytest.raises(ValueError, match="unexpected message"):
         decode_reply(b'{"seq": 1}')
+
+
+def test_an_error_reply_says_whether_to_retry():
+    def reply(extra: str) -> bool:
+        return retryable(decode_reply('{"type":"error","error":"x","event_id":null' + extra + "}"))
+
+    assert reply(',"field":"","retry":true') and reply(',"field":null,"retry":true')
+    assert not reply(',"field":null,"retry":false') and not reply(',"field":"progress"')
+    assert reply(',"field":null')  # servers older than the retry flag

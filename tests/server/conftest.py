@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from mlops_hooks import events as ev
 from mlops_hooks.manager import hookimpl
 from mlops_hooks.server import ServerConfig, create_app
+from mlops_hooks.server.backends import MemoryBackend, Published
 
 with warnings.catch_warnings():
     # Starlette prefers httpx2; the httpx it finds works the same for these tests.
@@ -31,6 +33,32 @@ class ServerRecorder:
         self.sides.append(side)
 
 
+class RefusingBackend(MemoryBackend):
+    """The in-memory backend, made to refuse events like a Redis that is away.
+
+    Attributes:
+        down: Refuse every event while true.
+        refuse_once: ``event_id`` values refused the first time they arrive.
+        refused: ``event_id`` of every refused event, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.refuse_once: set[str] = set()
+        self.refused: list[str | None] = []
+
+    async def publish(self, event: ev.Event) -> Published:
+        if self.down or event.event_id in self.refuse_once:
+            self.refuse_once.discard(event.event_id or "")
+            self.refused.append(event.event_id)
+            raise ConnectionError("the test backend refuses it")
+        return await super().publish(event)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "connected": not self.down}
+
+
 def unit_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
     settings: dict[str, Any] = {
         "db": ":memory:", "port": 0, "allowed_hosts": ("testserver",),
@@ -45,8 +73,8 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     """Build a TestClient around a fresh app (lifespan started); closed at the end."""
     clients: list[TestClient] = []
 
-    def make(plugins: Any = None, **overrides: Any) -> TestClient:
-        app = create_app(unit_config(tmp_path, **overrides), plugins=plugins)
+    def make(plugins: Any = None, backend: Any = None, **overrides: Any) -> TestClient:
+        app = create_app(unit_config(tmp_path, **overrides), plugins=plugins, backend=backend)
         client = TestClient(app)
         client.__enter__()
         clients.append(client)

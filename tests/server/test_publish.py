@@ -5,7 +5,7 @@ import json
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.server.conftest import ServerRecorder, activity, progress
+from tests.server.conftest import RefusingBackend, ServerRecorder, activity, progress
 
 
 def test_ws_publish_acks_each_event_in_order_with_seq(client):
@@ -157,3 +157,26 @@ def test_a_raising_plugin_does_not_stop_the_broadcast(make_client, capsys):
         assert client.post("/api/events", json=progress()).status_code == 200
         assert sub.receive_json()["seq"] == 1
     assert "broken" in capsys.readouterr().err
+
+
+def test_an_event_the_backend_cannot_store_gets_a_retry_error(make_client):
+    backend = RefusingBackend()
+    client = make_client(backend=backend)
+    backend.down = True
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_json(progress(event_id="later"))
+        reply = pub.receive_json()
+    assert reply["type"] == "error" and reply["retry"] is True and reply["field"] is None
+    assert reply["event_id"] == "later" and "cannot accept events right now" in reply["error"]
+    assert client.get("/healthz").json()["status"] == "degraded"
+    response = client.post("/api/events", json=[progress()])
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json()["retry"] is True and response.json()["seqs"] == []
+
+
+def test_an_invalid_event_is_not_worth_a_retry(client):
+    with client.websocket_connect("/ws/publish") as pub:
+        pub.send_json(progress(pct=101))
+        assert pub.receive_json()["retry"] is False
+        pub.send_text("{nope")
+        assert pub.receive_json()["retry"] is False
