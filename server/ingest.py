@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -27,7 +27,7 @@ from mlops_hooks.server.metrics import Metrics
 from mlops_hooks.server.state import State
 from mlops_hooks.server.store import History, Store
 
-__all__ = ["Ingest", "pong"]
+__all__ = ["Ingest", "Reply", "error_message", "pong"]
 
 log = logging.getLogger("mlops_hooks.server")
 #: After a crash an in-process backend numbers this far past the history's last ``seq``: the
@@ -36,6 +36,18 @@ log = logging.getLogger("mlops_hooks.server")
 CRASH_GAP = 10_000
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
+
+
+class Reply(NamedTuple):
+    """The one reply to a ``/ws/publish`` message.
+
+    Attributes:
+        text: The JSON text to send.
+        retry: It refuses an event the backend could not store right now (``retry: true``).
+    """
+
+    text: str
+    retry: bool = False
 
 
 def pong(ping_id: Any) -> str:
@@ -151,7 +163,7 @@ class Ingest:
             self.plugins.dispatch(event)
         self.hub.broadcast(record)
 
-    async def handle_message(self, text: str, *, durable: bool = True) -> str:
+    async def handle_message(self, text: str, *, durable: bool = True) -> Reply:
         """Handle one ``/ws/publish`` message; returns the one reply to send.
 
         Args:
@@ -166,17 +178,17 @@ class Ingest:
         try:
             event = ev.decode(text)
         except ev.EventError as exc:
-            return self._not_an_event(text, exc)
+            return Reply(self._not_an_event(text, exc))
         try:
             result = await self.submit(event, durable=durable)
         except ConnectionError as exc:
             self.metrics.rejected["backend_unavailable"] += 1
-            return error_message(f"the server cannot accept events right now: {exc}",
-                                 None, event.event_id, retry=True)
+            return Reply(error_message(f"the server cannot accept events right now: {exc}",
+                                       None, event.event_id, retry=True), retry=True)
         reply: dict[str, Any] = {"type": "ack", "seq": result.seq, "event_id": event.event_id}
         if result.duplicate:
             reply["duplicate"] = True
-        return _encode(reply).decode()
+        return Reply(_encode(reply).decode())
 
     def _not_an_event(self, text: str, exc: ev.EventError) -> str:
         try:

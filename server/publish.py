@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.config import MAX_BODY_BYTES
+from mlops_hooks.server.ingest import Reply
 from mlops_hooks.server.probe import PROBE_HEADER
 from mlops_hooks.server.security import Denied
 from mlops_hooks.server.subscribe import deny, message_problem
@@ -26,7 +27,12 @@ __all__ = ["post_events", "publish_ws", "read_body"]
 #: they are handled in order without waiting for each other's Redis round trip, and one group
 #: commit covers many acknowledgements.
 PIPELINE = 256
-_Handling = asyncio.Queue["asyncio.Task[tuple[str, asyncio.Future[None]]] | None"]
+#: Close code and reason after refusing an event the backend could not store (1013: try again
+#: later); the messages received behind it were not handled.
+REFUSED_CLOSE = (1013, "the server cannot store events right now: reconnect and resend from "
+                       "the refused event")
+_Handled = tuple[Reply, asyncio.Future[None]] | None
+_Handling = asyncio.Queue["asyncio.Task[_Handled] | None"]
 log = logging.getLogger("mlops_hooks.server")
 #: Seconds a ``POST /api/events`` refused with 503 (backend unavailable) is told to wait.
 RETRY_AFTER = 1
@@ -34,20 +40,46 @@ RETRY_AFTER = 1
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
 
-async def _handle(core: Core, text: str) -> tuple[str, asyncio.Future[None]]:
+class _Refusal:
+    """Whether an event of this connection was refused because the backend could not store it.
+
+    Set in the same step as the refusal (no wait in between), so every message whose handling
+    starts later sees it: nothing received behind a refused event is stored before it.
+    """
+
+    __slots__ = ("refused",)
+
+    def __init__(self) -> None:
+        self.refused = False
+
+
+async def _handle(core: Core, text: str, refusal: _Refusal) -> _Handled:
+    if refusal.refused:  # behind a refused event: not handled (the publisher resends it)
+        return None
     reply = await core.ingest.handle_message(text, durable=False)
+    if reply.retry:
+        refusal.refused = True
     return reply, core.ingest.committed()  # asked at once: commits are shared
 
 
 async def _send_replies(ws: WebSocket, handling: _Handling, core: Core) -> None:
-    """Send each reply in order, once its event is stored; keep draining if the client left."""
+    """Send each reply in order, once its event is stored; keep draining if the client left.
+
+    After a refusal (``retry: true``) nothing more is sent: the connection is closed with
+    :data:`REFUSED_CLOSE`, and the publisher resends from the refused event, in order.
+    """
     sending = True
     while (task := await handling.get()) is not None:
         try:
-            reply, committed = await task
+            handled = await task
+            if handled is None or not sending:
+                continue
+            reply, committed = handled
             await committed
-            if sending:
-                await ws.send_text(reply)
+            await ws.send_text(reply.text)
+            if reply.retry:
+                sending = False
+                await ws.close(*REFUSED_CLOSE)
         except Exception as exc:
             if sending and not isinstance(exc, _GONE):
                 log.exception("mlops-hooks: handling a /ws/publish message failed")
@@ -74,6 +106,7 @@ async def publish_ws(ws: WebSocket) -> None:
     counted = 0 if probe else 1
     core.publishers += counted
     loop = asyncio.get_running_loop()
+    refusal = _Refusal()
     handling: _Handling = asyncio.Queue(PIPELINE)
     writer = loop.create_task(_send_replies(ws, handling, core))
     try:
@@ -86,11 +119,12 @@ async def publish_ws(ws: WebSocket) -> None:
                 core.metrics.rejected["bad_frame"] += 1
                 await handling.put(None)  # the replies already due go out before the close
                 await writer
-                await ws.close(*problem)
+                with suppress(*_GONE):  # the client left, or the writer closed already
+                    await ws.close(*problem)
                 return
             # Tasks start in creation order and queue their event before their first wait, so
             # the stream order is the message order.
-            await handling.put(loop.create_task(_handle(core, message["text"])))
+            await handling.put(loop.create_task(_handle(core, message["text"], refusal)))
     finally:
         core.publishers -= counted
         writer.cancel()

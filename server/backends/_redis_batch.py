@@ -54,6 +54,10 @@ class Batcher:
             try:
                 replies = await self._send([call for call, _ in batch])
             except Exception as exc:  # the whole batch failed (Redis unreachable, ...)
+                # Calls queued behind it fail too, even if Redis is back by now: a caller's
+                # later event must never be stored before its refused one.
+                batch += self._queue
+                self._queue = []
                 replies = [exc] * len(batch)
             self.batches += 1
             self._sending = []
