@@ -36,7 +36,7 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    steps, repeats = 3000, (3 if quick else 7)
+    steps, repeats = 3000, (3 if quick else 5)
     torch.set_num_threads(1)
     data = TensorDataset(torch.randn(steps, 8), torch.randn(steps, 1))
     loader = DataLoader(data, batch_size=1, shuffle=False)
@@ -179,22 +179,30 @@ def _paced_publish(rate: float) -> Callable[..., Any]:
 
 
 def paced(quick: bool, log: Log) -> dict[str, Any]:
-    """100 subscribers x 200 events/s: latency at a realistic dashboard load."""
+    """100 subscribers x 200 events/s: latency at a realistic dashboard load.
+
+    Latency at a fixed pace is sensitive to whatever else runs on the machine, so the three
+    servers take turns for a few rounds and the run with the median p99 is kept per server.
+    """
     import fanout as fo
 
-    rate, seconds = 200.0, (5 if quick else 15)
+    rate, seconds, rounds = 200.0, (5 if quick else 8), (1 if quick else 3)
     original = fo.publish
     fo.publish = _paced_publish(rate)  # run_case looks the publisher up at call time
-    results = []
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in fo.SERVERS}
     try:
-        for kind in fo.SERVERS:
-            r = fo.run_case(kind, 100, 0, int(rate * seconds), payload=200, procs=2)
-            results.append(_result(r, rate_target=rate))
-            log(f"paced 100 x 200/s: {kind:12} p50 {r.pct(0.5):.1f} ms, "
-                f"p99 {r.pct(0.99):.1f} ms")
+        for round_ in range(rounds):
+            for kind in fo.SERVERS:
+                r = fo.run_case(kind, 100, 0, int(rate * seconds), payload=200, procs=2)
+                runs[kind].append(_result(r, rate_target=rate))
+                log(f"paced 100 x 200/s, round {round_ + 1}/{rounds}: {kind:12} "
+                    f"p50 {r.pct(0.5):.1f} ms, p99 {r.pct(0.99):.1f} ms")
     finally:
         fo.publish = original
-    return {"results": results, "rate": rate, "seconds": seconds}
+    results = [sorted(runs[kind], key=lambda x: x["p99"])[len(runs[kind]) // 2]
+               for kind in fo.SERVERS]
+    return {"results": results, "rate": rate, "seconds": seconds, "rounds": rounds,
+            "p99s": {kind: [x["p99"] for x in runs[kind]] for kind in fo.SERVERS}}
 
 
 def stall(quick: bool, log: Log) -> dict[str, Any]:

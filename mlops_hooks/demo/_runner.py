@@ -12,6 +12,7 @@ import importlib.util
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from types import FrameType
@@ -51,6 +52,8 @@ class _Signals:
         self.stopping = False
 
     def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded in another thread: the embedding program owns the signals
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
