@@ -18,7 +18,9 @@ EXAMPLES = ROOT / "examples"
 
 def example_env(url: str | None, **extra: str) -> dict[str, str]:
     """The environment of an example: publishing to ``url`` (or not at all), nothing else."""
-    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONWARNINGS="ignore")
+    # One intra-op thread: these models are tiny, and on a busy 2-core machine OpenMP's
+    # spin-waiting threads make a smoke run ten times slower.
+    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     for name in ("MLOPS_HOOKS_URL", "MLOPS_HOOKS_TOKEN", "MLOPS_HOOKS_DISABLE",
                  "MLOPS_HOOKS_AUTO", "MLOPS_HOOKS_JSONL", "PYTHONPATH"):
         env.pop(name, None)
