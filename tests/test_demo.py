@@ -268,6 +268,36 @@ def test_options_put_every_file_beside_the_history(tmp_path):
     assert DemoOptions(quick=True).plan.predictions < DemoOptions().plan.predictions
 
 
+def test_missing_dependencies_are_named_with_the_extra_to_install(monkeypatch, capsys):
+    import importlib.util
+
+    from mlops_hooks.demo._runner import missing_modules
+
+    real = importlib.util.find_spec
+    hidden = {"torch", "uvicorn"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name in hidden else real(name, *args))
+    assert main(["demo", "--port", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "torch (mlops-hooks[lightning])" in err and "uvicorn (mlops-hooks[server])" in err
+    assert "pip install 'mlops-hooks[all]'" in err
+    assert missing_modules(train=False) == ["uvicorn (mlops-hooks[server])"]
+
+
+def test_importing_the_demo_needs_no_framework_and_no_server_stack():
+    blocked = ("torch", "lightning", "pytorch_lightning", "sklearn", "numpy", "keras",
+               "starlette", "uvicorn", "psutil")
+    code = ("import sys\n"
+            f"for name in {blocked!r}: sys.modules[name] = None\n"
+            "import mlops_hooks.cli, mlops_hooks.demo\n"
+            "from mlops_hooks.demo import DemoOptions\n"
+            "print(DemoOptions(db='/tmp/x/h.sqlite3').http_url)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "http://127.0.0.1:8001"
+
+
 # ---------------------------------------------------------------------- display
 
 
