@@ -72,20 +72,25 @@ async def _send_replies(ws: WebSocket, handling: _Handling, core: Core) -> None:
     while (task := await handling.get()) is not None:
         try:
             handled = await task
-            if handled is None or not sending:
-                continue
-            reply, committed = handled
+        except Exception:  # a bug: say so, and let the publisher resend elsewhere or later
+            if sending:
+                log.exception("mlops-hooks: handling a /ws/publish message failed")
+                with suppress(Exception):
+                    await ws.close(1011, "internal error: reconnect and resend")
+            sending = False
+            continue
+        if handled is None or not sending:
+            continue
+        reply, committed = handled
+        try:
             await committed
             await ws.send_text(reply.text)
             if reply.retry:
                 sending = False
                 await ws.close(*REFUSED_CLOSE)
-        except Exception as exc:
-            if sending and not isinstance(exc, _GONE):
-                log.exception("mlops-hooks: handling a /ws/publish message failed")
-                with suppress(Exception):
-                    await ws.close(1011, "internal error: reconnect and resend")
+        except _GONE as exc:  # the client left with replies due: nothing to report
             sending = False
+            log.debug("mlops-hooks: a publisher left with replies pending (%r)", exc)
 
 
 async def publish_ws(ws: WebSocket) -> None:

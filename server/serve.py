@@ -7,6 +7,7 @@ which stops the background tasks and writes the remaining history to SQLite.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sqlite3
 import sys
@@ -33,6 +34,20 @@ def check_database(path: str) -> str | None:
     except (OSError, sqlite3.Error) as exc:
         return f"cannot open the history database {path!r}: {exc}"
     return None
+
+
+class _LostPeerWrites(logging.Filter):
+    """Drops asyncio's ``socket.send() raised exception.`` lines.
+
+    asyncio logs one for every write, past the fifth, to a connection that is already lost;
+    the server learns of the loss at the event loop's next turn, so a client that vanishes
+    during a burst (a killed dashboard or publisher) would otherwise fill the log with them.
+    The lost connection itself is handled (its subscriber or publisher is removed).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every other record."""
+        return record.msg != "socket.send() raised exception."
 
 
 def _is_loopback(host: str) -> bool:
@@ -81,6 +96,7 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
               "anyone who can reach it can publish events (set --token or MLOPS_HOOKS_TOKEN)",
               file=sys.stderr)
     sys.stderr.flush()
+    logging.getLogger("asyncio").addFilter(_LostPeerWrites())
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown

@@ -1,0 +1,69 @@
+"""Clients that vanish mid-burst leave nothing in the server's log: no traceback, no spam."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from tests.live_server import LiveServer
+from tests.server.live import publisher, recv_json, subscriber
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+BURST = 2000
+NOISE = ("Traceback", "Exception in ASGI application", "socket.send() raised exception",
+         "never retrieved", "destroyed but it is pending", "ClientDisconnected", "Error")
+
+
+def _event(i: int, tag: str) -> str:
+    return json.dumps({"type": "activity_update", "event_id": f"{tag}-{i}",
+                       "activity": {"id": f"{tag}-{i}", "title": f"#{i}"}})
+
+
+async def _burst_then(url: str, tag: str, leave: str) -> None:
+    ws = await publisher(url, close_timeout=0.5)  # it reads no reply: the close cannot complete
+    for i in range(BURST):
+        await ws.send(_event(i, tag))
+    if leave == "abort":  # the process died: no close frame, a reset
+        ws.transport.abort()
+    else:
+        await ws.close()  # a clean close while most replies are still due
+
+
+async def _idle(server: LiveServer) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(400):
+            health = (await http.get(server.http_url + "/healthz")).json()
+            if health["publishers"] == 0 and health["subscribers"] == 0:
+                return
+            await asyncio.sleep(0.025)
+    raise AssertionError(f"connections never went away: {health}")
+
+
+def test_publishers_and_subscribers_leaving_mid_burst_log_nothing(tmp_path):
+    server = LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0",
+                                              "--upload-dir", str(tmp_path / "uploads")])
+
+    async def scenario() -> None:
+        watchers = []
+        for _ in range(3):  # subscribers that vanish while events pour in
+            ws = await subscriber(server.ws_url)
+            assert (await recv_json(ws))["type"] == "snapshot"
+            watchers.append(ws)
+        for round_, leave in enumerate(("abort", "close", "abort", "close")):
+            await _burst_then(server.publish_url, f"r{round_}", leave)
+            if round_ == 1:
+                for ws in watchers:
+                    ws.transport.abort()
+        await _idle(server)
+        async with publisher(server.publish_url) as pub:  # the server still serves
+            await pub.send(_event(0, "after"))
+            assert (await recv_json(pub))["type"] == "ack"
+
+    with server:
+        asyncio.run(scenario())
+    log = server.log_path.read_text(errors="replace")
+    found = [word for word in NOISE if word in log]
+    assert not found, f"{found} in the server log:\n{log[-3000:]}"
