@@ -4,9 +4,10 @@ Each round opens ``CONCURRENT`` real WebSocket subscribers at once; each reads i
 some live events, then leaves in one of several ways: a clean close, a ping then a close, an
 abrupt abort (no close frame), or a stall (reads nothing for a while, then aborts). A publisher
 keeps the broadcast busy meanwhile. Two equal phases run back to back: after each, the server
-has no subscriber left, and its file descriptors and memory after the second phase are back to
-what they were after the first (``FD_TOLERANCE``, ``RSS_TOLERANCE``): the server frees what
-connections take, round after round.
+has no subscriber left, its file descriptors are back to the idle count (``FD_TOLERANCE``), and
+its memory after the second phase is what it was after the first (``RSS_TOLERANCE``; the first
+phase may raise it once, ``WARMUP_TOLERANCE``): the server frees what connections take, round
+after round.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ FD_TOLERANCE = 8
 #: Memory a second equal phase may add: allocator noise, not per-connection growth (a leak of
 #: even 1 KiB per connection would add several MB over the phase's thousands of connections).
 RSS_TOLERANCE = 8 * 1024 * 1024
+#: What the first phase may add to a freshly started server: the allocator's arenas and the
+#: interpreter's caches grow once to the load's high-water mark (measured: about 14 MiB).
+WARMUP_TOLERANCE = 32 * 1024 * 1024
 
 
 def server_usage(pid: int) -> tuple[int, int]:
@@ -113,6 +117,7 @@ def test_subscriber_churn_returns_fds_and_memory_to_baseline(tmp_path: Path) -> 
         assert first[0] >= 3 * CONCURRENT and second[0] >= 3 * CONCURRENT, report
         assert first[1] > first[0] and second[1] > second[0], report  # live events flowed
         assert fds_1 <= fds_idle + FD_TOLERANCE and fds_2 <= fds_idle + FD_TOLERANCE, report
+        assert rss_1 - rss_idle <= WARMUP_TOLERANCE, report
         assert rss_2 - rss_1 <= RSS_TOLERANCE, report
         metrics = healthz(server)
         assert metrics["subscribers"] == 0 and metrics["publishers"] == 0
