@@ -11,6 +11,8 @@ The same specification runs in two processes:
   forwards them to the server;
 * the **server** process: every event ingested from a publisher, and every event the server
   raises itself (monitor, uploads, watchdog), is passed to the same hooks before it is broadcast.
+  In a fleet sharing one stream (``--backend redis://``) each event's hooks run once, on the
+  server that accepted it (for an event a server raises itself, that server).
 
 The ``side`` argument says which (``"training"`` or ``"server"``), so a plugin installed in an
 environment that runs both does its work once.

@@ -6,6 +6,10 @@ numbers it (or recognises its ``event_id``). Every new record then comes back th
 noted for history, passed to the server-side plugins (``mlops_<type>`` and ``mlops_event``) and
 broadcast. Because that is one synchronous step per record, a subscriber registered between two
 records sees a snapshot and a live stream that neither overlap nor leave a gap.
+
+With a shared backend (``redis://``) every server of a fleet delivers every record, but only the
+server that accepted the event (:attr:`Record.local`; for an event a server raises itself, that
+server) passes it to its plugins: a plugin's hook runs once per event across the fleet.
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ class Ingest:
             last_seq += CRASH_GAP
             log.warning("mlops-hooks: the previous server process did not stop cleanly; "
                         "numbering resumes at seq %d", last_seq + 1)
-        await self.backend.start(self.deliver, last_seq=last_seq, seen=history.event_ids)
+        await self.backend.start(self.deliver, last_seq=last_seq, seen=history.event_ids,
+                                 origin=history.server_id)
 
     async def submit(self, event: ev.Event, *, durable: bool = True) -> Published:
         """Accept one validated event.
@@ -159,7 +164,7 @@ class Ingest:
                               record.type, record.seq)
         if self.store is not None:
             self.store.note(record.seq, event.event_id)
-        if self.plugins is not None:
+        if self.plugins is not None and record.local:  # once per event across a fleet
             self.plugins.dispatch(event)
         self.hub.broadcast(record)
 

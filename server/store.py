@@ -19,6 +19,7 @@ import logging
 import os
 import sqlite3
 import threading
+import uuid
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class History:
     event_ids: list[tuple[str, int]] = field(default_factory=list)
     #: The previous process did not close the database (it crashed or was killed).
     unclean: bool = False
+    #: This server's identity, kept in the database: the same across restarts, distinct for
+    #: every server of a fleet (each has its own history).
+    server_id: str = ""
 
 
 class Store:
@@ -211,6 +215,9 @@ class Store:
             clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
             history.unclean = clean is not None and clean[0] != "1"
             db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '0')")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('server_id', ?)", (uuid.uuid4().hex,))
+            history.server_id = db.execute(
+                "SELECT value FROM meta WHERE key = 'server_id'").fetchone()[0]
         except sqlite3.Error:
             db.close()
             raise

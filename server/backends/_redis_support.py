@@ -31,8 +31,9 @@ REDIS_PARAMS = (
 )
 _PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
-#: KEYS: seq, stream, ids. ARGV: has_id ('1'/'0'), event_id, data, maxlen, floor, ids_max.
-#: Returns ``{seq, duplicate (0/1)}``.
+#: KEYS: seq, stream, ids. ARGV: has_id ('1'/'0'), event_id, data, maxlen, floor, ids_max,
+#: origin (the publishing server, kept in the entry's ``o`` field). Returns
+#: ``{seq, duplicate (0/1)}``.
 PUBLISH_LUA = """
 local has_id = ARGV[1] == '1'
 local event_id = ARGV[2]
@@ -54,7 +55,7 @@ elseif tonumber(current) < floor then
   redis.call('SET', KEYS[1], floor)
 end
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'd', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'd', ARGV[3], 'o', ARGV[7])
 if has_id then
   redis.call('ZADD', KEYS[3], seq, event_id)
   local size = redis.call('ZCARD', KEYS[3])

@@ -4,7 +4,8 @@ A backend receives every validated event (:meth:`Backend.publish`), gives it the
 of the stream unless its ``event_id`` is already known, and hands each new :class:`Record` to the
 ``deliver`` callback it was started with, in ``seq`` order, on the event loop. The in-memory
 backend does all of that in-process; a Redis backend does it in Redis so that several servers
-share one stream (every server's ``deliver`` sees every record).
+share one stream (every server's ``deliver`` sees every record, and :attr:`Record.local` says
+whether this server is the one that accepted it).
 
 The rest of the server (state, hub, hooks) only consumes records through ``deliver`` and asks
 the backend for missed records (:meth:`Backend.replay`).
@@ -32,6 +33,8 @@ class Record:
         text: The JSON text sent on the wire.
         nbytes: Size of ``text`` in UTF-8 bytes (for queue budgets).
         event: The decoded event (``None`` for control messages).
+        local: This server accepted the event (``False``: another server of a fleet did). The
+            server-side plugin hooks run only for local records, so once per event in a fleet.
         message: The ASGI ``websocket.send`` message carrying ``text``, built once and handed
             to every subscriber's connection as it is.
     """
@@ -42,6 +45,7 @@ class Record:
     text: str
     nbytes: int
     event: ev.Event | None = None
+    local: bool = True
     message: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,19 +83,20 @@ def coalesce_key(event: ev.Event) -> str | None:
     return None
 
 
-def make_record(event: ev.Event, seq: int) -> Record:
+def make_record(event: ev.Event, seq: int, *, local: bool = True) -> Record:
     """Stamp ``event`` with ``seq`` and encode it once.
 
     Args:
         event: A validated event (it is modified: its ``seq`` is set).
         seq: Its position in the stream.
+        local: This server accepted it (see :attr:`Record.local`).
 
     Returns:
         The record every subscriber will receive.
     """
     event.seq = seq
     data = ev.encode(event)
-    return Record(seq, event.type, coalesce_key(event), data.decode(), len(data), event)
+    return Record(seq, event.type, coalesce_key(event), data.decode(), len(data), event, local)
 
 
 def control(text: str, kind: str) -> Record:
@@ -111,7 +116,8 @@ class Backend(Protocol):
         ...
 
     async def start(
-        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = ()
+        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = (),
+        origin: str = "",
     ) -> None:
         """Start streaming records to ``deliver``.
 
@@ -120,6 +126,9 @@ class Backend(Protocol):
                 block.
             last_seq: The highest ``seq`` known from history (numbering continues after it).
             seen: ``(event_id, seq)`` pairs known from history (idempotency survives restarts).
+            origin: This server's identity, the same across its restarts (``""``: a new one
+                per start). A shared backend marks the records this server published
+                :attr:`Record.local`; an in-process backend publishes nothing else.
         """
         ...
 

@@ -42,9 +42,10 @@ class MemoryBackend:
         return self._seq
 
     async def start(
-        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = ()
+        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = (),
+        origin: str = "",
     ) -> None:
-        """Start streaming to ``deliver``, numbering after ``last_seq``."""
+        """Start streaming to ``deliver``, numbering after ``last_seq`` (every record is local)."""
         self._deliver = deliver
         self._seq = max(self._seq, last_seq)
         for event_id, seq in seen:

@@ -24,6 +24,7 @@ import bisect
 import heapq
 import itertools
 import logging
+import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -112,6 +113,7 @@ class RedisBackend:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tie = itertools.count()
         self._backlog: list[tuple[str, int]] = []
+        self._origin = b""
         self.connected = False
         self._ever_connected = False
         self.last_error: str | None = None
@@ -133,7 +135,8 @@ class RedisBackend:
         return self._delivered
 
     async def start(
-        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = ()
+        self, deliver: Deliver, *, last_seq: int = 0, seen: Iterable[tuple[str, int]] = (),
+        origin: str = "",
     ) -> None:
         """Connect, catch up with the stream after ``last_seq``, then follow it.
 
@@ -145,6 +148,8 @@ class RedisBackend:
             last_seq: The highest ``seq`` in this server's history (delivery resumes after it;
                 the shared counter is raised to at least it).
             seen: ``(event_id, seq)`` pairs from history, added to the shared idempotency set.
+            origin: This server's identity: stored with each event it publishes, so that only
+                records it published are :attr:`~.base.Record.local` (``""``: a random one).
 
         Raises:
             RuntimeError: The backend is already started.
@@ -155,6 +160,7 @@ class RedisBackend:
         self._closing = False
         self._delivered = max(self._delivered, last_seq)
         self._backlog = list(seen)
+        self._origin = (origin or uuid.uuid4().hex).encode()
         pool = BlockingConnectionPool.from_url(
             self.target.url, max_connections=self.max_connections,
             timeout=self.target.socket_timeout, socket_timeout=self.target.socket_timeout,
@@ -211,7 +217,7 @@ class RedisBackend:
         event.seq = None  # the stream keeps events unnumbered; delivery stamps the seq
         has_id = event.event_id is not None
         args = ["1" if has_id else "0", event.event_id or "", ev.encode(event), self.replay_size,
-                self._delivered, self.idempotency_size]
+                self._delivered, self.idempotency_size, self._origin]
         try:
             seq, duplicate = await self._batcher.submit((has_id, args))
         except ConnectionError:
@@ -331,7 +337,7 @@ class RedisBackend:
             self.gaps += 1
             log.warning("mlops-hooks: seq %d-%d are not in the Redis stream (trimmed, or lost "
                         "by Redis); continuing at %d", previous + 1, seq - 1, seq)
-        record = make_record(event, seq)
+        record = make_record(event, seq, local=fields.get(b"o") == self._origin)
         self._ring.append(record)
         deliver = self._deliver
         if deliver is not None:
