@@ -129,6 +129,12 @@ class WsPublisher:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
+    async def wait_closed(self) -> int | None:
+        """Wait until the server closes the connection; its close code."""
+        assert self.ws is not None
+        await asyncio.wait_for(self.ws.wait_closed(), 20)
+        return self.ws.close_code
+
     async def send(self, event: dict[str, Any] | str) -> dict[str, Any]:
         assert self.ws is not None
         await self.ws.send(event if isinstance(event, str) else json.dumps(event))

@@ -78,7 +78,9 @@ def test_redis_restart_under_two_servers_with_subscribers(
             assert 'mlops_hooks_rejected_total{reason="backend_unavailable"} 1' in metrics
             error = await pub_b.send(lifecycle_event(21, event_id="ev-21"))
             assert error["type"] == "error" and "Redis" in error["error"]
-            assert error["event_id"] == "ev-21"
+            assert error["event_id"] == "ev-21" and error["retry"] is True
+            # ... and closes the connection (1013), so nothing sent behind it can overtake it
+            assert await pub_b.wait_closed() == 1013
             # ... while both servers keep serving their subscribers and their REST views
             for tap, name in ((on_a, "a"), (on_b, "b")):
                 await tap.ping(f"outage-{name}")
@@ -94,17 +96,18 @@ def test_redis_restart_under_two_servers_with_subscribers(
                 info = healthz(server)["backend_info"]
                 assert info["connected"] is True and info["reconnects"] >= 1
                 assert backend_up(server) == 1.0
-            # the refused events are re-sent (as the publisher does), then more arrive
-            for i in (20, 21, *range(22, 30)):
-                event = lifecycle_event(i, event_id=f"ev-{i}")
-                if i % 2:
-                    ack = await pub_b.send(event)
-                    assert ack["type"] == "ack", ack
-                    acked[ack["event_id"]] = ack["seq"]
-                else:
-                    response = await post(http, a, event)
-                    assert response.status_code == 200, response.text
-                    acked[event["event_id"]] = response.json()["seqs"][0]
+            # the refused events are re-sent (as the publisher does, reconnected), then more
+            async with WsPublisher(b.publish_url) as again:
+                for i in (20, 21, *range(22, 30)):
+                    event = lifecycle_event(i, event_id=f"ev-{i}")
+                    if i % 2:
+                        ack = await again.send(event)
+                        assert ack["type"] == "ack", ack
+                        acked[ack["event_id"]] = ack["seq"]
+                    else:
+                        response = await post(http, a, event)
+                        assert response.status_code == 200, response.text
+                        acked[event["event_id"]] = response.json()["seqs"][0]
             await on_a.wait_seq(30)
             await on_b.wait_seq(30)
             # nothing acknowledged was lost, nothing came twice, one order on both servers
