@@ -6,12 +6,16 @@ upload directory through a worker thread. While bytes arrive, ``upload_progress`
 broadcast (at most four a second, plus the final one); then the file is validated and a
 ``file_validated`` event (success or error) is broadcast and returned. A file over the limit
 is cut off and removed. The stored name is the client's name reduced to a safe base name, so
-no crafted name can leave the upload directory.
+no crafted name can leave the upload directory. A client that disconnects mid-upload leaves no
+partial file behind; its upload is reported as an error so dashboards do not show it as in
+progress forever. While the backend cannot accept events (Redis away) uploads still work: the
+progress is not broadcast and the returned ``file_validated`` carries no ``seq``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import tempfile
@@ -22,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from mlops_hooks import events as ev
@@ -35,9 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["safe_filename", "upload"]
 
+log = logging.getLogger("mlops_hooks.server")
 PROGRESS_INTERVAL = 0.25
 _WRITE_BATCH = 1024 * 1024
 _MAX_FIELD = 1024
+#: Form fields besides the file (``target_column``) accepted at most.
+_MAX_FIELDS = 16
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
@@ -194,10 +201,14 @@ class _Upload:
             if self.body_total else None)
         remaining = 0.0 if final else (
             round((total - self.file_bytes) / rate, 1) if total is not None and rate > 0 else None)
-        await self.core.ingest.submit(ev.UploadProgress(
+        event = ev.UploadProgress(
             filename=self.filename, bytes_uploaded=self.file_bytes, total_bytes=total,
             progress_percent=percent, upload_speed=format_rate(rate),
-            estimated_time_remaining=max(0.0, remaining) if remaining is not None else None))
+            estimated_time_remaining=max(0.0, remaining) if remaining is not None else None)
+        try:
+            await self.core.ingest.submit(event)
+        except ConnectionError as exc:  # the backend is away: the upload goes on unreported
+            log.debug("mlops-hooks: upload progress not published: %s", exc)
 
     async def finish(self) -> None:
         await self._write()
@@ -231,8 +242,13 @@ def _place(temp: Path, directory: Path, filename: str) -> Path:
 
 
 async def _validated(core: Core, fields: dict[str, Any], status: int) -> Response:
+    """Broadcast the ``file_validated`` event (when the backend takes it) and return it."""
     event = ev.FileValidated(**fields)
-    await core.ingest.submit(event)
+    try:
+        await core.ingest.submit(event)
+    except ConnectionError as exc:  # the result still answers the upload; seq stays null
+        log.warning("mlops-hooks: the validation of %s was not broadcast: %s", event.filename,
+                    exc)
     return JSONResponse(ev.to_dict(event), status_code=status)
 
 
@@ -250,8 +266,25 @@ async def upload(request: Request) -> Response:
         return JSONResponse({"error": "send the file as multipart/form-data with a 'file' field "
                                       f"(got Content-Type {media.decode() or 'none'!r})"},
                             status_code=415)
-    collector = _Collector()
     state = _Upload(core, request, len(boundary))
+    try:
+        return await _receive(core, request, state, boundary)
+    except ClientDisconnect:
+        log.debug("mlops-hooks: a client disconnected during the upload of %s", state.filename)
+        if state.filename is not None:  # dashboards showing its progress learn it ended
+            await _validated(core, {
+                "status": "error", "filename": state.filename,
+                "error": "the upload was interrupted: the client disconnected after "
+                         f"{format_bytes(state.file_bytes)}",
+                "file_size": format_bytes(state.file_bytes)}, 400)
+        return Response(status_code=400)  # nobody reads it
+    finally:
+        await state.discard()  # a partial file never stays (a stored one was moved away)
+
+
+async def _receive(core: Core, request: Request, state: _Upload, boundary: bytes) -> Response:
+    """Stream, store and validate the upload; the ``file_validated`` response."""
+    collector = _Collector()
     started = time.perf_counter()
     try:
         parser = MultipartParser(boundary, {
@@ -274,6 +307,9 @@ async def upload(request: Request) -> Response:
                     await state.data(value)
                 elif kind == "field":
                     state.fields[value[0]] = value[1].decode("utf-8", "replace").strip()
+                    if len(state.fields) > _MAX_FIELDS:
+                        raise _UploadError(400, f"too many form fields (over {_MAX_FIELDS}); "
+                                                "send 'file' and optionally 'target_column'")
         parser.finalize()
         if state.filename is None or state.temp is None:
             raise _UploadError(400, "no file in the request: send it in the multipart field "
@@ -296,6 +332,7 @@ async def upload(request: Request) -> Response:
     try:
         report = await asyncio.to_thread(validate_csv, temp, filename, target)
         path = await asyncio.to_thread(_place, temp, directory, filename)
+        state.temp = None  # stored under its name: nothing to discard
     except CsvProblem as exc:
         await asyncio.to_thread(temp.unlink, True)
         return await _validated(core, {

@@ -7,7 +7,7 @@ import logging
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -180,7 +180,11 @@ async def post_events(request: Request) -> Response:
         core.metrics.rejected["http_415"] += 1
         return _error(415, "the body must be JSON: send 'Content-Type: application/json', got "
                            f"{content_type or 'no Content-Type'!r}")
-    body = await read_body(request, MAX_BODY_BYTES)
+    try:
+        body = await read_body(request, MAX_BODY_BYTES)
+    except ClientDisconnect:  # gone before the whole body arrived: nothing was accepted
+        log.debug("mlops-hooks: a client disconnected while sending POST /api/events")
+        return Response(status_code=400)  # nobody reads it
     if body is None:
         core.metrics.rejected["http_413"] += 1
         return _error(413, f"the body is over the {MAX_BODY_BYTES // 1024} KiB limit; send "

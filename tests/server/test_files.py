@@ -4,6 +4,7 @@ import pytest
 
 from mlops_hooks.server.csvcheck import CsvProblem, validate_csv
 from mlops_hooks.server.files import safe_filename
+from tests.server.conftest import RefusingBackend
 
 CSV = b"age,income,plan,churn_status\n34,52000,basic,yes\n45,61000,pro,no\n29,,basic,no\n"
 
@@ -143,3 +144,22 @@ def test_validate_csv_guesses_the_target(tmp_path):
     assert validate_csv(path, "x.csv").target_column == "f3"
     with pytest.raises(CsvProblem):
         validate_csv(path, "x.json")
+
+
+def test_an_upload_works_while_the_backend_refuses_events(make_client, tmp_path):
+    backend = RefusingBackend()
+    client = make_client(backend=backend)
+    backend.down = True  # Redis away: nothing can be broadcast
+    response = upload(client, "down.csv", CSV)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "success" and body["rows"] == 3 and "seq" not in body
+    assert (tmp_path / "uploads" / "down.csv").read_bytes() == CSV
+    assert backend.refused  # progress and validation were offered, and refused
+
+
+def test_too_many_form_fields_are_refused(client, tmp_path):
+    fields = {f"f{i}": "x" for i in range(40)}
+    response = upload(client, "many.csv", CSV, **fields)
+    assert response.status_code == 400 and "too many form fields" in response.json()["error"]
+    assert not list((tmp_path / "uploads").glob("*"))
