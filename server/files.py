@@ -212,8 +212,9 @@ class _Upload:
 
     async def finish(self) -> None:
         await self._write()
-        if self.handle is not None:
-            await asyncio.to_thread(self.handle.close)
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            await asyncio.to_thread(handle.close)  # may fail: the last buffer is written now
         await self.progress(final=True)
 
     async def discard(self) -> None:
@@ -224,6 +225,17 @@ class _Upload:
             await asyncio.to_thread(handle.close)
         if temp is not None:
             await asyncio.to_thread(temp.unlink, True)
+
+
+def _problem(exc: Exception, directory: Path) -> tuple[int, str]:
+    """The status and message answering an upload that failed with ``exc``."""
+    if isinstance(exc, _UploadError):
+        return exc.status, str(exc)
+    if isinstance(exc, FormParserError):
+        return 400, f"malformed multipart: {exc}"
+    log.warning("mlops-hooks: storing an upload in %s failed: %s", directory, exc)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return 500, f"the server could not store the upload in {directory}: {reason}"
 
 
 def _open_temp(directory: Path) -> tuple[IO[bytes], Path]:
@@ -315,10 +327,9 @@ async def _receive(core: Core, request: Request, state: _Upload, boundary: bytes
             raise _UploadError(400, "no file in the request: send it in the multipart field "
                                     "'file'")
         await state.finish()
-    except (_UploadError, FormParserError) as exc:
+    except (_UploadError, FormParserError, OSError) as exc:  # OSError: the disk, not the client
         await state.discard()
-        status = exc.status if isinstance(exc, _UploadError) else 400
-        message = str(exc) if isinstance(exc, _UploadError) else f"malformed multipart: {exc}"
+        status, message = _problem(exc, core.config.upload_path)
         if state.filename is None:
             return JSONResponse({"error": message}, status_code=status)
         return await _validated(core, {
@@ -333,12 +344,13 @@ async def _receive(core: Core, request: Request, state: _Upload, boundary: bytes
         report = await asyncio.to_thread(validate_csv, temp, filename, target)
         path = await asyncio.to_thread(_place, temp, directory, filename)
         state.temp = None  # stored under its name: nothing to discard
-    except CsvProblem as exc:
-        await asyncio.to_thread(temp.unlink, True)
+    except (CsvProblem, OSError) as exc:  # the finally of upload() removes the temporary file
+        status, message = (400, str(exc)) if isinstance(exc, CsvProblem) else \
+            _problem(exc, directory)
         return await _validated(core, {
-            "status": "error", "filename": filename, "error": str(exc),
+            "status": "error", "filename": filename, "error": message,
             "file_size": format_bytes(state.file_bytes),
-            "validation_time": round(time.perf_counter() - checked, 3)}, 400)
+            "validation_time": round(time.perf_counter() - checked, 3)}, status)
     return await _validated(core, {
         "status": "success", "filename": filename, "file_path": str(path),
         "rows": report.rows, "columns": report.columns,

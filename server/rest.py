@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from importlib import metadata
 from pathlib import Path
@@ -78,7 +79,10 @@ async def activity(request: Request) -> Response:
     return JSONResponse(_core(request).state.activity_view(limit))
 
 
+@functools.cache
 def _version() -> str:
+    # Looked up once: importlib.metadata scans every site-packages entry (about 0.4 ms with a
+    # large environment), which /healthz must not do on the event loop for every probe.
     try:
         return metadata.version("mlops-hooks")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout

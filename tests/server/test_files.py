@@ -163,3 +163,14 @@ def test_too_many_form_fields_are_refused(client, tmp_path):
     response = upload(client, "many.csv", CSV, **fields)
     assert response.status_code == 400 and "too many form fields" in response.json()["error"]
     assert not list((tmp_path / "uploads").glob("*"))
+
+
+def test_an_upload_directory_that_cannot_be_used_is_a_clear_500(make_client, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the upload directory should be")
+    client = make_client(upload_dir=str(blocker))
+    response = upload(client, "x.csv", CSV)
+    assert response.status_code == 500
+    body = response.json()
+    assert body["status"] == "error" and body["filename"] == "x.csv"
+    assert f"could not store the upload in {blocker}" in body["error"]

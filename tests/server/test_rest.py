@@ -91,3 +91,19 @@ def test_alert_and_activity_posted_without_a_timestamp_get_the_servers(client):
         snapshot = sub.receive_json()
     for item in (alert, entry, snapshot["alerts"][0], snapshot["activity"][0]):
         assert isinstance(item["timestamp"], str) and item["timestamp"].endswith("Z"), item
+
+
+def test_healthz_looks_the_version_up_once_not_on_every_probe(client, monkeypatch):
+    looked_up = []
+
+    def version(name):
+        looked_up.append(name)
+        return "9.9.9"
+
+    monkeypatch.setattr(rest.metadata, "version", version)
+    rest._version.cache_clear()
+    try:
+        assert [client.get("/healthz").json()["version"] for _ in range(3)] == ["9.9.9"] * 3
+    finally:
+        rest._version.cache_clear()
+    assert looked_up == ["mlops-hooks"]
