@@ -61,7 +61,8 @@ def machine_lines(info: dict[str, str]) -> list[str]:
     return [f"- CPU: {info['cpu']}, {info['cores']} cores / {info['logical_cpus']} logical "
             f"CPUs; RAM {info['ram']}; {info['os']}",
             f"- Python {info['python']}; {libs}",
-            f"- load average when the run started: {info['load']}"]
+            f"- 1-minute load average at the start and after each part: {info['load']} "
+            f"(anything above 0 is other work competing for the {info['logical_cpus']} CPUs)"]
 
 
 # ---------------------------------------------------------------------- rows

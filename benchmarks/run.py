@@ -49,6 +49,11 @@ def _log(text: str) -> None:
     print(f"  {text}", file=sys.stderr, flush=True)
 
 
+def _load() -> float:
+    """The 1-minute load average (what else ran on the machine), or NaN where unknown."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def run_part(name: str, quick: bool) -> int:
     """Child mode: run one part and write its result as one marked JSON line on stdout."""
     import _run_parts as parts
@@ -104,12 +109,15 @@ def main() -> int:
     info = report.machine()
     started = time.monotonic()
     results: dict[str, Any] = {}
+    loads = [_load()]
     for name in chosen:
         t0 = time.monotonic()
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = spawn_part(name, args.quick)
+        loads.append(_load())
         print(f"{name}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     elapsed = time.monotonic() - started
+    info["load"] = ", ".join(f"{value:.1f}" for value in loads)
 
     lines = [f"mlops-hooks benchmarks ({'quick' if args.quick else 'full'} run, "
              f"{elapsed / 60:.1f} min)", "", *report.machine_lines(info), "",
