@@ -316,7 +316,7 @@ def test_plain_display_prints_stage_lines_and_a_line_per_epoch():
     lines = out.getvalue().splitlines()
     assert lines[0] == "[1/2] Training ..."
     assert lines[1] == "      ██░░░░░░░░░░░░░░░░░░  10.0% · epoch 1/2"
-    assert re.fullmatch(r"\[1/2\] Training: ✓ accuracy 0\.9 \(0\.\ds\)", lines[2])
+    assert re.fullmatch(r"\[1/2\] Training: ✓ accuracy 0\.9 \(\d+\.\ds\)", lines[2])
     assert len(lines) == 3
 
 
@@ -346,7 +346,7 @@ def test_tty_display_redraws_one_line_that_fits_the_terminal(monkeypatch):
     assert frames and all(len(f) <= 39 for f in frames)
     assert frames[-1].startswith("[1/7] short  ██████████")
     assert "events on the dashboard" not in frames[-1]  # the footer only shows when it fits
-    assert re.search(r"\[1/7\] A long stage title that does not fit: ✓ fine \(0\.\ds\)\n$",
+    assert re.search(r"\[1/7\] A long stage title that does not fit: ✓ fine \(\d+\.\ds\)\n$",
                      text)
 
 
