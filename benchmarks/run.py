@@ -16,8 +16,8 @@ Parts (each in its own process, in this order; the measuring code is the owners'
 
 Usage::
 
-    python benchmarks/run.py               # about 10 minutes on 2 cores
-    python benchmarks/run.py --quick       # about 3 minutes, smaller runs
+    python benchmarks/run.py               # 6-10 minutes on 2 cores
+    python benchmarks/run.py --quick       # 3-4 minutes, smaller runs
     python benchmarks/run.py --parts callback,emit --json results.json
 
 Numbers depend on the machine and on what else runs on it; compare the columns of one run.
@@ -93,7 +93,7 @@ def spawn_part(name: str, quick: bool) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (3-4 minutes)")
     parser.add_argument("--parts", default=",".join(PART_NAMES),
                         help=f"comma list of parts to run (default: {','.join(PART_NAMES)})")
     parser.add_argument("--json", metavar="PATH", help="also write the raw results here")
