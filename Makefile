@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.sysdeps
 # CPU wheel; a bare `torch` requirement would pull a multi-gigabyte CUDA build.
 TORCH := torch==2.13.0
+# Two workers: most end-to-end tests wait on servers and subprocesses, so the suite takes about
+# half the time on two cores (run a single file with PYTEST_ARGS="-n 0 tests/...").
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 BENCH_ARGS ?=
 # Chromium for the browser tests, Redis for the scale-out tests, a colour emoji font for the page.
 DEBS := chromium chromium-driver redis-server fonts-noto-color-emoji
@@ -51,7 +54,7 @@ typecheck: install
 		mlops_hooks
 
 test: install sysdeps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/mlops-hooks demo
