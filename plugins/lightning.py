@@ -320,10 +320,32 @@ class _MLOpsCallbackImpl:
             self._exit_guard = None
 
 
+#: Per-batch hooks this callback does not use. Lightning calls every callback's hook inside a
+#: profiler context unless the attribute is not callable (``_call_callback_hooks`` checks
+#: ``callable(fn)``), so setting these to ``None`` removes the floor any callback costs per step.
+#: Only per-batch hooks are listed: Lightning calls them through that one function alone.
+UNUSED_BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
+)
+
+
 def _build_class() -> type[_MLOpsCallbackImpl]:
     cls = types.new_class("MLOpsCallback", (_MLOpsCallbackImpl, *_CALLBACK_BASES))
     cls.__module__ = __name__
     cls.__doc__ = _MLOpsCallbackImpl.__doc__
+    for hook in UNUSED_BATCH_HOOKS:
+        if hook not in vars(_MLOpsCallbackImpl):
+            setattr(cls, hook, None)
     return cls
 
 

@@ -390,3 +390,33 @@ def test_auto_callbacks_is_off_without_the_variable(monkeypatch):
     monkeypatch.setenv("MLOPS_HOOKS_AUTO", "yes")
     (callback,) = auto_callbacks()
     assert callback.auto and isinstance(callback, MLOpsCallback)
+
+
+# ---------------------------------------------------------------------- per-step cost
+
+
+def test_lightning_never_enters_a_per_batch_hook_the_callback_does_not_use(pm, recorder):
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from mlops_hooks.plugins.lightning import UNUSED_BATCH_HOOKS
+
+    class WithBackwardHook(MLOpsCallback):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.backward_calls = 0
+
+        def on_before_backward(self, trainer, pl_module, loss):
+            self.backward_calls += 1
+
+    profiler = SimpleProfiler()
+    plain = MLOpsCallback(emit=pm.dispatch)
+    custom = WithBackwardHook(name="custom", emit=pm.dispatch)
+    t = fit(trainer([plain], max_epochs=1, profiler=profiler))
+    actions = set(profiler.recorded_durations)
+    mine = {a for a in actions if a.startswith(f"[Callback]{plain.state_key}.")}
+    assert f"[Callback]{plain.state_key}.on_train_batch_end" in mine
+    assert not {f"[Callback]{plain.state_key}.{hook}" for hook in UNUSED_BATCH_HOOKS} & mine
+    assert t.global_step > 0 and recorder.of_type("training_completed")
+    # a subclass that implements one of those hooks still gets it
+    fit(trainer([custom], max_epochs=1))
+    assert custom.backward_calls == t.global_step
