@@ -10,44 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from mlops_hooks import events as ev
-from mlops_hooks.manager import create_plugin_manager, hookimpl, reset_plugin_managers
+from mlops_hooks.manager import reset_plugin_managers
+from tests.recorder import Recorder, pm, recorder
 
-
-class Recorder:
-    """A plugin that keeps every event it receives (thread-safe enough: list.append)."""
-
-    def __init__(self) -> None:
-        self.events: list[ev.Event] = []
-
-    @hookimpl
-    def mlops_event(self, event: ev.Event) -> None:
-        self.events.append(event)
-
-    def of_type(self, kind: str) -> list:
-        return [e for e in self.events if e.type == kind]
-
-    def progress(self) -> list[ev.TrainingProgress]:
-        return self.of_type("training_progress")
-
-    def stages(self) -> list[str]:
-        """Stages in the order they were entered (consecutive repeats collapsed)."""
-        out: list[str] = []
-        for event in self.progress():
-            if not out or out[-1] != event.stage:
-                out.append(event.stage)
-        return out
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def pm(recorder: Recorder):
-    manager = create_plugin_manager("training", builtins=False, entrypoints=False)
-    manager.register(recorder, name="recorder")
-    return manager
+__all__ = ["Recorder", "pm", "recorder"]
 
 
 @pytest.fixture(autouse=True)
