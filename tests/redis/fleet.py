@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection
 
 from mlops_hooks import events as ev
 from tests.live_server import LiveServer
+from tests.redis_server import RedisServer
 
 
 @contextlib.contextmanager
@@ -33,6 +35,21 @@ def running(*servers: LiveServer) -> Iterator[tuple[LiveServer, ...]]:
     finally:
         for server in servers:
             server.stop()
+
+
+def fleet_args(redis: RedisServer) -> list[str]:
+    """Server arguments for a fleet test: no metrics samples or stall alerts, so every event
+    a test sees is the test's own."""
+    return ["--backend", redis.url, "--metrics-interval", "0", "--stall-timeout", "0"]
+
+
+@contextlib.contextmanager
+def two_servers(tmp_path: Path, redis: RedisServer) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Servers ``a`` and ``b`` sharing ``redis``, started together and stopped afterwards."""
+    args = fleet_args(redis)
+    with running(LiveServer(tmp_path / "a", extra_args=args),
+                 LiveServer(tmp_path / "b", extra_args=args)) as (a, b):
+        yield a, b
 
 
 def lifecycle_event(n: int, *, event_id: str | None = None, tag: str = "e") -> dict[str, Any]:

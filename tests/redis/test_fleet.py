@@ -16,10 +16,11 @@ from tests.redis.fleet import (
     Tap,
     WsPublisher,
     assert_contiguous,
+    fleet_args,
     healthz,
     lifecycle_event,
     post,
-    running,
+    two_servers,
     wait_seq,
 )
 from tests.redis_server import RedisServer
@@ -28,16 +29,10 @@ from tests.spec_examples import payload_examples
 pytestmark = pytest.mark.timeout(90)
 
 
-def fleet_args(redis: RedisServer) -> list[str]:
-    # no system_metrics samples or stall alerts: every event in these tests is the test's own
-    return ["--backend", redis.url, "--metrics-interval", "0", "--stall-timeout", "0"]
-
-
 @pytest.fixture
 def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with running(LiveServer(tmp_path / "a", extra_args=fleet_args(redis_server)),
-                 LiveServer(tmp_path / "b", extra_args=fleet_args(redis_server))) as (a, b):
-        yield a, b
+    with two_servers(tmp_path, redis_server) as pair:
+        yield pair
 
 
 def test_subscribers_on_both_servers_receive_one_order(

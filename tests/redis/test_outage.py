@@ -18,7 +18,7 @@ from tests.redis.fleet import (
     healthz,
     lifecycle_event,
     post,
-    running,
+    two_servers,
     wait_until,
 )
 from tests.redis_server import RedisServer
@@ -28,10 +28,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def fleet(tmp_path: Path, redis_aof: RedisServer) -> Iterator[tuple[LiveServer, LiveServer]]:
-    args = ["--backend", redis_aof.url, "--metrics-interval", "0", "--stall-timeout", "0"]
-    with running(LiveServer(tmp_path / "a", extra_args=args),
-                 LiveServer(tmp_path / "b", extra_args=args)) as (a, b):
-        yield a, b
+    with two_servers(tmp_path, redis_aof) as pair:
+        yield pair
 
 
 def backend_up(server: LiveServer) -> float:

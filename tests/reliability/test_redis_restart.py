@@ -20,7 +20,7 @@ from mlops_hooks import events as ev
 from mlops_hooks.manager import create_plugin_manager
 from mlops_hooks.publisher import Publisher
 from tests.live_server import LiveServer
-from tests.redis.fleet import Tap, assert_contiguous, healthz, running, wait_until
+from tests.redis.fleet import Tap, assert_contiguous, healthz, two_servers, wait_until
 from tests.redis_server import RedisServer
 
 TOTAL = 600
@@ -28,10 +28,8 @@ TOTAL = 600
 
 @pytest.fixture
 def fleet(tmp_path: Path, redis_aof: RedisServer) -> Iterator[tuple[LiveServer, LiveServer]]:
-    args = ["--backend", redis_aof.url, "--metrics-interval", "0", "--stall-timeout", "0"]
-    with running(LiveServer(tmp_path / "a", extra_args=args),
-                 LiveServer(tmp_path / "b", extra_args=args)) as (a, b):
-        yield a, b
+    with two_servers(tmp_path, redis_aof) as pair:
+        yield pair
 
 
 def event(i: int) -> ev.ActivityUpdate:
