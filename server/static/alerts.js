@@ -1,7 +1,13 @@
 // System alerts: ordered by priority (high, medium, low) then newest, each with its actions and
 // a dismiss control; `auto_dismiss` alerts leave on their own after a while.
+//
+// The list is rendered by key: an alert's element is built once and kept (moved into place when
+// the order changes), so a new alert never rebuilds the others. Only an alert that arrives live
+// is highlighted, and never by fading it in from transparent: a page that is not painting (a
+// background tab, a screenshot taken right after an update) must still show every alert the
+// badge counts.
 
-import { byId, h, humanize, replaceChildren, setText, timeEl } from './dom.js';
+import { byId, h, humanize, placeChildren, setText, timeEl } from './dom.js';
 import { requestAction, runControl, toast } from './notify.js';
 
 export const PRIORITY_RANK = { high: 0, medium: 1, low: 2 };
@@ -10,6 +16,7 @@ export class AlertsView {
   constructor(manager, config) {
     this.config = config;
     this.alerts = new Map();
+    this.nodes = new Map(); // id → {alert, node}: the element drawn for that version of the alert
     this.dismissed = new Set();
     this.timers = new Map();
     this.deadlines = new Map();
@@ -32,8 +39,10 @@ export class AlertsView {
   applySnapshot(snap) {
     if (!Array.isArray(snap.alerts)) return;
     const next = new Map();
-    for (const alert of snap.alerts) {
-      if (alert && alert.id && !this.dismissed.has(alert.id)) next.set(alert.id, alert);
+    for (const alert of snap.alerts) { // newest first: a repeated id keeps its newest version
+      if (alert && alert.id && !this.dismissed.has(alert.id) && !next.has(alert.id)) {
+        next.set(alert.id, alert);
+      }
     }
     for (const [id, timer] of this.timers) {
       if (!next.has(id)) {
@@ -53,7 +62,7 @@ export class AlertsView {
     const known = this.alerts.has(alert.id);
     this.alerts.set(alert.id, { ...alert, timestamp: alert.timestamp || e.timestamp });
     this.armAutoDismiss(alert);
-    this.render();
+    this.render(known ? null : alert.id);
     if (!known && alert.priority === 'high') toast(alert.title, alert.message || '', 'error');
   }
 
@@ -79,11 +88,21 @@ export class AlertsView {
     `${action} requested`);
   }
 
-  render() {
+  /** Draw the list and the badge from `this.alerts`; `entering` is the id of a new live alert. */
+  render(entering = null) {
     const ordered = [...this.alerts.values()].sort((a, b) =>
       (PRIORITY_RANK[a.priority] ?? 1) - (PRIORITY_RANK[b.priority] ?? 1)
       || (Date.parse(b.timestamp || '') || 0) - (Date.parse(a.timestamp || '') || 0));
-    replaceChildren(this.list, ordered.map((alert) => this.item(alert)));
+    for (const id of [...this.nodes.keys()]) if (!this.alerts.has(id)) this.nodes.delete(id);
+    const nodes = ordered.map((alert) => {
+      const drawn = this.nodes.get(alert.id);
+      if (drawn && drawn.alert === alert) return drawn.node;
+      const node = this.item(alert);
+      if (alert.id === entering) node.classList.add('entering');
+      this.nodes.set(alert.id, { alert, node });
+      return node;
+    });
+    placeChildren(this.list, nodes);
     this.empty.hidden = ordered.length > 0;
     const high = ordered.filter((a) => a.priority === 'high').length;
     setText(this.count, ordered.length ? `${ordered.length}${high ? ` · ${high} high` : ''}` : '0');

@@ -58,6 +58,18 @@ export function replaceChildren(el, ...children) {
   appendChildren(el, children);
 }
 
+/**
+ * Make `nodes` the children of `el`, in order, moving only the ones out of place: elements that
+ * stay keep their state (running animations, focus) instead of being rebuilt.
+ */
+export function placeChildren(el, nodes) {
+  nodes.forEach((node, i) => {
+    const current = el.children[i];
+    if (current !== node) el.insertBefore(node, current || null);
+  });
+  while (el.children.length > nodes.length) el.lastElementChild.remove();
+}
+
 export const reducedMotion = () =>
   window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 

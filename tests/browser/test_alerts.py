@@ -1,0 +1,167 @@
+"""The Alerts panel after a real demo: the server monitor's, the stall watchdog's and the demo's
+alerts, arriving in the snapshot and live. At every moment the list shows, visibly, exactly the
+alerts its badge counts, ordered by priority then newest."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from mlops_hooks import events as ev
+from mlops_hooks.demo._health import DEMO_SOURCE
+from mlops_hooks.server.health import HealthTracker
+from mlops_hooks.server.monitor import _stall_events
+from tests.browser.conftest import Dashboard
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+
+#: Installed before the page's scripts run: a record of a list and its count badge every time
+#: either changes, taken right after the change (before the browser paints anything).
+RECORDER = """
+([listId, badgeId]) => {
+  window.frames_ = window.frames_ || {};
+  const frames = window.frames_[listId] = [];
+  document.addEventListener('readystatechange', () => {
+    if (document.readyState !== 'interactive') return;
+    const list = document.getElementById(listId);
+    const badge = document.getElementById(badgeId);
+    const record = () => frames.push({
+      badge: badge.textContent,
+      items: [...list.children].map((li) => ({
+        id: li.dataset.alertId || li.dataset.activityId,
+        priority: li.dataset.priority,
+        opacity: Number(getComputedStyle(li).opacity),
+        shown: li.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true }),
+        height: li.getBoundingClientRect().height,
+      })),
+    });
+    const observer = new MutationObserver(record);
+    observer.observe(badge, { childList: true, characterData: true, subtree: true });
+    observer.observe(list, { childList: true });
+  });
+}
+"""
+
+
+def record(page: Page, list_id: str, badge_id: str) -> None:
+    """Record ``#list_id`` and ``#badge_id`` from the next page load on."""
+    page.add_init_script(f"({RECORDER})({[list_id, badge_id]!r})")
+
+
+def frames(page: Page, list_id: str) -> list[dict[str, Any]]:
+    recorded: list[dict[str, Any]] = page.evaluate("id => window.frames_[id]", list_id)
+    assert recorded, f"the recorder saw no change of #{list_id}"
+    return recorded
+
+
+def assert_shown(frame: dict[str, Any]) -> None:
+    """Every listed item is visible: not faded out, not hidden, not collapsed."""
+    hidden = [i for i in frame["items"] if i["opacity"] < 1 or not i["shown"] or i["height"] <= 0]
+    assert not hidden, f"badge {frame['badge']!r} but items not visible: {hidden}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def demo_alerts(now: datetime) -> list[dict[str, Any]]:
+    """The alerts of a demo on a busy two-core machine, made by the code that makes them: the
+    server monitor's CPU going high, critical, down a level, critical again and back to normal,
+    memory high, disk critical; the stall watchdog's alert; the demo's simulated one. 9, 4 high.
+    Distinct timestamps, one second apart (the auto-dismissed ones: now)."""
+    tracker = HealthTracker()
+    made: list[ev.Event] = []
+    for sample in ({"cpu_percent": 85.0}, {"cpu_percent": 97.0}, {"cpu_percent": 85.0},
+                   {"cpu_percent": 97.0}, {"cpu_percent": 40.0}, {"memory_percent": 90.0},
+                   {"disk_percent": 98.0}):
+        made.extend(e for e in tracker.update(sample) if isinstance(e, ev.SystemAlert))
+    made.append(_stall_events("run-stuck", "Digits MLP", 42.0)[0])
+    made.append(ev.SystemAlert(alert=ev.Alert(
+        id="alert_demo_simulated", title="Demo: simulated high CPU usage",
+        message="Demo: simulated high CPU usage", alert_type="resource_warning", priority="low",
+        source=DEMO_SOURCE, auto_dismiss=True)))
+    events = [ev.to_dict(e) for e in made]
+    for i, event in enumerate(events):
+        alert = event["alert"]
+        stamp = now - timedelta(milliseconds=100 * i) if alert["auto_dismiss"] \
+            else now - timedelta(seconds=len(events) - i)
+        alert["timestamp"] = iso(stamp)
+    return events
+
+
+def ordered(events: list[dict[str, Any]]) -> list[str]:
+    """Titles in the order the panel shows them: priority, then newest first."""
+    alerts = sorted((e["alert"] for e in events), key=lambda a: a["timestamp"], reverse=True)
+    return [a["title"] for a in sorted(alerts, key=lambda a: PRIORITY_RANK[a["priority"]])]
+
+
+def badge_text(alerts: list[dict[str, Any]]) -> str:
+    high = sum(a["priority"] == "high" for a in alerts)
+    return f"{len(alerts)} · {high} high" if high else str(len(alerts)) if alerts else "0"
+
+
+def assert_every_frame_consistent(page: Page) -> int:
+    """Each recorded state of the Alerts panel: the badge counts exactly the listed alerts, and
+    every one of them is visible. Returns the largest number of alerts listed."""
+    recorded = frames(page, "alerts")
+    for frame in recorded:
+        items = frame["items"]
+        match = re.fullmatch(r"(\d+)(?: · (\d+) high)?", frame["badge"])
+        assert match, f"badge text {frame['badge']!r}"
+        assert int(match[1]) == len(items), frame
+        assert int(match[2] or 0) == sum(i["priority"] == "high" for i in items), frame
+        assert len({i["id"] for i in items}) == len(items), frame
+        assert_shown(frame)
+    return max(len(f["items"]) for f in recorded)
+
+
+def test_the_alert_list_shows_what_its_badge_counts_at_every_moment(dash: Dashboard) -> None:
+    now = datetime.now(timezone.utc)
+    events = demo_alerts(now)
+    assert badge_text([e["alert"] for e in events]) == "9 · 4 high"
+    dash.post(*events[:5])  # before the page opens: they come with the snapshot
+    record(dash.page, "alerts", "alerts-count")
+    page = dash.open(alertAutoDismissMs=4000)
+    dash.wait_live()
+    titles = page.locator("#alerts .alert-title")
+    expect(titles).to_have_text(ordered(events[:5]))
+    dash.wait_for_seq(dash.post(*events[5:])[-1])  # the rest live
+
+    expect(titles).to_have_text(ordered(events))
+    expect(page.locator("#alerts-count")).to_have_text("9 · 4 high")
+    expect(page.locator("#alerts-count")).to_have_attribute("data-level", "crit")
+    assert assert_every_frame_consistent(page) == 9
+
+    # The three auto-dismissed alerts leave the list and the badge; the others stay.
+    staying = [e for e in events if not e["alert"]["auto_dismiss"]]
+    expect(titles).to_have_text(ordered(staying), timeout=8000)
+    expect(page.locator("#alerts-count")).to_have_text("6 · 4 high")
+    page.get_by_role("button", name="Dismiss alert: Training Run Stalled").click()
+    expect(page.locator("#alerts-count")).to_have_text("5 · 3 high")
+    assert assert_every_frame_consistent(page) == 9
+    dash.console.assert_clean()
+
+
+def test_activity_entries_arriving_live_are_visible_at_once(dash: Dashboard) -> None:
+    dash.post({"type": "activity_update", "activity": {"id": "act-0", "title": "Upload"}})
+    record(dash.page, "activity", "activity-count")
+    page = dash.open()
+    dash.wait_live()
+    steps = [{"type": "activity_update", "activity": {"id": f"act-{i}", "title": f"Step {i}"}}
+             for i in range(1, 4)]
+    seqs = dash.post(*steps)
+    dash.wait_for_seq(seqs[-1])
+    expect(page.locator("#activity .activity-title")).to_have_text(
+        ["Step 3", "Step 2", "Step 1", "Upload"])
+    recorded = frames(page, "activity")
+    assert recorded[-1]["badge"] == "4"
+    for frame in recorded:
+        assert frame["badge"] == str(len(frame["items"])), frame
+        assert_shown(frame)
+    dash.console.assert_clean()
