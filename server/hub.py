@@ -1,8 +1,18 @@
-"""The fan-out engine: one bounded outgoing queue and one writer task per subscriber.
+"""The fan-out engine: one bounded outgoing queue per subscriber.
 
 :meth:`Hub.broadcast` is synchronous and O(subscribers): it appends a reference to the shared,
-already-encoded :class:`Record` to each subscriber's queue and wakes its writer. Nothing a
-subscriber does can delay the publisher or another subscriber.
+already-encoded :class:`Record` to each subscriber's queue. Nothing a subscriber does can delay
+the publisher or another subscriber.
+
+Writing, per connection:
+
+* a connection that takes prebuilt frames (a :class:`~mlops_hooks.server.frames.FrameSink`,
+  offered by ``mlops-hooks serve``) is written by the hub itself, once per turn of the event
+  loop: everything queued for it since the last turn goes out as one write of the records'
+  shared frames, in batches of at most :data:`BATCH_BYTES`, as long as its transport takes
+  data. A connection whose transport is full waits for it to drain in its own writer task
+  while its queue keeps the policy below;
+* any other connection has a writer task that awaits the ASGI ``send`` of each message.
 
 Delivery policy, per subscriber:
 
@@ -18,20 +28,28 @@ Delivery policy, per subscriber:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_hooks.server.backends.base import Record
 from mlops_hooks.server.metrics import Metrics
 
-__all__ = ["SLOW_CLOSE_CODE", "Hub", "Subscriber", "slow_reason"]
+if TYPE_CHECKING:
+    from mlops_hooks.server.frames import FrameSink
+
+__all__ = ["BATCH_BYTES", "SLOW_CLOSE_CODE", "Hub", "Subscriber", "slow_reason"]
+
+log = logging.getLogger("mlops_hooks.server")
 
 #: Close code for a subscriber that fell too far behind (docs/protocol.md).
 SLOW_CLOSE_CODE = 4008
 #: Yield to the event loop after this many consecutive sends (fairness between writers).
 _YIELD_EVERY = 32
+#: Largest write of frames to one connection (a full transport pauses after it).
+BATCH_BYTES = 64 * 1024
 
 #: The connection's ASGI ``send``: it receives :attr:`Record.message` as it is.
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,15 +67,20 @@ class Subscriber:
         hub: The hub it belongs to.
         send: The connection's ASGI ``send`` (raises when the client is gone).
         types: Event types to deliver (``None``: all); control messages always pass.
+        sink: The connection's frame sink, when it has one: the hub then writes the records'
+            frames to it directly and ``send`` carries no event.
     """
 
-    __slots__ = ("_latest", "_primed", "_queue", "_wake", "allowance", "hub", "last_seq",
-                 "nbytes", "nqueued", "send", "slow", "task", "types")
+    __slots__ = ("_dirty", "_latest", "_live", "_primed", "_queue", "_wake", "allowance",
+                 "closed", "hub", "last_seq", "nbytes", "nqueued", "send", "sink", "slow",
+                 "task", "types")
 
-    def __init__(self, hub: Hub, send: Send, types: frozenset[str] | None = None) -> None:
+    def __init__(self, hub: Hub, send: Send, types: frozenset[str] | None = None,
+                 sink: FrameSink | None = None) -> None:
         self.hub = hub
         self.send = send
         self.types = types
+        self.sink = sink
         self._queue: deque[Record] = deque()
         self._latest: dict[str, Record] = {}
         self._wake = asyncio.Event()
@@ -68,6 +91,10 @@ class Subscriber:
         self.allowance = 0
         self._primed = 0
         self.slow = False
+        #: Removed from the hub: nothing more is written.
+        self.closed = False
+        self._live = False
+        self._dirty = False
         self.task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ producer side
@@ -90,8 +117,11 @@ class Subscriber:
         if self.nbytes > self.hub.max_bytes + self.allowance or \
                 self.nqueued > self.hub.max_events + self._primed:
             self._overflow()
-        elif self.task is not None:
-            self._wake.set()
+        elif self._live:
+            if self.sink is None:
+                self._wake.set()
+            elif not self._dirty:
+                self.hub.mark(self)
 
     def coalesce(self, records: Iterable[Record]) -> list[Record]:
         """Drop from ``records`` the state events superseded by a later one (there or queued)."""
@@ -144,16 +174,75 @@ class Subscriber:
     # ------------------------------------------------------------------ writer side
 
     def start(self) -> asyncio.Task[None]:
-        """Start the writer task."""
-        self.task = asyncio.get_running_loop().create_task(self._run())
+        """Start writing (what :meth:`prime` queued goes first)."""
+        sink = self.sink
+        self.task = asyncio.get_running_loop().create_task(
+            self._run() if sink is None else self._drain(sink))
+        self._live = True
         if self.slow:
             self.task.cancel()
+        elif sink is not None:
+            self.hub.mark(self)
         return self.task
 
-    async def _run(self) -> None:
-        queue, latest, wake = self._queue, self._latest, self._wake
+    def _next(self) -> Record | None:
+        """Take the next queued record; ``None`` when it is not to be sent."""
+        record = self._queue.popleft()
+        if self._primed:
+            self._primed -= 1
+            if not self._primed:
+                self.allowance = 0
+        key = record.key
+        if key is not None:
+            latest = self._latest
+            if latest.get(key) is not record:
+                return None  # superseded while waiting
+            del latest[key]
+        self.nbytes -= record.nbytes
+        self.nqueued -= 1
+        seq = record.seq
+        if seq:
+            if seq <= self.last_seq:
+                return None  # already covered by the snapshot or replay
+            self.last_seq = seq
+        return record
+
+    def flush(self) -> bool:
+        """Write the queued frames to the sink while it takes them; ``True`` once all are out."""
+        sink, queue = self.sink, self._queue
+        assert sink is not None
+        if self.closed:
+            return True
         out = self.hub.metrics.events_out
-        send = self.send
+        while queue:
+            if not sink.ready():
+                return False
+            parts: list[bytes] = []
+            size = 0
+            while queue and size < BATCH_BYTES:
+                record = self._next()
+                if record is not None:
+                    parts.append(record.frame)
+                    size += len(record.frame)
+                    out[record.type] += 1
+            if parts:
+                sink.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        return True
+
+    async def _drain(self, sink: FrameSink) -> None:
+        """Writer of a sink connection: takes over while its transport is full."""
+        wake = self._wake
+        while True:
+            wake.clear()
+            if self.flush():
+                await wake.wait()
+            elif not await sink.drained():
+                return  # the connection is closing
+
+    async def _run(self) -> None:
+        """Writer of a plain ASGI connection: one awaited ``send`` per message."""
+        queue, wake, send = self._queue, self._wake, self.send
+        out = self.hub.metrics.events_out
         burst = 0
         while True:
             if not queue:
@@ -161,23 +250,9 @@ class Subscriber:
                 burst = 0
                 await wake.wait()
                 continue
-            record = queue.popleft()
-            if self._primed:
-                self._primed -= 1
-                if not self._primed:
-                    self.allowance = 0
-            key = record.key
-            if key is not None:
-                if latest.get(key) is not record:
-                    continue  # superseded while waiting
-                del latest[key]
-            self.nbytes -= record.nbytes
-            self.nqueued -= 1
-            seq = record.seq
-            if seq:
-                if seq <= self.last_seq:
-                    continue  # already covered by the snapshot or replay
-                self.last_seq = seq
+            record = self._next()
+            if record is None:
+                continue
             await send(record.message)
             out[record.type] += 1
             burst += 1
@@ -201,6 +276,7 @@ class Hub:
         self.max_bytes = max_bytes
         self.max_events = max_events
         self.subscribers: set[Subscriber] = set()
+        self._dirty: list[Subscriber] = []
         metrics.gauge("mlops_hooks_subscribers", "Connected subscribers.",
                       lambda: [({}, float(len(self.subscribers)))])
         metrics.gauge("mlops_hooks_queue_depth", "Messages waiting in subscriber queues.",
@@ -212,15 +288,17 @@ class Hub:
     def __len__(self) -> int:
         return len(self.subscribers)
 
-    def add(self, send: Send, types: frozenset[str] | None = None) -> Subscriber:
+    def add(self, send: Send, types: frozenset[str] | None = None,
+            sink: FrameSink | None = None) -> Subscriber:
         """Register a subscriber; live records are queued for it from now on."""
-        subscriber = Subscriber(self, send, types)
+        subscriber = Subscriber(self, send, types, sink)
         self.subscribers.add(subscriber)
         return subscriber
 
     async def remove(self, subscriber: Subscriber) -> None:
         """Unregister ``subscriber`` and stop its writer."""
         self.subscribers.discard(subscriber)
+        subscriber.closed = True
         task = subscriber.task
         if task is None:
             return
@@ -236,6 +314,26 @@ class Hub:
             types = subscriber.types
             if types is None or kind in types:
                 subscriber.offer(record)
+
+    def mark(self, subscriber: Subscriber) -> None:
+        """Write ``subscriber``'s queue at the event loop's next turn (with others' writes)."""
+        subscriber._dirty = True
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(subscriber)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for subscriber in dirty:
+            subscriber._dirty = False
+            try:
+                if not subscriber.flush():
+                    subscriber._wake.set()  # its writer waits for the transport to drain
+            except Exception:  # a bug: lose this subscriber, never the others
+                log.exception("mlops-hooks: writing to a subscriber failed")
+                subscriber.closed = True
+                if subscriber.task is not None:
+                    subscriber.task.cancel()
 
     def queue_depth(self) -> tuple[int, int]:
         """(messages waiting in all queues, the longest queue)."""

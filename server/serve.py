@@ -16,6 +16,7 @@ import uvicorn
 
 from mlops_hooks.server.app import create_app
 from mlops_hooks.server.config import MAX_MESSAGE_BYTES, ServerConfig
+from mlops_hooks.server.frames import FrameWebSocketProtocol
 
 __all__ = ["check_database", "run"]
 
@@ -81,7 +82,7 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
         return 2
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", log_level=log_level,
-        access_log=access_log, ws="websockets-sansio", ws_per_message_deflate=False,
+        access_log=access_log, ws=FrameWebSocketProtocol, ws_per_message_deflate=False,
         ws_max_size=MAX_MESSAGE_BYTES, timeout_graceful_shutdown=5, server_header=False,
         proxy_headers=False))
     host = f"[{config.host}]" if ":" in config.host else config.host

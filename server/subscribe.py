@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 from mlops_hooks import events as ev
 from mlops_hooks.server.backends.base import control
 from mlops_hooks.server.config import MAX_MESSAGE_BYTES
+from mlops_hooks.server.frames import FrameSink, frame_sink
 from mlops_hooks.server.hub import SLOW_CLOSE_CODE, Subscriber, slow_reason
 from mlops_hooks.server.ingest import error_message, pong
 from mlops_hooks.server.security import Denied
@@ -124,17 +125,19 @@ async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] |
 class Subscribe:
     """The ``/ws`` endpoint as an ASGI app.
 
-    The hub writes each record's prebuilt ASGI message straight to the connection's ``send``:
-    no per-delivery wrapper objects, one shared dict per event.
+    Under ``mlops-hooks serve`` the hub writes each record's prebuilt frame to the connection's
+    :class:`~mlops_hooks.server.frames.FrameSink`; under another ASGI server it hands the
+    record's prebuilt ASGI message to the connection's ``send``: no per-delivery wrapper
+    objects either way, one shared frame and one shared dict per event.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one subscriber."""
-        await subscribe(WebSocket(scope, receive=receive, send=send), send)
+        await subscribe(WebSocket(scope, receive=receive, send=send), send, frame_sink(scope))
 
 
-async def subscribe(ws: WebSocket, send: Send) -> None:
-    """Serve one subscriber on ``ws``; events are written with ``send``."""
+async def subscribe(ws: WebSocket, send: Send, sink: FrameSink | None = None) -> None:
+    """Serve one subscriber on ``ws``; events are written to ``sink``, else with ``send``."""
     core: Core = ws.app.state.core
     try:
         core.guard.check_host(ws.headers)
@@ -147,7 +150,7 @@ async def subscribe(ws: WebSocket, send: Send) -> None:
         await deny(ws, denied)
         return
     await ws.accept()
-    sub = core.hub.add(send, types)
+    sub = core.hub.add(send, types, sink)
     reader: asyncio.Task[tuple[int, str] | None] | None = None
     close: tuple[int, str] | None = None
     try:

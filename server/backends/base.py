@@ -13,18 +13,36 @@ the backend for missed records (:meth:`Backend.replay`).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mlops_hooks import events as ev
 
-__all__ = ["Backend", "Deliver", "Published", "Record", "coalesce_key", "control", "make_record"]
+__all__ = ["Backend", "Deliver", "Published", "Record", "coalesce_key", "control", "make_record",
+           "text_frame"]
 
 
-@dataclass(frozen=True, slots=True)
+def text_frame(payload: bytes) -> bytes:
+    """The server-to-client WebSocket frame carrying ``payload`` as one text message.
+
+    RFC 6455: FIN set, opcode 1 (text), unmasked, no extension (the server never negotiates
+    compression), so the bytes are the same for every subscriber.
+    """
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+@dataclass(slots=True)
 class Record:
     """One message of the outgoing stream, encoded once and shared by every subscriber.
+
+    Records are never changed once made (they are shared by every queue and the replay ring).
 
     Attributes:
         seq: Position in the stream (``0`` for control messages, which are never replayed).
@@ -37,6 +55,8 @@ class Record:
             server-side plugin hooks run only for local records, so once per event in a fleet.
         message: The ASGI ``websocket.send`` message carrying ``text``, built once and handed
             to every subscriber's connection as it is.
+        frame: The WebSocket frame carrying ``text`` (:func:`text_frame`), built once and
+            written as it is to every connection that takes prebuilt frames.
     """
 
     seq: int
@@ -47,11 +67,13 @@ class Record:
     event: ev.Event | None = None
     local: bool = True
     message: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    frame: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.message:
-            self.message["type"] = "websocket.send"
-            self.message["text"] = self.text
+            self.message = {"type": "websocket.send", "text": self.text}
+        if not self.frame:
+            self.frame = text_frame(self.text.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +118,14 @@ def make_record(event: ev.Event, seq: int, *, local: bool = True) -> Record:
     """
     event.seq = seq
     data = ev.encode(event)
-    return Record(seq, event.type, coalesce_key(event), data.decode(), len(data), event, local)
+    return Record(seq, event.type, coalesce_key(event), data.decode(), len(data), event, local,
+                  {}, text_frame(data))
 
 
 def control(text: str, kind: str) -> Record:
     """A control message (snapshot, replay, pong, error): never coalesced, never skipped."""
-    return Record(0, kind, None, text, len(text.encode()))
+    data = text.encode()
+    return Record(0, kind, None, text, len(data), None, True, {}, text_frame(data))
 
 
 @runtime_checkable

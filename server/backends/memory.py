@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import replace
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
@@ -77,8 +76,9 @@ class MemoryBackend:
                 return Published(known, duplicate=True)
         self._seq += 1
         record = make_record(event, self._seq)
-        # The ring keeps the encoded text only: the decoded event is needed just once, now.
-        self._ring.append(replace(record, event=None))
+        # The ring keeps the encoded forms only: the decoded event is needed just once, now.
+        self._ring.append(Record(record.seq, record.type, record.key, record.text, record.nbytes,
+                                 None, record.local, record.message, record.frame))
         if event.event_id is not None:
             self._remember(event.event_id, record.seq)
         deliver(record)

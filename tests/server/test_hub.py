@@ -4,7 +4,7 @@ import asyncio
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.backends.base import control, make_record
-from mlops_hooks.server.hub import Hub
+from mlops_hooks.server.hub import BATCH_BYTES, Hub
 from mlops_hooks.server.metrics import Metrics
 
 SEQ = iter(range(1, 10_000))
@@ -173,3 +173,140 @@ def test_a_snapshot_larger_than_the_budget_does_not_close_the_subscriber():
         return sub
 
     assert run(scenario()).slow
+
+
+class Sink:
+    """A fake frame sink: ``full`` means the transport takes nothing more for now."""
+
+    def __init__(self, room: int = 1 << 30) -> None:
+        self.writes: list[bytes] = []
+        self.room = room  # bytes taken before the transport reports full
+        self.open = True
+        self.drain = asyncio.Event()
+        self.drain.set()
+
+    def ready(self) -> bool:
+        return self.open and self.drain.is_set()
+
+    def write(self, data: bytes) -> None:
+        assert self.ready(), "written while not ready"
+        self.writes.append(data)
+        self.room -= len(data)
+        if self.room <= 0:
+            self.drain.clear()
+
+    async def drained(self) -> bool:
+        await self.drain.wait()
+        return self.open
+
+    def texts(self) -> list[str]:
+        """The text messages written, parsed back out of the frames."""
+        data, texts = b"".join(self.writes), []
+        while data:
+            assert data[0] == 0x81  # FIN + text, unmasked
+            size, start = data[1], 2
+            if size == 126:
+                size, start = int.from_bytes(data[2:4], "big"), 4
+            elif size == 127:
+                size, start = int.from_bytes(data[2:10], "big"), 10
+            texts.append(data[start:start + size].decode())
+            data = data[start + size:]
+        return texts
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_a_sink_gets_one_write_per_turn_with_every_frame_queued_in_it():
+    async def scenario():
+        hub = Hub(Metrics())
+        sink, client = Sink(), Client()
+        sub = hub.add(client.send, sink=sink)
+        sub.prime([control('{"type":"snapshot"}', "snapshot")], 0)
+        sub.start()
+        await turns()
+        first = [rec(act(i)) for i in range(5)]
+        for r in first:
+            hub.broadcast(r)
+        await turns()
+        hub.broadcast(second := rec(act(9)))
+        await turns()
+        await hub.remove(sub)
+        return sink, client, first, second, hub.metrics
+
+    sink, client, first, second, metrics = run(scenario())
+    assert client.got == []  # nothing goes through the ASGI send
+    assert len(sink.writes) == 3  # the snapshot, the five events of one turn, the last one
+    assert sink.texts() == ['{"type":"snapshot"}', *(r.text for r in first), second.text]
+    assert metrics.events_out["activity_update"] == 6 and metrics.events_out["snapshot"] == 1
+
+
+def test_a_full_sink_waits_while_its_queue_coalesces_and_then_drains_in_order():
+    async def scenario():
+        hub = Hub(Metrics())
+        sink = Sink(room=1)  # full after the first write
+        sub = hub.add(Client().send, sink=sink)
+        sub.start()
+        hub.broadcast(first := rec(act(0)))
+        await turns()
+        assert not sink.ready() and len(sink.writes) == 1
+        behind = [rec(prog("r", 1)), rec(act(1)), rec(prog("r", 2)), rec(act(2))]
+        for r in behind:
+            hub.broadcast(r)
+        await turns()
+        assert len(sink.writes) == 1 and sub.nqueued == 3  # r's first progress coalesced
+        sink.room = 1 << 30
+        sink.drain.set()  # the transport drained: the writer task takes over
+        await turns()
+        await hub.remove(sub)
+        return sink, first, behind, hub.metrics
+
+    sink, first, behind, metrics = run(scenario())
+    assert sink.texts() == [first.text, behind[1].text, behind[2].text, behind[3].text]
+    assert metrics.coalesced["training_progress"] == 1
+
+
+def test_a_sink_backlog_goes_out_in_bounded_writes_and_a_full_one_is_closed_with_4008():
+    async def scenario():
+        hub = Hub(Metrics(), max_bytes=400 * 1024)
+        sink = Sink(room=3 * BATCH_BYTES)
+        sub = hub.add(Client().send, sink=sink)
+        sub.start()
+        for i in range(100):
+            hub.broadcast(rec(act(i, size=2000)))
+        await turns()
+        sizes = [len(w) for w in sink.writes]
+        written = len(sink.texts())
+        for i in range(200):  # the transport stays full: the queue passes its budget
+            hub.broadcast(rec(act(i, size=2000)))
+        await turns()
+        return sub, sizes, written, hub.metrics
+
+    sub, sizes, written, metrics = run(scenario())
+    assert len(sizes) == 3 and all(s <= BATCH_BYTES + 2100 for s in sizes)
+    assert 0 < written < 100
+    assert sub.slow and sub.task is not None and sub.task.cancelled()
+    assert metrics.closed_slow == 1
+
+
+def test_the_writer_of_a_sink_that_closes_while_full_ends():
+    async def scenario():
+        hub = Hub(Metrics())
+        sink = Sink(room=1)
+        sub = hub.add(Client().send, sink=sink)
+        task = sub.start()
+        hub.broadcast(rec(act(0)))
+        hub.broadcast(rec(act(1)))
+        await turns()
+        hub.broadcast(rec(act(2)))
+        await turns()
+        sink.open = False
+        sink.drain.set()  # a lost connection wakes the waiting writer
+        await turns()
+        done = task.done()
+        await hub.remove(sub)
+        return done
+
+    assert run(scenario())
