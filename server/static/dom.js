@@ -119,6 +119,11 @@ export const fmtInt = (v) => (isNum(v) ? intFormat.format(Math.round(v)) : '—'
 
 export const fmtRate = (v) => (isNum(v) ? rateFormat.format(v) : '—');
 
+const compactFormat = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
+
+/** A rate for a small tile: as `fmtRate` below 10,000, then 29,404.8 → "29.4K", 1.2e6 → "1.2M". */
+export const fmtCompact = (v) => (isNum(v) && Math.abs(v) >= 10000 ? compactFormat.format(v) : fmtRate(v));
+
 /** A 0-1 fraction as a percentage with `digits` decimals: 0.942 → "94.2%". */
 export const fmtFraction = (v, digits = 1) => (isNum(v) ? `${(v * 100).toFixed(digits)}%` : '—');
 

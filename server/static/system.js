@@ -2,7 +2,7 @@
 // disk bars, connections, response times) and health_change (reason, recommended action).
 
 import {
-  byId, fmtFraction, fmtPercent, fmtRate, h, humanize, isNum, replaceChildren, replay, setText,
+  byId, fmtCompact, fmtFraction, fmtPercent, fmtRate, h, humanize, isNum, replaceChildren, replay, setText,
   setTime, svg,
 } from './dom.js';
 import { icon } from './icons.js';
@@ -100,13 +100,14 @@ export class SystemView {
   }
 
   setRate(rate) {
-    setText(this.el.predictions, fmtRate(rate));
+    setText(this.el.predictions, fmtCompact(rate));
+    this.el.predictions.title = `${fmtRate(rate)} predictions per minute`;
     const trend = this.el.trend;
     if (this.rate !== null) {
       const delta = rate - this.rate;
       const sign = delta > 0 ? 'up' : delta < 0 ? 'down' : 'flat';
       const arrow = { up: '↗️', down: '↘️', flat: '→' }[sign];
-      setText(trend, `${arrow} ${delta > 0 ? '+' : ''}${fmtRate(delta)}`);
+      setText(trend, `${arrow} ${delta > 0 ? '+' : ''}${fmtCompact(delta)}`);
       trend.dataset.trend = sign;
       trend.setAttribute('aria-label', `${sign === 'flat' ? 'unchanged' : `${sign} by ${fmtRate(Math.abs(delta))}`} since the previous sample`);
     }
