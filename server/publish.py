@@ -12,7 +12,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlops_hooks import events as ev
+from mlops_hooks.server.backends.base import text_frame
 from mlops_hooks.server.config import MAX_BODY_BYTES
+from mlops_hooks.server.frames import FrameSink, frame_sink
 from mlops_hooks.server.ingest import Reply
 from mlops_hooks.server.probe import PROBE_HEADER
 from mlops_hooks.server.security import Denied
@@ -31,8 +33,7 @@ PIPELINE = 256
 #: later); the messages received behind it were not handled.
 REFUSED_CLOSE = (1013, "the server cannot store events right now: reconnect and resend from "
                        "the refused event")
-_Handled = tuple[Reply, asyncio.Future[None]] | None
-_Handling = asyncio.Queue["asyncio.Task[_Handled] | None"]
+_Handling = asyncio.Queue["asyncio.Task[Reply | None] | None"]
 log = logging.getLogger("mlops_hooks.server")
 #: Seconds a ``POST /api/events`` refused with 503 (backend unavailable) is told to wait.
 RETRY_AFTER = 1
@@ -53,44 +54,107 @@ class _Refusal:
         self.refused = False
 
 
-async def _handle(core: Core, text: str, refusal: _Refusal) -> _Handled:
+async def _handle(core: Core, text: str, refusal: _Refusal) -> Reply | None:
     if refusal.refused:  # behind a refused event: not handled (the publisher resends it)
         return None
     reply = await core.ingest.handle_message(text, durable=False)
     if reply.retry:
         refusal.refused = True
-    return reply, core.ingest.committed()  # asked at once: commits are shared
+    return reply
 
 
-async def _send_replies(ws: WebSocket, handling: _Handling, core: Core) -> None:
+async def _next_batch(handling: _Handling, first: asyncio.Task[Reply | None]
+                      ) -> tuple[list[Reply | BaseException], asyncio.Task[Reply | None] | None,
+                                 bool]:
+    """``first``'s outcome and those of the tasks queued behind it that are already done.
+
+    Returns:
+        The outcomes in order (a reply, or what a task raised), the first task not done yet
+        (``None``: none), and whether the end of the connection's messages was reached.
+    """
+    outcomes: list[Reply | BaseException] = []
+    task: asyncio.Task[Reply | None] | None = first
+    while task is not None:
+        try:
+            reply = await task
+        except Exception as exc:  # a bug: reported by the caller, in its place in the order
+            outcomes.append(exc)
+        else:
+            if reply is not None:
+                outcomes.append(reply)
+        try:
+            task = handling.get_nowait()
+        except asyncio.QueueEmpty:
+            return outcomes, None, False
+        if task is None:
+            return outcomes, None, True
+        if not task.done():
+            return outcomes, task, False
+    return outcomes, None, False  # pragma: no cover - the loop returns
+
+
+async def _write(ws: WebSocket, sink: FrameSink | None, texts: list[str]) -> None:
+    """Send ``texts``, in one write of frames where the connection takes them.
+
+    Raises:
+        WebSocketDisconnect: The client left.
+    """
+    if not texts:
+        return
+    if sink is None:
+        for text in texts:
+            await ws.send_text(text)
+        return
+    if not sink.ready() and not await sink.drained():
+        raise WebSocketDisconnect(1006)
+    sink.write(b"".join([text_frame(text.encode()) for text in texts]))
+
+
+async def _send_replies(ws: WebSocket, handling: _Handling, core: Core,
+                        sink: FrameSink | None = None) -> None:
     """Send each reply in order, once its event is stored; keep draining if the client left.
 
-    After a refusal (``retry: true``) nothing more is sent: the connection is closed with
-    :data:`REFUSED_CLOSE`, and the publisher resends from the refused event, in order.
+    The replies of the messages already handled go out together, after one wait for the
+    commit that covers them all. After a refusal (``retry: true``) nothing more is sent: the
+    connection is closed with :data:`REFUSED_CLOSE`, and the publisher resends from the
+    refused event, in order.
     """
     sending = True
-    while (task := await handling.get()) is not None:
-        try:
-            handled = await task
-        except Exception:  # a bug: say so, and let the publisher resend elsewhere or later
-            if sending:
-                log.exception("mlops-hooks: handling a /ws/publish message failed")
+    task = await handling.get()
+    while task is not None:
+        outcomes, task, last = await _next_batch(handling, task)
+        if sending and outcomes:
+            sending = await _answer(ws, sink, core, outcomes)
+        if last:
+            return
+        if task is None:
+            task = await handling.get()
+
+
+async def _answer(ws: WebSocket, sink: FrameSink | None, core: Core,
+                  outcomes: list[Reply | BaseException]) -> bool:
+    """Send the replies of ``outcomes`` once stored; ``False`` when nothing more is to be sent."""
+    await core.ingest.committed()  # one commit covers every event handled so far
+    texts: list[str] = []
+    try:
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                await _write(ws, sink, texts)
+                log.error("mlops-hooks: handling a /ws/publish message failed",
+                          exc_info=outcome)
                 with suppress(Exception):
                     await ws.close(1011, "internal error: reconnect and resend")
-            sending = False
-            continue
-        if handled is None or not sending:
-            continue
-        reply, committed = handled
-        try:
-            await committed
-            await ws.send_text(reply.text)
-            if reply.retry:
-                sending = False
+                return False
+            texts.append(outcome.text)
+            if outcome.retry:
+                await _write(ws, sink, texts)
                 await ws.close(*REFUSED_CLOSE)
-        except _GONE as exc:  # the client left with replies due: nothing to report
-            sending = False
-            log.debug("mlops-hooks: a publisher left with replies pending (%r)", exc)
+                return False
+        await _write(ws, sink, texts)
+    except _GONE as exc:  # the client left with replies due: nothing to report
+        log.debug("mlops-hooks: a publisher left with replies pending (%r)", exc)
+        return False
+    return True
 
 
 async def publish_ws(ws: WebSocket) -> None:
@@ -113,7 +177,7 @@ async def publish_ws(ws: WebSocket) -> None:
     loop = asyncio.get_running_loop()
     refusal = _Refusal()
     handling: _Handling = asyncio.Queue(PIPELINE)
-    writer = loop.create_task(_send_replies(ws, handling, core))
+    writer = loop.create_task(_send_replies(ws, handling, core, frame_sink(ws.scope)))
     try:
         while True:
             message = await ws.receive()

@@ -50,6 +50,17 @@ LOAD_ACTIVITY = 500
 BATCH_DELAY = 0.2
 #: Rows waiting for a slow disk beyond this are dropped (oldest first): memory stays bounded.
 MAX_PENDING_ROWS = 50_000
+#: Appended rows: table -> the head of its INSERT and its number of columns.
+_APPEND = {
+    "activity": ("INSERT OR REPLACE INTO activity (seq, id, data) VALUES ", 3),
+    "deployments": ("INSERT OR REPLACE INTO deployments (seq, model_id, data) VALUES ", 3),
+    "event_ids": ("INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES ", 2),
+    "runs": ("INSERT OR REPLACE INTO runs (run_id, seq, status, model_name, updated, data) "
+             "VALUES ", 6),
+    "models": ("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES ", 3),
+}
+#: Bound parameters per statement (SQLite's historical limit is 999).
+_MAX_PARAMS = 999
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
@@ -88,6 +99,7 @@ class Store:
         self._runs: dict[str, tuple[int, dict[str, Any]]] = {}
         self._models: dict[str, tuple[int, dict[str, Any]]] = {}
         self._rows: list[tuple[str, tuple[Any, ...]]] = []
+        self._sql: dict[tuple[str, int], str] = {}
         self._seq = 0
         self._scheduled = False
         self._failed = False
@@ -162,28 +174,25 @@ class Store:
 
     def activity_added(self, activity: dict[str, Any], seq: int) -> None:
         """Append an activity entry."""
-        self._row("INSERT OR REPLACE INTO activity (seq, id, data) VALUES (?, ?, ?)",
-                  (seq, activity.get("id"), _encode(activity).decode()))
+        self._row("activity", (seq, activity.get("id"), _encode(activity).decode()))
 
     def deployment_added(self, event: dict[str, Any], seq: int) -> None:
         """Append a ``model_deployed`` event."""
-        self._row("INSERT OR REPLACE INTO deployments (seq, model_id, data) VALUES (?, ?, ?)",
-                  (seq, event.get("model_id") or event.get("model_name"),
-                   _encode(event).decode()))
+        self._row("deployments", (seq, event.get("model_id") or event.get("model_name"),
+                                  _encode(event).decode()))
 
     def note(self, seq: int, event_id: str | None) -> None:
         """Remember the stream position (and the event's idempotency key)."""
         with self._lock:
             self._seq = max(self._seq, seq)
             if event_id is not None:
-                self._rows.append(("INSERT OR REPLACE INTO event_ids (event_id, seq) "
-                                   "VALUES (?, ?)", (event_id, seq)))
+                self._rows.append(("event_ids", (event_id, seq)))
                 self._trim()
             self._schedule()
 
-    def _row(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _row(self, table: str, params: tuple[Any, ...]) -> None:
         with self._lock:
-            self._rows.append((sql, params))
+            self._rows.append((table, params))
             self._trim()
             self._schedule()
 
@@ -268,20 +277,18 @@ class Store:
         db = self._db
         if db is None or not (runs or models or rows or seq):
             return
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        if runs:
+            grouped["runs"] = [(k, s, r.get("status"), r.get("model_name"), r.get("updated"),
+                                _encode(r).decode()) for k, (s, r) in runs.items()]
+        if models:
+            grouped["models"] = [(k, s, _encode(m).decode()) for k, (s, m) in models.items()]
+        for table, params in rows:  # order kept within each table
+            grouped.setdefault(table, []).append(params)
         try:
             db.execute("BEGIN")
-            db.executemany(
-                "INSERT OR REPLACE INTO runs (run_id, seq, status, model_name, updated, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, s, r.get("status"), r.get("model_name"), r.get("updated"),
-                  _encode(r).decode()) for k, (s, r) in runs.items()])
-            db.executemany("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES (?, ?, ?)",
-                           [(k, s, _encode(m).decode()) for k, (s, m) in models.items()])
-            grouped: dict[str, list[tuple[Any, ...]]] = {}
-            for sql, params in rows:  # one executemany per statement, order kept within each
-                grouped.setdefault(sql, []).append(params)
-            for sql, batch in grouped.items():
-                db.executemany(sql, batch)
+            for table, batch in grouped.items():
+                self._insert(db, table, batch)
             if seq:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
             self._flushes += 1
@@ -296,6 +303,22 @@ class Store:
                 self._failed = True
                 log.error("mlops-hooks: writing history to %s failed: %s (the server goes on; "
                           "further errors are not reported)", self.path, exc)
+
+    def _insert(self, db: sqlite3.Connection, table: str, batch: list[tuple[Any, ...]]) -> None:
+        """Insert ``batch`` with as few statements as the parameter limit allows.
+
+        Each statement is one step of SQLite and one release of the GIL by this thread (a row
+        per statement made the event loop's thread give the GIL back to it for every row).
+        """
+        head, width = _APPEND[table]
+        per = _MAX_PARAMS // width
+        for start in range(0, len(batch), per):
+            chunk = batch[start:start + per]
+            sql = self._sql.get((table, len(chunk)))
+            if sql is None:
+                group = "(" + ", ".join("?" * width) + ")"
+                sql = self._sql[(table, len(chunk))] = head + ", ".join([group] * len(chunk))
+            db.execute(sql, [value for row in chunk for value in row])
 
     @staticmethod
     def _prune(db: sqlite3.Connection) -> None:
