@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_server import free_port
+from tests.live_server import end_process, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
@@ -101,15 +101,7 @@ class RedisServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful shutdown (SIGTERM: Redis flushes its AOF and exits)."""
-        if not self.running:
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end_process(self.proc, signal.SIGTERM, timeout)
 
     def kill(self) -> None:
         """SIGKILL, like a crash."""

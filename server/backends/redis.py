@@ -34,7 +34,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from mlops_hooks import events as ev
 from mlops_hooks._format import iso_utc
@@ -251,14 +251,18 @@ class RedisBackend:
     @staticmethod
     async def _pipeline(client: Redis, script: AsyncScript, keys: list[str],
                         calls: Sequence[tuple[bool, list[Any]]]) -> list[Any]:
-        for _reload in range(2):
-            async with client.pipeline(transaction=False) as pipe:
-                for _, args in calls:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
-            if not all(isinstance(r, NoScriptError) for r in replies):
-                break
-            await client.script_load(script.script)  # Redis restarted: its script cache is new
+        # The script is loaded at the head of every batch, on the same connection: a Redis
+        # that restarted (empty script cache) never refuses part of a batch, which a
+        # SCRIPT LOAD after a NoScriptError could not promise (another server's SCRIPT LOAD
+        # may land in the middle of this pipeline, so only its tail would run).
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.script_load(script.script)
+            for _, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        loaded, *replies = replies
+        if isinstance(loaded, Exception):
+            raise loaded
         return replies
 
     def _refused(self, exc: BaseException) -> ConnectionError:

@@ -118,6 +118,31 @@ def test_two_servers_share_one_order_and_one_idempotency_space(redis_server: Red
     run(main())
 
 
+def test_an_emptied_script_cache_never_refuses_part_of_a_batch(
+        redis_server: RedisServer) -> None:
+    """Redis forgot its scripts (restarted, or a fleet's first batches) while two servers
+    publish at once: every event is stored, in call order. (One server's SCRIPT LOAD landing
+    in the middle of the other's batch once made only the head of that batch fail.)"""
+    flusher = redis_sync.Redis.from_url(redis_server.url)
+
+    async def main() -> None:
+        a, b = await started(redis_server.url), await started(redis_server.url)
+        try:
+            for round_ in range(10):
+                flusher.script_flush()
+                burst = await asyncio.gather(*(
+                    (a if i % 2 else b).publish(activity(i)) for i in range(400)))
+                assert sorted(r.seq for r in burst) == list(range(400 * round_ + 1,
+                                                                   400 * round_ + 401))
+        finally:
+            await a.close()
+            await b.close()
+    try:
+        run(main())
+    finally:
+        flusher.close()
+
+
 def test_a_late_server_catches_up_before_start_returns(redis_server: RedisServer) -> None:
     async def main() -> None:
         a = await started(redis_server.url)
