@@ -123,7 +123,7 @@ def _result(r: Any, **extra: Any) -> dict[str, Any]:
     return {"server": r.server, "subscribers": r.subscribers, "stalled": r.stalled,
             "messages": r.messages, "sent": r.sent, "received": r.received,
             "elapsed": r.elapsed, "rate": r.rate, "p50": r.pct(0.5), "p99": r.pct(0.99),
-            "cpu_us": r.cpu_per_delivery, "rss_start": rss[0] / 2**20,
+            "cpu_us": r.cpu_per_delivery, "client_cpu": r.client_cpu, "rss_start": rss[0] / 2**20,
             "rss_max": max(rss) / 2**20, "rss_end": rss[-1] / 2**20,
             "closes": sorted(set(r.closes)), "closed_slow": getattr(r, "closed_slow", None),
             "delivered": r.received / max(1, r.readers * r.messages), **extra}
@@ -147,9 +147,16 @@ def fanout(quick: bool, log: Log) -> dict[str, Any]:
 
 
 def _paced_publish(rate: float) -> Callable[..., Any]:
-    """``fanout.publish`` at a fixed rate instead of as fast as acknowledged."""
+    """``fanout.publish`` at a fixed rate instead of as fast as acknowledged.
+
+    Event ``i`` is due at ``start + i / rate``; one that is late (the publisher was not
+    scheduled in time) still goes out at least half an interval after the previous one, so a
+    late publisher catches up without sending a burst. Each event is timestamped as it is sent.
+    """
     import fanout as fo
     from websockets.asyncio.client import connect
+
+    interval = 1.0 / rate
 
     async def publish(url: str, count: int, payload: int) -> tuple[int, float]:
         async with connect(url, compression=None, ping_interval=None) as ws:
@@ -162,11 +169,14 @@ def _paced_publish(rate: float) -> Callable[..., Any]:
 
             reader = asyncio.create_task(read_acks())
             start = time.monotonic()
+            previous = start - interval
             sent = 0
             for i in range(count):
-                delay = start + i / rate - time.monotonic()
+                due = max(start + i * interval, previous + interval / 2)
+                delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                previous = time.monotonic()
                 await ws.send(fo.message(i, payload))
                 sent += 1
             deadline = time.monotonic() + fo.PUBLISH_DEADLINE

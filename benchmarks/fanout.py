@@ -32,6 +32,8 @@ import psutil
 from websockets.asyncio.client import connect
 
 HERE = Path(__file__).resolve().parent
+#: The subscriber process's script.
+CLIENT = HERE / "_fanout_client.py"
 WINDOW = 32
 PUBLISH_DEADLINE = 15.0
 #: Events of the stalled scenario: enough to fill a non-reader's socket buffers (about 3 MB on
@@ -104,6 +106,10 @@ class Result:
     closes: list[int] = field(default_factory=list)
     closed_slow: int | None = None
     cpu: float = 0.0
+    #: CPU seconds of the subscriber processes while the events arrived.
+    client_cpu: float = 0.0
+    #: The user-space part of ``client_cpu``.
+    client_user: float = 0.0
 
     @property
     def cpu_per_delivery(self) -> float:
@@ -198,7 +204,7 @@ def run_case(kind: str, subscribers: int, stalled: int, messages: int, payload: 
                 out = os.path.join(tmp, f"lat{p}.bin")
                 outs.append(out)
                 clients.append(subprocess.Popen(
-                    [sys.executable, str(HERE / "_fanout_client.py"),
+                    [sys.executable, str(CLIENT),
                      f"ws://127.0.0.1:{port}/ws", str(n_read), str(n_stuck), str(messages),
                      out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
             for client in clients:
@@ -226,6 +232,8 @@ def run_case(kind: str, subscribers: int, stalled: int, messages: int, payload: 
                 client.wait(timeout=60)
                 result.received += report["received"]
                 result.closes += report["closes"]
+                result.client_cpu += report.get("cpu", 0.0)
+                result.client_user += report.get("cpu_user", 0.0)
                 last = max(last, report["last"])
                 values = array.array("d")
                 with open(out, "rb") as fh:
