@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from mlops_hooks import events as ev
 from mlops_hooks.server.health import HealthTracker
 from mlops_hooks.server.monitor import _stall_events
-from tests.browser.conftest import Dashboard
+from tests.browser.conftest import ARTIFACTS, Dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -108,4 +108,5 @@ def test_names_titles_and_numbers_are_shown_whole_at_every_width(dash: Dashboard
         assert not found["cut"], f"cut off at {width}px: {found['cut']}"
         assert not found["wide"], f"sticking out at {width}px: {found['wide']}"
         assert found["scroll"] <= width, f"horizontal scrolling at {width}px"
+        page.screenshot(path=str(ARTIFACTS / f"layout-{width}px.png"), full_page=True)
     dash.console.assert_clean()
