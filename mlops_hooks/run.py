@@ -133,6 +133,16 @@ class Run:
     # ------------------------------------------------------------------ derived state
 
     @property
+    def next_progress_at(self) -> float:
+        """The ``time.perf_counter()`` before which :meth:`step` sends no progress event.
+
+        Except at the planned last step; an adapter that skips :meth:`step` calls until then
+        catches up with ``steps`` before the next lifecycle call (``epoch_end``, ``stage``,
+        ``complete``, ``fail``), which always send. ``math.inf`` before :meth:`start`.
+        """
+        return self._next_emit
+
+    @property
     def _open_ended(self) -> bool:
         return self.total_steps is None and self.total_epochs is None
 

@@ -36,7 +36,9 @@ process exits (see ``_lightning_support.on_worker_exit``).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import time
 import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ from mlops_hooks.plugins._common import (
     fraction,
     never_raises,
 )
+from mlops_hooks.plugins._rearm import rearm_at
 from mlops_hooks.run import Emit, Run
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
@@ -63,6 +66,9 @@ DEFAULT_ACCURACY_METRICS = ("val_acc", "val_accuracy", "accuracy", "acc", "train
 DEFAULT_SCORE_METRICS = ("val_score", "val_acc", "val_accuracy", "val_f1", "val_auroc")
 #: ``callback_metrics`` names tried, in order, for the epoch's training loss.
 DEFAULT_LOSS_METRICS = ("train_loss_epoch", "train_loss", "loss")
+
+#: The per-batch hook pauses itself when the next progress event is at least this far away.
+MIN_PAUSE = 0.02
 
 _CALLBACK_BASES = support.callback_bases()  # ImportError naming the extra when missing
 
@@ -115,6 +121,7 @@ class _MLOpsCallbackImpl:
         self._run: Run | None = None
         self._restored_run_id: str | None = None
         self._last_step = 0
+        self._counting = False  # between on_train_start and the end of the fit
         self._step_tracker: Any = None
         self._exit_guard: Any = None
 
@@ -161,7 +168,9 @@ class _MLOpsCallbackImpl:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # a spawned worker starts its own run
-        state.update(_run=None, _exit_guard=None, _last_step=0, _step_tracker=None)
+        state.update(_run=None, _exit_guard=None, _last_step=0, _step_tracker=None,
+                     _counting=False)
+        state.pop("on_train_batch_end", None)  # a paused hook is this process's business
         return state
 
     # ------------------------------------------------------------------ fit lifecycle
@@ -172,6 +181,7 @@ class _MLOpsCallbackImpl:
         if stage != "fit":
             return
         self._run = None
+        self._resume_batch_hook()
         if self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl):
             trainer.callbacks = [c for c in trainer.callbacks if c is not self]
             return
@@ -211,6 +221,8 @@ class _MLOpsCallbackImpl:
                        steps_per_epoch=per_epoch)
         self._last_step = trainer.global_step
         self._step_tracker = support.step_tracker(trainer)
+        self._counting = True
+        self._resume_batch_hook()
         if not run.started:  # resumed: continue from the restored step and epoch
             run.steps = trainer.global_step
             run.epochs_done = trainer.current_epoch
@@ -226,11 +238,17 @@ class _MLOpsCallbackImpl:
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        """Count optimizer steps and keep the loss tensor (the hot path: no device sync)."""
+        """Count optimizer steps and keep the loss tensor (the hot path: no device sync).
+
+        Once a progress event is sent, the hook pauses itself until the next one is due (the
+        instance attribute is ``None``, so Lightning skips the call and its profiler context;
+        :func:`~._rearm.rearm_at` removes it then). The step count is absolute, so the skipped
+        batches are counted at the next call, and lifecycle hooks catch up first.
+        """
         run = self._run
         if run is None:
             return
-        try:  # inline rather than @never_raises: this runs on every batch
+        try:  # inline rather than @never_raises: this runs on every batch it is not paused
             loss: Any = outputs.get("loss") if type(outputs) is dict \
                 or isinstance(outputs, Mapping) else outputs
             if getattr(loss, "requires_grad", False):
@@ -239,8 +257,31 @@ class _MLOpsCallbackImpl:
             step = tracker.completed if tracker is not None else trainer.global_step
             run.step(loss, step - self._last_step)
             self._last_step = step
+            wake = run.next_progress_at
+            if wake - time.perf_counter() >= MIN_PAUSE and wake != math.inf:
+                self.on_train_batch_end = None  # type: ignore[method-assign,assignment]
+                rearm_at(self, "on_train_batch_end", wake)
         except Exception as exc:
             self._batch_hook_failed(exc)
+
+    def _resume_batch_hook(self) -> None:
+        self.__dict__.pop("on_train_batch_end", None)
+
+    def _catch_up(self, trainer: Any | None) -> None:
+        """Count the steps of the batches the paused hook did not see."""
+        run = self._run
+        if run is None or not self._counting:
+            return
+        tracker = self._step_tracker
+        if tracker is not None:
+            step = tracker.completed
+        elif trainer is not None:
+            step = trainer.global_step
+        else:
+            return
+        if step > self._last_step:
+            run.steps += step - self._last_step
+            self._last_step = step
 
     @never_raises
     def _batch_hook_failed(self, exc: Exception) -> None:
@@ -251,12 +292,14 @@ class _MLOpsCallbackImpl:
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Enter the validation stage (never for the sanity check)."""
         if self._run is not None and not trainer.sanity_checking and self._run.started:
+            self._catch_up(trainer)
             self._run.stage("validation")
 
     @never_raises
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Return to training after a validation loop inside fit."""
         if self._run is not None and not trainer.sanity_checking and self._run.started:
+            self._catch_up(trainer)
             self._run.stage("model_training")
 
     @never_raises
@@ -265,6 +308,7 @@ class _MLOpsCallbackImpl:
         run = self._run
         if run is None:
             return
+        self._catch_up(trainer)
         metrics = dict(trainer.callback_metrics)
         run.epoch_end(
             trainer.current_epoch,
@@ -277,6 +321,9 @@ class _MLOpsCallbackImpl:
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         """Enter finalization."""
         if self._run is not None:
+            self._catch_up(trainer)
+            self._counting = False
+            self._resume_batch_hook()
             self._run.stage("finalization")
 
     @never_raises
@@ -303,6 +350,9 @@ class _MLOpsCallbackImpl:
                 return
             run = self._run = Run(self.name or type(pl_module).__name__, run_id=self.run_id,
                                   model_id=self.model_id, emit=self.emit)
+        self._catch_up(trainer)
+        self._counting = False
+        self._resume_batch_hook()
         run.fail(exception)
         self._disarm()
 
@@ -311,6 +361,7 @@ class _MLOpsCallbackImpl:
     def _worker_exit(self, exception: BaseException | None) -> None:
         run = self._run
         if run is not None and run.started and not run.finished:
+            self._catch_up(None)
             run.fail(exception or SystemExit("the training process exited before the run "
                                              "finished"))
 

@@ -420,3 +420,60 @@ def test_lightning_never_enters_a_per_batch_hook_the_callback_does_not_use(pm, r
     # a subclass that implements one of those hooks still gets it
     fit(trainer([custom], max_epochs=1))
     assert custom.backward_calls == t.global_step
+
+
+def _batch_hook_calls(profiler, callback) -> int:
+    return len(profiler.recorded_durations.get(
+        f"[Callback]{callback.state_key}.on_train_batch_end", []))
+
+
+def test_batch_hook_pauses_between_progress_events_and_steps_stay_exact(pm, recorder):
+    """Between two progress events Lightning does not even enter the per-batch hook; the
+    skipped batches are still counted, so epoch ends, completion and failure report exact
+    steps."""
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler()
+    callback = MLOpsCallback("paused", emit=pm.dispatch, throttle=30)
+    train, val = digits_loaders(batch_size=8)  # 80 steps an epoch
+    t = trainer([callback], profiler=profiler)
+    t.fit(DigitsMLP(), train, val)
+    assert t.global_step == 240
+    # one call after the start event, then paused 30 s (a fit that took longer gets a few)
+    assert 1 <= _batch_hook_calls(profiler, callback) <= 3
+    assert "on_train_batch_end" not in vars(callback)  # given back at the end of the fit
+    events = recorder.progress()
+    epoch_ends = [e for previous, e in itertools.pairwise(events)
+                  if e.metrics and e.metrics != previous.metrics]
+    assert [(e.current_epoch, e.current_step) for e in epoch_ends] == [(1, 80), (2, 160),
+                                                                        (3, 240)]
+    assert [e.progress for e in epoch_ends] == [pytest.approx(100 / 3, abs=0.1),
+                                                pytest.approx(200 / 3, abs=0.1), 100]
+    assert all(e.current_loss is not None for e in epoch_ends)
+    assert len(recorder.of_type("training_completed")) == 1
+
+    # without a throttle every batch is seen
+    eager = MLOpsCallback("eager", emit=pm.dispatch, throttle=0)
+    profiler = SimpleProfiler()
+    t = trainer([eager], max_epochs=1, profiler=profiler)
+    t.fit(DigitsMLP(), train, val)
+    assert _batch_hook_calls(profiler, eager) == t.global_step == 80
+
+
+def test_failure_while_the_batch_hook_is_paused_counts_every_step(pm, recorder):
+    module = DigitsMLP(fail_at_epoch=1)
+    train, val = digits_loaders(batch_size=8)
+    with pytest.raises(RuntimeError):
+        trainer([MLOpsCallback(emit=pm.dispatch, throttle=30)]).fit(module, train, val)
+    failed = recorder.of_type("training_failed")[0]
+    # the module raises at batch 3 of the second epoch: 80 + 3 steps were done
+    assert failed.progress_when_failed == pytest.approx(100 * 83 / 240, abs=0.1)
+
+
+def test_a_paused_hook_is_not_pickled():
+    import pickle
+
+    callback = MLOpsCallback("x", emit=print)
+    callback.on_train_batch_end = None
+    clone = pickle.loads(pickle.dumps(callback))
+    assert callable(clone.on_train_batch_end)

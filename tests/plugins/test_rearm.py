@@ -1,0 +1,50 @@
+"""The background thread that gives a paused hook back at its time."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import pytest
+
+from mlops_hooks.plugins._rearm import rearm_at
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Hooked:
+    def hook(self) -> str:
+        return "called"
+
+
+def wait_until(check, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not re-armed in time"
+        time.sleep(0.005)
+
+
+def test_a_paused_hook_comes_back_at_its_time_not_before():
+    obj = Hooked()
+    obj.hook = None  # paused
+    when = time.perf_counter() + 0.3
+    rearm_at(obj, "hook", when)
+    time.sleep(0.05)
+    assert obj.hook is None  # not yet
+    wait_until(lambda: "hook" not in vars(obj))
+    assert time.perf_counter() >= when
+    assert obj.hook() == "called"
+
+
+def test_earlier_deadlines_are_served_first_and_dead_callbacks_are_skipped():
+    late, early, gone = Hooked(), Hooked(), Hooked()
+    for obj in (late, early, gone):
+        obj.hook = None
+    now = time.perf_counter()
+    rearm_at(late, "hook", now + 30)
+    rearm_at(gone, "hook", now + 0.05)
+    rearm_at(early, "hook", now + 0.1)
+    del gone
+    gc.collect()  # held weakly: nothing keeps it alive, and its entry is dropped
+    wait_until(lambda: "hook" not in vars(early))
+    assert late.hook is None  # its time has not come
