@@ -31,12 +31,12 @@ Log = Callable[[str], None]
 # ---------------------------------------------------------------------- callback overhead
 
 def callback(quick: bool, log: Log) -> dict[str, Any]:
-    """Lightning fit, batch size 1: no callback / MLOpsCallback up / down / alone / tqdm."""
+    """Lightning fit, batch size 1: no callback (twice) / MLOpsCallback up / down / alone / tqdm."""
     import callback_overhead as co
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    steps, repeats = 3000, (3 if quick else 5)
+    steps, repeats = 3000, (3 if quick else 7)
     torch.set_num_threads(1)
     data = TensorDataset(torch.randn(steps, 8), torch.randn(steps, 1))
     loader = DataLoader(data, batch_size=1, shuffle=False)
@@ -53,6 +53,8 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
 
         variants: dict[str, Callable[[], tuple[float, float]]] = {
             "none": lambda: co.fit_once(loader, [], False),
+            # the same fit again: how far apart two identical variants land (the noise floor)
+            "none again": lambda: co.fit_once(loader, [], False),
             "server up": mlops(up_url),
             "server down": mlops(down_url),
             "no plugins": mlops(None),
@@ -73,10 +75,13 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
                 f"{n} {wall[n][-1]:.2f}s" for n in names))
         with co.publishing_to(up_url):
             co.fit_once(loader, [co.TimedMLOpsCallback("bench-timed")], False)
+            log("callback overhead: step-interleaved fits")
+            inter = co.interleaved_cost(loader)
     durations = sorted(getattr(co.TimedMLOpsCallback, "durations", []))
     hook = ({"median": statistics.median(durations) / 1000,
              "p99": durations[int(len(durations) * 0.99)] / 1000} if durations else None)
-    return {"steps": steps, "repeats": repeats, "wall": wall, "cpu": cpu, "hook": hook}
+    return {"steps": steps, "repeats": repeats, "wall": wall, "cpu": cpu, "hook": hook,
+            "interleaved": inter}
 
 
 # ---------------------------------------------------------------------- emit() cost

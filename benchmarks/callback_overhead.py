@@ -19,7 +19,9 @@ as CPU time of the training thread; the report gives the median per variant, the
 medians to the baseline (target for the callback: <= 1.01), the median of the ratios of
 fits run side by side in the same repeat (less sensitive to load drifting over the run) and
 the ratio of the fastest fits (least disturbed by other processes on a shared machine). A
-last fit times the callback's per-batch hook directly. Numbers are for reporting; nothing
+last fit times the callback's per-batch hook directly, and three more have it on every other
+step only: neighbouring steps with and without it give its cost free of the drift between
+fits (``EveryOtherStep``). Numbers are for reporting; nothing
 passes or fails.
 
 Run from the repository root::
@@ -120,6 +122,64 @@ class TimedMLOpsCallback(MLOpsCallback):
         TimedMLOpsCallback.durations.append(time.perf_counter_ns() - start)
 
 
+class EveryOtherStep(L.Callback):
+    """Keeps ``target`` in the Trainer's callbacks on even steps only, and marks each step.
+
+    Lightning reads ``trainer.callbacks`` at every hook call, so on odd steps the target is
+    simply not there. A step's time (this start to the next) includes its own
+    ``on_train_batch_end``; two neighbouring steps see the same machine, so their difference
+    is what the callback costs a step, free of the drift that moves whole fits by several
+    percent. Must come before ``target`` in the callback list.
+    """
+
+    def __init__(self, target: L.Callback) -> None:
+        self.target = target
+        self.marks: list[float] = []
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
+                             batch_idx: int) -> None:
+        self.marks.append(time.perf_counter())
+        callbacks = trainer.callbacks
+        present = self.target in callbacks
+        if batch_idx & 1 and present:
+            callbacks.remove(self.target)
+        elif not batch_idx & 1 and not present:
+            callbacks.append(self.target)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.target not in trainer.callbacks:  # epoch and fit hooks see it every time
+            trainer.callbacks.append(self.target)
+
+    def cost(self) -> dict[str, float]:
+        """Median step time with and without the callback (µs); paired difference median and
+        mean (the mean includes the rare steps on which it sends an event)."""
+        steps = [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        pairs = [(steps[i], steps[i + 1]) for i in range(10, len(steps) - 1, 2)]  # skip warm-up
+        diffs = [p[0] - p[1] for p in pairs]
+        return {"on": statistics.median(p[0] for p in pairs) * 1e6,
+                "off": statistics.median(p[1] for p in pairs) * 1e6,
+                "diff": statistics.median(diffs) * 1e6,
+                "mean_diff": statistics.fmean(diffs) * 1e6, "pairs": len(pairs)}
+
+
+def interleaved_cost(loader: DataLoader[Any], fits: int = 3) -> dict[str, float]:
+    """The per-step cost of ``MLOpsCallback`` from steps with and without it in one fit.
+
+    Returns:
+        The median over ``fits`` fits of each figure of :meth:`EveryOtherStep.cost`, plus
+        ``ratio``: (step without it + median difference) / step without it.
+    """
+    costs = []
+    for _ in range(fits):
+        target = MLOpsCallback("bench-interleaved")
+        clock = EveryOtherStep(target)
+        fit_once(loader, [clock, target], False)
+        costs.append(clock.cost())
+    result = {key: statistics.median(c[key] for c in costs) for key in costs[0]}
+    result["ratio"] = (result["off"] + result["diff"]) / result["off"]
+    return result
+
+
 @contextlib.contextmanager
 def publishing_to(url: str | None) -> Iterator[None]:
     """Point the process's publisher at ``url`` (a fresh plugin manager per variant).
@@ -179,11 +239,13 @@ def main() -> None:
         assert_no_port_clash(down_port)
         with publishing_to(up_url):
             fit_once(loader, [TimedMLOpsCallback("bench-timed")], False)
+        with publishing_to(up_url):
+            inter = interleaved_cost(loader)
         with urllib.request.urlopen(f"{server.http_url}/api/models", timeout=10) as reply:
             runs = json.load(reply)["runs"]
         completed = sum(1 for run in runs if run.get("status") == "completed")
         print(f"the server saw {len(runs)} runs, {completed} completed (expected "
-              f"{args.repeats + 2} from the 'server up' variant)")
+              f"{args.repeats + 5} from the server-up fits)")
 
     print(f"\n{args.steps} steps at batch size 1, {args.repeats} interleaved repeats, "
           f"torch threads 1, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
@@ -202,6 +264,10 @@ def main() -> None:
                   f"{median / base:>8.3f}{paired:>8.3f}{fastest:>8.3f}   "
                   + " ".join(f"{t:.3f}" for t in times[name]))
     report_hook_cost(statistics.median(wall["baseline"]) / args.steps * 1e6)
+    print(f"step-interleaved (callback on even steps only, same fit, server up, median of 3 "
+          f"fits): step {inter['on']:.1f} us with it, {inter['off']:.1f} us without; paired "
+          f"difference median {inter['diff']:.2f} us, mean {inter['mean_diff']:.2f} us -> "
+          f"ratio {inter['ratio']:.4f}")
     for label, times in (("wall", wall), ("CPU", cpu)):
         empty = statistics.median(times["empty callback"])
         up = statistics.median(times["mlops (server up)"]) / empty
