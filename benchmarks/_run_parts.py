@@ -78,8 +78,9 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
             log("callback overhead: step-interleaved fits")
             inter = co.interleaved_cost(loader)
     durations = sorted(getattr(co.TimedMLOpsCallback, "durations", []))
-    hook = ({"median": statistics.median(durations) / 1000,
-             "p99": durations[int(len(durations) * 0.99)] / 1000} if durations else None)
+    hook = ({"calls": len(durations), "median": statistics.median(durations) / 1000,
+             "p99": durations[int(len(durations) * 0.99)] / 1000,
+             "per_step": sum(durations) / 1000 / steps} if durations else None)
     return {"steps": steps, "repeats": repeats, "wall": wall, "cpu": cpu, "hook": hook,
             "interleaved": inter}
 

@@ -263,7 +263,7 @@ def main() -> None:
             print(f"{name:<22}{median:>10.3f}{median / args.steps * 1e6:>10.1f}"
                   f"{median / base:>8.3f}{paired:>8.3f}{fastest:>8.3f}   "
                   + " ".join(f"{t:.3f}" for t in times[name]))
-    report_hook_cost(statistics.median(wall["baseline"]) / args.steps * 1e6)
+    report_hook_cost(statistics.median(wall["baseline"]) / args.steps * 1e6, args.steps)
     print(f"step-interleaved (callback on even steps only, same fit, server up, median of 3 "
           f"fits): step {inter['on']:.1f} us with it, {inter['off']:.1f} us without; paired "
           f"difference median {inter['diff']:.2f} us, mean {inter['mean_diff']:.2f} us -> "
@@ -284,16 +284,17 @@ def assert_no_port_clash(port: int) -> None:
                   file=sys.stderr)
 
 
-def report_hook_cost(baseline_step_us: float) -> None:
+def report_hook_cost(baseline_step_us: float, steps: int) -> None:
     durations = sorted(TimedMLOpsCallback.durations)
     if not durations:
         return
     median = statistics.median(durations) / 1000
     mean = statistics.fmean(durations) / 1000
     p99 = durations[int(len(durations) * 0.99)] / 1000
-    print(f"\nMLOpsCallback.on_train_batch_end (server up), {len(durations)} calls: median "
-          f"{median:.2f} us, mean {mean:.2f} us, p99 {p99:.2f} us; the median is "
-          f"{100 * median / baseline_step_us:.2f}% of a baseline step")
+    print(f"\nMLOpsCallback.on_train_batch_end (server up), {len(durations)} calls (paused "
+          f"between progress events): median {median:.2f} us, mean {mean:.2f} us, p99 "
+          f"{p99:.2f} us; on average {sum(durations) / 1000 / steps:.2f} us a step, "
+          f"{100 * sum(durations) / 1000 / steps / baseline_step_us:.3f}% of a baseline step")
 
 
 if __name__ == "__main__":
