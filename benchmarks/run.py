@@ -16,7 +16,7 @@ Parts (each in its own process, in this order; the measuring code is the owners'
 
 Usage::
 
-    python benchmarks/run.py               # 6-10 minutes on 2 cores
+    python benchmarks/run.py               # about 8 minutes on 2 cores
     python benchmarks/run.py --quick       # 3-4 minutes, smaller runs
     python benchmarks/run.py --parts callback,emit --json results.json
 
