@@ -60,19 +60,8 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
             "no plugins": mlops(None),
             "tqdm": lambda: co.fit_once(loader, [co.TQDMProgressBar(refresh_rate=1)], True),
         }
-        names = list(variants)
-        for name in names:
-            variants[name]()  # warm-up: imports, allocator, first connection
-        wall: dict[str, list[float]] = {n: [] for n in names}
-        cpu: dict[str, list[float]] = {n: [] for n in names}
-        for repeat in range(repeats):
-            order = names[repeat % len(names):] + names[:repeat % len(names)]
-            for name in order:
-                seconds, thread_seconds = variants[name]()
-                wall[name].append(seconds)
-                cpu[name].append(thread_seconds)
-            log(f"callback overhead: repeat {repeat + 1}/{repeats}: " + ", ".join(
-                f"{n} {wall[n][-1]:.2f}s" for n in names))
+        wall, cpu = co.run_interleaved(variants, repeats,
+                                       lambda line: log(f"callback overhead: {line}"))
         with co.publishing_to(up_url):
             co.fit_once(loader, [co.TimedMLOpsCallback("bench-timed")], False)
             log("callback overhead: step-interleaved fits")

@@ -180,6 +180,32 @@ def interleaved_cost(loader: DataLoader[Any], fits: int = 3) -> dict[str, float]
     return result
 
 
+Variant = Callable[[], tuple[float, float]]
+
+
+def run_interleaved(variants: dict[str, Variant], repeats: int, log: Callable[[str], None]
+                    ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One warm-up fit per variant, then ``repeats`` rounds, the order rotating every round.
+
+    Returns:
+        The wall and training-thread CPU seconds of every fit, per variant.
+    """
+    names = list(variants)
+    for name in names:  # warm-up: imports, allocator, first connection
+        variants[name]()
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
+        for name in order:
+            seconds, thread_seconds = variants[name]()
+            wall[name].append(seconds)
+            cpu[name].append(thread_seconds)
+        log(f"repeat {repeat + 1}/{repeats}: " + ", ".join(
+            f"{n} {wall[n][-1]:.3f}s" for n in names))
+    return wall, cpu
+
+
 @contextlib.contextmanager
 def publishing_to(url: str | None) -> Iterator[None]:
     """Point the process's publisher at ``url`` (a fresh plugin manager per variant).
@@ -224,18 +250,7 @@ def main() -> None:
             "tqdm": lambda: fit_once(loader, [TQDMProgressBar(refresh_rate=1)], True),
         }
         names = list(variants)
-        for name in names:  # warm-up: imports, allocator, first connection
-            variants[name]()
-        wall: dict[str, list[float]] = {name: [] for name in names}
-        cpu: dict[str, list[float]] = {name: [] for name in names}
-        for repeat in range(args.repeats):
-            order = names[repeat % len(names):] + names[:repeat % len(names)]
-            for name in order:
-                seconds, thread_seconds = variants[name]()
-                wall[name].append(seconds)
-                cpu[name].append(thread_seconds)
-            print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(
-                f"{n} {wall[n][-1]:.3f}s" for n in names), flush=True)
+        wall, cpu = run_interleaved(variants, args.repeats, lambda line: print(line, flush=True))
         assert_no_port_clash(down_port)
         with publishing_to(up_url):
             fit_once(loader, [TimedMLOpsCallback("bench-timed")], False)
