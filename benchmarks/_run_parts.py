@@ -66,6 +66,7 @@ def callback(quick: bool, log: Log) -> dict[str, Any]:
             co.fit_once(loader, [co.TimedMLOpsCallback("bench-timed")], False)
             log("callback overhead: step-interleaved fits")
             inter = co.interleaved_cost(loader)
+            inter["aa"] = co.interleaved_cost(loader, make=co.Inert)["ratio"]
     durations = sorted(getattr(co.TimedMLOpsCallback, "durations", []))
     hook = ({"calls": len(durations), "median": statistics.median(durations) / 1000,
              "p99": durations[int(len(durations) * 0.99)] / 1000,

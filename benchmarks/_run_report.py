@@ -117,7 +117,9 @@ def callback_rows(r: dict[str, Any]) -> list[Row]:
                      "(server up, 3 fits): neighbouring steps with and without it",
                      f"{inter['on']:.1f} µs/step; paired difference median "
                      f"{inter['diff']:.2f} µs, mean {inter['mean_diff']:.2f} µs",
-                     f"without it {inter['off']:.1f} µs/step", f"{inter['ratio']:.4f}",
+                     f"without it {inter['off']:.1f} µs/step",
+                     f"{inter['ratio']:.4f} (A/A, a callback never entered: "
+                     f"{inter.get('aa', float('nan')):.4f})",
                      "<= 1.01", _met(inter["ratio"] <= 1.01)))
     return rows
 

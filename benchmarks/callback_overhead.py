@@ -162,8 +162,23 @@ class EveryOtherStep(L.Callback):
                 "mean_diff": statistics.fmean(diffs) * 1e6, "pairs": len(pairs)}
 
 
-def interleaved_cost(loader: DataLoader[Any], fits: int = 3) -> dict[str, float]:
-    """The per-step cost of ``MLOpsCallback`` from steps with and without it in one fit.
+class Inert(L.Callback):
+    """A callback Lightning never enters on a step: the A/A control of the interleaved measure."""
+
+
+for _hook in ("on_train_batch_start", "on_train_batch_end", "on_before_backward",
+              "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad"):
+    setattr(Inert, _hook, None)
+
+
+def interleaved_cost(loader: DataLoader[Any], fits: int = 3,
+                     make: Callable[[], L.Callback] | None = None) -> dict[str, float]:
+    """The per-step cost of a callback from steps with and without it in one fit.
+
+    Args:
+        loader: The training data.
+        fits: Fits to run; each figure is the median over them.
+        make: Builds the callback (default: ``MLOpsCallback``; :class:`Inert` for the A/A).
 
     Returns:
         The median over ``fits`` fits of each figure of :meth:`EveryOtherStep.cost`, plus
@@ -171,7 +186,7 @@ def interleaved_cost(loader: DataLoader[Any], fits: int = 3) -> dict[str, float]
     """
     costs = []
     for _ in range(fits):
-        target = MLOpsCallback("bench-interleaved")
+        target = make() if make is not None else MLOpsCallback("bench-interleaved")
         clock = EveryOtherStep(target)
         fit_once(loader, [clock, target], False)
         costs.append(clock.cost())
@@ -256,6 +271,7 @@ def main() -> None:
             fit_once(loader, [TimedMLOpsCallback("bench-timed")], False)
         with publishing_to(up_url):
             inter = interleaved_cost(loader)
+        aa = interleaved_cost(loader, make=Inert)
         with urllib.request.urlopen(f"{server.http_url}/api/models", timeout=10) as reply:
             runs = json.load(reply)["runs"]
         completed = sum(1 for run in runs if run.get("status") == "completed")
@@ -282,7 +298,8 @@ def main() -> None:
     print(f"step-interleaved (callback on even steps only, same fit, server up, median of 3 "
           f"fits): step {inter['on']:.1f} us with it, {inter['off']:.1f} us without; paired "
           f"difference median {inter['diff']:.2f} us, mean {inter['mean_diff']:.2f} us -> "
-          f"ratio {inter['ratio']:.4f}")
+          f"ratio {inter['ratio']:.4f}; A/A (a callback never entered): paired difference "
+          f"median {aa['diff']:.2f} us, mean {aa['mean_diff']:.2f} us -> ratio {aa['ratio']:.4f}")
     for label, times in (("wall", wall), ("CPU", cpu)):
         empty = statistics.median(times["empty callback"])
         up = statistics.median(times["mlops (server up)"]) / empty
