@@ -26,6 +26,17 @@ _tie = itertools.count()
 _pid: int | None = None
 
 
+def _after_fork_in_child() -> None:
+    """A fresh lock and no thread in a forked child (the parent's lock may have been held)."""
+    global _cond, _pid
+    _cond = threading.Condition()
+    _heap.clear()
+    _pid = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def rearm_at(callback: Any, hook: str, when: float) -> None:
     """Remove ``callback``'s instance attribute ``hook`` at ``when`` (``time.perf_counter()``).
 

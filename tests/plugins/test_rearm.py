@@ -48,3 +48,34 @@ def test_earlier_deadlines_are_served_first_and_dead_callbacks_are_skipped():
     gc.collect()  # held weakly: nothing keeps it alive, and its entry is dropped
     wait_until(lambda: "hook" not in vars(early))
     assert late.hook is None  # its time has not come
+
+
+def _child_rearms(queue) -> None:  # runs in a forked child
+    obj = Hooked()
+    obj.hook = None
+    rearm_at(obj, "hook", time.perf_counter() + 0.05)
+    deadline = time.monotonic() + 5
+    while "hook" in vars(obj) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    queue.put("hook" not in vars(obj))
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")  # Python 3.12+: threads
+def test_a_forked_child_gets_its_own_thread():
+    import multiprocessing
+
+    parent = Hooked()
+    parent.hook = None
+    rearm_at(parent, "hook", time.perf_counter() + 60)  # the parent's thread is running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_rearms, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=10) is True
+    finally:
+        child.join(10)
+        queue.close()
+        queue.join_thread()
+    assert child.exitcode == 0
+    assert parent.hook is None  # the parent's schedule is untouched
