@@ -115,6 +115,7 @@ class TimedMLOpsCallback(MLOpsCallback):
     """Measures the time spent inside the per-batch hook (one extra fit, not in the ratios)."""
 
     durations: list[int] = []
+    _pausable_override = True  # it only times the parent's hook: paused like the parent
 
     def on_train_batch_end(self, *args: Any) -> None:
         start = time.perf_counter_ns()

@@ -122,6 +122,10 @@ class _MLOpsCallbackImpl:
         self._restored_run_id: str | None = None
         self._last_step = 0
         self._counting = False  # between on_train_start and the end of the fit
+        # a subclass's own on_train_batch_end must run on every batch: never paused then
+        self._may_pause = (type(self).on_train_batch_end
+                           is _MLOpsCallbackImpl.on_train_batch_end
+                           or getattr(type(self), "_pausable_override", False))
         self._step_tracker: Any = None
         self._exit_guard: Any = None
 
@@ -243,7 +247,8 @@ class _MLOpsCallbackImpl:
         Once a progress event is sent, the hook pauses itself until the next one is due (the
         instance attribute is ``None``, so Lightning skips the call and its profiler context;
         :func:`~._rearm.rearm_at` removes it then). The step count is absolute, so the skipped
-        batches are counted at the next call, and lifecycle hooks catch up first.
+        batches are counted at the next call, and lifecycle hooks catch up first. A subclass
+        that overrides this hook is never paused: its own code runs on every batch.
         """
         run = self._run
         if run is None:
@@ -258,7 +263,7 @@ class _MLOpsCallbackImpl:
             run.step(loss, step - self._last_step)
             self._last_step = step
             wake = run.next_progress_at
-            if wake - time.perf_counter() >= MIN_PAUSE and wake != math.inf:
+            if self._may_pause and wake != math.inf and wake - time.perf_counter() >= MIN_PAUSE:
                 self.on_train_batch_end = None  # type: ignore[method-assign,assignment]
                 rearm_at(self, "on_train_batch_end", wake)
         except Exception as exc:

@@ -460,6 +460,20 @@ def test_batch_hook_pauses_between_progress_events_and_steps_stay_exact(pm, reco
     assert _batch_hook_calls(profiler, eager) == t.global_step == 80
 
 
+def test_a_subclass_with_its_own_batch_hook_is_never_paused(pm, recorder):
+    class Counting(MLOpsCallback):
+        calls = 0
+
+        def on_train_batch_end(self, *args):
+            Counting.calls += 1
+            super().on_train_batch_end(*args)
+
+    train, val = digits_loaders(batch_size=8)
+    t = trainer([Counting("counting", emit=pm.dispatch, throttle=30)], max_epochs=1)
+    t.fit(DigitsMLP(), train, val)
+    assert Counting.calls == t.global_step == 80
+
+
 def test_failure_while_the_batch_hook_is_paused_counts_every_step(pm, recorder):
     module = DigitsMLP(fail_at_epoch=1)
     train, val = digits_loaders(batch_size=8)
