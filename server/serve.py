@@ -2,10 +2,18 @@
 
 uvicorn handles SIGINT and SIGTERM: open connections are closed, then the app's lifespan ends,
 which stops the background tasks and writes the remaining history to SQLite.
+
+Before serving, what was built to start (modules, the app: it lives as long as the process) is
+moved out of the cyclic garbage collector's reach (:func:`gc.freeze`). A full collection then
+scans only what serving allocated: events held for a while, e.g. in a slow subscriber's queue
+until it is closed with 4008, promote enough objects to the oldest generation to set one off,
+and scanning the startup heap as well paused the event loop about 30 ms (every subscriber's
+delivery with it).
 """
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -98,6 +106,8 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
               file=sys.stderr)
     sys.stderr.flush()
     logging.getLogger("asyncio").addFilter(_LostPeerWrites())
+    gc.collect()
+    gc.freeze()
     try:
         server.run()
     except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
