@@ -35,6 +35,14 @@ class Recorder:
         return out
 
 
+def bare_manager(**plugins: object) -> PluginManager:
+    """A training-side manager with only ``plugins`` (by name): no built-ins, no entry points."""
+    manager = create_plugin_manager("training", builtins=False, entrypoints=False)
+    for name, plugin in plugins.items():
+        manager.register(plugin, name=name)
+    return manager
+
+
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
@@ -42,7 +50,5 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def pm(recorder: Recorder) -> PluginManager:
-    """A training-side manager with only the recorder: no built-ins, no entry points."""
-    manager = create_plugin_manager("training", builtins=False, entrypoints=False)
-    manager.register(recorder, name="recorder")
-    return manager
+    """A training-side manager with only the recorder."""
+    return bare_manager(recorder=recorder)

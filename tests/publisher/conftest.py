@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from mlops_hooks.manager import PluginManager, create_plugin_manager
+from mlops_hooks.manager import PluginManager
 from mlops_hooks.publisher import Publisher
 from tests.publisher.support import FAST, Server, States
+from tests.recorder import bare_manager
 from tests.redis_server import redis_server
 
 __all__ = ["redis_server"]  # a fixture too (skips when redis-server is missing)
@@ -41,9 +42,7 @@ def states() -> States:
 
 @pytest.fixture
 def plugin_manager(states: States) -> PluginManager:
-    pm = create_plugin_manager("training", builtins=False, entrypoints=False)
-    pm.register(states, name="states")
-    return pm
+    return bare_manager(states=states)
 
 
 @pytest.fixture
