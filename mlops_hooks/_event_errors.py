@@ -97,6 +97,17 @@ def _not_utf8(exc: UnicodeDecodeError) -> EventError:
                       f"invalid UTF-8 ({exc.reason} at byte {exc.start})")
 
 
+def _utf8_error(data: Any) -> UnicodeDecodeError | None:
+    """The :class:`UnicodeDecodeError` of ``data`` when it is bytes that are not UTF-8."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return None
+    try:
+        bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc
+    return None
+
+
 def explain(
     exc: msgspec.ValidationError | msgspec.DecodeError | ValueError | RecursionError,
     data: Any,
@@ -108,6 +119,10 @@ def explain(
     if isinstance(exc, UnicodeDecodeError):
         return _not_utf8(exc)
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        # Classified from the input, not from msgspec's wording (which changes between releases).
+        bad_text = _utf8_error(data)
+        if bad_text is not None:
+            return _not_utf8(bad_text)
         return EventError("", "a JSON object", f"malformed JSON ({exc})")
     message = str(exc)
     m = _AT.match(message)
@@ -118,6 +133,9 @@ def explain(
         try:
             raw = msgspec.json.decode(data)
         except msgspec.DecodeError:
+            bad_text = _utf8_error(data)
+            if bad_text is not None:
+                return _not_utf8(bad_text)
             return EventError("", "a JSON object", "malformed JSON")
         except RecursionError:
             return _too_deep()
