@@ -1,9 +1,46 @@
+"""``WS /ws``, each test on both paths a subscriber can take.
+
+``asgi``: Starlette's TestClient (no socket: the hub awaits the ASGI ``send`` per message).
+``live``: a real ``mlops-hooks serve`` process and a real WebSocket client, where the hub writes
+the records' prebuilt frames through the connection's frame sink, as in production.
+"""
+
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import WebSocketDenialResponse
 
+from tests.live_server import LiveServer
 from tests.server.conftest import activity, progress
+from tests.server.live import LiveClient, live_flags
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["asgi", "live"])
+def make_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make_client(**config)``: a TestClient around an app, or a client of a real server."""
+    if request.param == "asgi":
+        yield request.getfixturevalue("make_client")
+        return
+    servers: list[tuple[LiveServer, LiveClient]] = []
+
+    def make(**overrides: Any) -> LiveClient:
+        server = LiveServer(tmp_path / f"live{len(servers)}", extra_args=live_flags(overrides))
+        server.start()
+        servers.append((server, LiveClient(server)))
+        return servers[-1][1]
+
+    try:
+        yield make
+    finally:
+        for server, client in reversed(servers):
+            client.close()
+            server.stop()
 
 
 def test_first_frame_is_the_snapshot_with_its_seq(client):
