@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
-
-import warnings
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
