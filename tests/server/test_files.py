@@ -195,16 +195,37 @@ class _Clock:
         return self.now
 
 
+class _Lockstep:
+    """Two request bodies that hand over each chunk together, at one clock reading per chunk."""
+
+    def __init__(self, clock: _Clock, parties: int) -> None:
+        self.clock, self.parties = clock, parties
+        self.arrived = 0
+        self.released = asyncio.Event()
+
+    async def at(self, now: float) -> None:
+        """Once every body asks for its next chunk (the app handled the last), set the time."""
+        released = self.released
+        self.arrived += 1
+        if self.arrived == self.parties:
+            self.clock.now = now
+            self.arrived = 0
+            self.released = asyncio.Event()
+            released.set()
+        else:
+            await released.wait()
+
+
 def test_upload_progress_is_at_most_4_per_second_per_file_then_100(tmp_path, monkeypatch):
-    """Under a controlled clock the body arrives in 40 chunks 1/16 s apart (2.5 s in all)."""
+    """Two uploads under a controlled clock, each body in 40 chunks 1/16 s apart (2.5 s)."""
     clock = _Clock()
     monkeypatch.setattr(files, "time", clock)
-    seen: list[tuple[float, int, float | None]] = []
+    seen: list[tuple[str, float, int, float | None]] = []
 
     class Watch:
         @hookimpl
         def mlops_upload_progress(self, event):
-            seen.append((clock.now, event.bytes_uploaded, event.progress_percent))
+            seen.append((event.filename, clock.now, event.bytes_uploaded, event.progress_percent))
 
     pm = create_plugin_manager("server", builtins=False, entrypoints=False)
     pm.register(Watch(), name="watch")
@@ -213,30 +234,37 @@ def test_upload_progress_is_at_most_4_per_second_per_file_then_100(tmp_path, mon
     data = b"".join(rows)
     chunk = len(data) // 40
     assert chunk * 40 == len(data) and b"\r" not in data
-    head = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="rate.csv"\r\n'
-            b"Content-Type: text/csv\r\n\r\n")
     tail = b"\r\n--XyZ--\r\n"
 
-    async def body() -> AsyncIterator[bytes]:
-        yield head  # at t=0
+    def head(name: str) -> bytes:
+        return (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
+                b"Content-Type: text/csv\r\n\r\n" % name.encode())
+
+    async def body(name: str, step: _Lockstep) -> AsyncIterator[bytes]:
+        await step.at(0.0)
+        yield head(name)
         for k in range(1, 41):
-            clock.now = k / 16  # the app handles each chunk before it asks for the next
+            await step.at(k / 16)  # the app asks for chunk k only once it handled chunk k-1
             yield data[(k - 1) * chunk:k * chunk]
-        clock.now = 41 / 16
+        await step.at(41 / 16)
         yield tail
 
-    async def scenario() -> httpx.Response:
+    async def scenario() -> list[httpx.Response]:
+        step = _Lockstep(clock, 2)
         async with app.router.lifespan_context(app), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
-            return await http.post("/api/files", content=body(), headers={
-                "content-type": "multipart/form-data; boundary=XyZ",
-                "content-length": str(len(head) + len(data) + len(tail))})
+            return list(await asyncio.gather(*(
+                http.post("/api/files", content=body(name, step), headers={
+                    "content-type": "multipart/form-data; boundary=XyZ",
+                    "content-length": str(len(head(name)) + len(data) + len(tail))})
+                for name in ("one.csv", "two.csv"))))
 
-    response = asyncio.run(scenario())
-    assert response.status_code == 200 and response.json()["rows"] == 639
-    *during, final = seen
-    # The first chunk reports at once; then one report per 4 chunks (1/4 s), never more.
-    assert [(t, n) for t, n, _ in during] == [(k / 16, k * chunk) for k in range(1, 41, 4)]
-    assert all(b[0] - a[0] >= 0.25 for a, b in itertools.pairwise(during))
-    assert [p for _, _, p in during] == sorted(p for _, _, p in during)
-    assert final == (41 / 16, len(data), 100.0)
+    for response in asyncio.run(scenario()):
+        assert response.status_code == 200 and response.json()["rows"] == 639
+    for name in ("one.csv", "two.csv"):  # each file has its own budget
+        *during, final = [entry[1:] for entry in seen if entry[0] == name]
+        # The first chunk reports at once; then one report per 4 chunks (1/4 s), never more.
+        assert [(t, n) for t, n, _ in during] == [(k / 16, k * chunk) for k in range(1, 41, 4)]
+        assert all(b[0] - a[0] >= 0.25 for a, b in itertools.pairwise(during))
+        assert [p for _, _, p in during] == sorted(p for _, _, p in during)
+        assert final == (41 / 16, len(data), 100.0)
