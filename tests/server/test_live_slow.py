@@ -95,9 +95,10 @@ def test_a_dashboard_behind_gets_the_newest_state_per_key_and_every_lifecycle_ev
                     assert ack["type"] == "ack", ack
                     acked.append((ack["seq"], event))
 
-                # 1. Fill the slow dashboard's socket until the server holds events for it.
+                # 1. Fill the slow dashboard's socket until the server holds events for it
+                # (50 queued: more than a reader that keeps up ever has waiting).
                 n = 0
-                while _metric(server, 'mlops_hooks_queue_depth{stat="max"}') < 3:
+                while _metric(server, 'mlops_hooks_queue_depth{stat="max"}') < 50:
                     for _ in range(25):
                         await send(_activity(n, size=4000))
                         n += 1
