@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import httpx
 import keras  # KERAS_BACKEND=torch is set by conftest.py before this import
 import numpy as np
 import pytest
@@ -13,11 +14,13 @@ import pytest
 from mlops_hooks import events as ev
 from mlops_hooks.plugins import _open_runs
 from mlops_hooks.plugins.keras import MLOpsCallback
+from tests.live_server import LiveServer
 from tests.plugins.conftest import (
     assert_one_run,
     assert_progress_monotonic_to_100,
     assert_wire_valid,
 )
+from tests.server.live import QUIET
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -169,6 +172,45 @@ def test_an_uncaught_exception_in_a_script_is_reported(tmp_path):
         100 / 3, abs=0.1)
 
 
+LEFT_OPEN = textwrap.dedent("""
+    import numpy as np, keras
+    from mlops_hooks.plugins.keras import MLOpsCallback
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise ValueError("a callback broke in epoch 2")
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.zeros((32, 4), "float32")
+    try:  # outside a step, without `with`: Keras never tells the adapter
+        model.fit(x, np.zeros((32, 2), "float32"), epochs=3, batch_size=8, verbose=0,
+                  callbacks=[MLOpsCallback("left-open", run_id="run_left_open"), Boom()])
+    except ValueError:
+        print("caught and ignored")
+""")
+
+
+@pytest.mark.slow
+def test_a_run_still_open_at_interpreter_exit_reaches_a_real_server_as_failed(tmp_path):
+    with LiveServer(tmp_path / "server", extra_args=list(QUIET)) as server:
+        env = {**os.environ, "KERAS_BACKEND": "torch", "MLOPS_HOOKS_URL": server.ws_url,
+               "MLOPS_HOOKS_DISABLE": "console", "MLOPS_HOOKS_FLUSH_TIMEOUT": "30"}
+        env.pop("MLOPS_HOOKS_JSONL", None)
+        done = subprocess.run([sys.executable, "-c", LEFT_OPEN], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout == "caught and ignored\n", done.stderr
+        models = httpx.get(server.http_url + "/api/models", timeout=10).json()
+    (run,) = [r for r in models["runs"] if r["run_id"] == "run_left_open"]
+    assert run["status"] == "failed" and run["completed"] is None
+    failed = run["failed"]
+    assert "the process exited before the run finished" in failed["error"]
+    assert (failed["stage_failed"], failed["model_name"]) == ("model_training", "left-open")
+    assert failed["progress_when_failed"] == pytest.approx(100 / 3, abs=0.1)  # 1 epoch of 3
+    assert failed["error_code"] == "TERMINATED"
+
+
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # how Keras learns the length
 def test_unknown_steps_progress_by_epochs_then_learnt_epoch_length(pm, recorder, digits):
     import torch
@@ -217,6 +259,26 @@ def test_each_fit_is_a_new_run_unless_a_run_id_is_given(pm, recorder, digits):
     model.fit(x, y, epochs=1, batch_size=256, verbose=0,
               callbacks=[MLOpsCallback(run_id="run_fixed", emit=pm.dispatch)])
     assert {e.run_id for e in recorder.events} == {"run_fixed"}
+
+
+def test_a_fit_resumed_at_initial_epoch_continues_the_progress_from_there(pm, recorder, digits):
+    x, y = digits
+    model = model_for()
+    model.fit(x, y, epochs=3, batch_size=100, verbose=0,
+              callbacks=[MLOpsCallback(run_id="run_resumed", emit=pm.dispatch, throttle=0)])
+    recorder.events.clear()
+    model.fit(x, y, epochs=5, initial_epoch=3, batch_size=100, verbose=0,  # 8 steps an epoch
+              callbacks=[MLOpsCallback(run_id="run_resumed", emit=pm.dispatch, throttle=0)])
+    assert assert_one_run(recorder) == "run_resumed"
+    stepped = [(e.current_epoch, e.current_step, e.progress) for e in recorder.progress()
+               if e.current_step]
+    # Epochs 4 and 5 of 5: steps 25..40 of 40, never back at 0 %.
+    expected = [(4 if step <= 32 else 5, step, step * 100 / 40) for step in range(25, 41)]
+    assert sorted(set(stepped)) == expected
+    assert [p for _, _, p in stepped] == sorted(p for _, _, p in stepped)
+    assert {(e.total_steps, e.total_epochs) for e in recorder.progress()} == {(40, 5)}
+    (done,) = recorder.of_type("training_completed")
+    assert done.total_epochs == 5 and recorder.progress()[-1].progress == 100
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection as SyncConnection
+from websockets.sync.client import connect as sync_connect
+
+from tests.live_server import LiveServer
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import WebSocketDenialResponse
 
 TIMEOUT = 10.0
 
@@ -37,3 +50,83 @@ def publisher(url: str, token: str | None = None, **kwargs: Any) -> Any:
 async def publish(ws: ClientConnection, event: dict[str, Any] | str) -> dict[str, Any]:
     await ws.send(event if isinstance(event, str) else json.dumps(event))
     return await recv_json(ws)
+
+
+# --------------------------------------------------------------------------- the TestClient's
+# surface over a real server, so one test body runs on both paths: Starlette's TestClient (no
+# socket: the ASGI ``send`` fallback) and ``mlops-hooks serve`` (the frame sink on a socket).
+
+#: ``create_app`` config overrides and the ``serve`` flags that set them.
+FLAGS = {"replay_size": "--replay-size", "queue_max_bytes": "--queue-size",
+         "allowed_hosts": "--allowed-host", "token": "--token"}
+QUIET = ("--metrics-interval", "0", "--stall-timeout", "0")
+
+
+class LiveSession:
+    """A ``websockets`` sync client with the methods tests call on a TestClient session."""
+
+    def __init__(self, ws: SyncConnection) -> None:
+        self.ws = ws
+
+    def receive_text(self, timeout: float = TIMEOUT) -> str:
+        message = self.ws.recv(timeout)
+        assert isinstance(message, str), message
+        return message
+
+    def receive_json(self, timeout: float = TIMEOUT) -> Any:
+        return json.loads(self.receive_text(timeout))
+
+    def send_text(self, text: str) -> None:
+        self.ws.send(text)
+
+    def send_json(self, data: Any) -> None:
+        self.ws.send(json.dumps(data))
+
+
+class LiveClient:
+    """What the subscribe tests use of Starlette's ``TestClient``, against a real server.
+
+    Args:
+        server: A started ``mlops-hooks serve`` process.
+    """
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.http_url, timeout=TIMEOUT)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.post(path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+    @contextlib.contextmanager
+    def websocket_connect(self, path: str, headers: dict[str, str] | None = None,
+                          ) -> Iterator[LiveSession]:
+        """Open ``path`` on the server; a refused handshake raises what the TestClient raises."""
+        url = f"ws://127.0.0.1:{self.server.port}{path}"
+        try:
+            ws = sync_connect(url, compression=None, additional_headers=headers,
+                              open_timeout=TIMEOUT)
+        except InvalidStatus as refused:
+            response = refused.response
+            denial = WebSocketDenialResponse(status_code=response.status_code,
+                                             headers=list(response.headers.raw_items()),
+                                             content=bytes(response.body or b""))
+            denial.read()
+            raise denial from None
+        with ws:
+            yield LiveSession(ws)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def live_flags(overrides: dict[str, Any]) -> list[str]:
+    """``serve`` flags for ``create_app`` config overrides (the ones live tests use)."""
+    flags: list[str] = list(QUIET)
+    for name, value in overrides.items():
+        values = value if isinstance(value, tuple | list) else (value,)
+        for item in values:
+            flags += [FLAGS[name], str(item)]
+    return flags

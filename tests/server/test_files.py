@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+
+import httpx
 import pytest
 
+from mlops_hooks.manager import create_plugin_manager, hookimpl
+from mlops_hooks.server import create_app, files
 from mlops_hooks.server.csvcheck import CsvProblem, validate_csv
 from mlops_hooks.server.files import safe_filename
-from tests.server.conftest import RefusingBackend
+from tests.server.conftest import RefusingBackend, unit_config
 
 CSV = b"age,income,plan,churn_status\n34,52000,basic,yes\n45,61000,pro,no\n29,,basic,no\n"
 
@@ -174,3 +182,89 @@ def test_an_upload_directory_that_cannot_be_used_is_a_clear_500(make_client, tmp
     body = response.json()
     assert body["status"] == "error" and body["filename"] == "x.csv"
     assert f"could not store the upload in {blocker}" in body["error"]
+
+
+class _Clock:
+    """A ``time`` module stand-in whose ``monotonic`` the test moves (binary fractions: exact)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.perf_counter = time.perf_counter
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _Lockstep:
+    """Two request bodies that hand over each chunk together, at one clock reading per chunk."""
+
+    def __init__(self, clock: _Clock, parties: int) -> None:
+        self.clock, self.parties = clock, parties
+        self.arrived = 0
+        self.released = asyncio.Event()
+
+    async def at(self, now: float) -> None:
+        """Once every body asks for its next chunk (the app handled the last), set the time."""
+        released = self.released
+        self.arrived += 1
+        if self.arrived == self.parties:
+            self.clock.now = now
+            self.arrived = 0
+            self.released = asyncio.Event()
+            released.set()
+        else:
+            await released.wait()
+
+
+def test_upload_progress_is_at_most_4_per_second_per_file_then_100(tmp_path, monkeypatch):
+    """Two uploads under a controlled clock, each body in 40 chunks 1/16 s apart (2.5 s)."""
+    clock = _Clock()
+    monkeypatch.setattr(files, "time", clock)
+    seen: list[tuple[str, float, int, float | None]] = []
+
+    class Watch:
+        @hookimpl
+        def mlops_upload_progress(self, event):
+            seen.append((event.filename, clock.now, event.bytes_uploaded, event.progress_percent))
+
+    pm = create_plugin_manager("server", builtins=False, entrypoints=False)
+    pm.register(Watch(), name="watch")
+    app = create_app(unit_config(tmp_path), plugins=pm)
+    rows = [b"aaaaaa,bbbbbb\n"] + [b"%06d,%06d\n" % (i, i) for i in range(639)]  # 14 B each
+    data = b"".join(rows)
+    chunk = len(data) // 40
+    assert chunk * 40 == len(data) and b"\r" not in data
+    tail = b"\r\n--XyZ--\r\n"
+
+    def head(name: str) -> bytes:
+        return (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
+                b"Content-Type: text/csv\r\n\r\n" % name.encode())
+
+    async def body(name: str, step: _Lockstep) -> AsyncIterator[bytes]:
+        await step.at(0.0)
+        yield head(name)
+        for k in range(1, 41):
+            await step.at(k / 16)  # the app asks for chunk k only once it handled chunk k-1
+            yield data[(k - 1) * chunk:k * chunk]
+        await step.at(41 / 16)
+        yield tail
+
+    async def scenario() -> list[httpx.Response]:
+        step = _Lockstep(clock, 2)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+            return list(await asyncio.gather(*(
+                http.post("/api/files", content=body(name, step), headers={
+                    "content-type": "multipart/form-data; boundary=XyZ",
+                    "content-length": str(len(head(name)) + len(data) + len(tail))})
+                for name in ("one.csv", "two.csv"))))
+
+    for response in asyncio.run(scenario()):
+        assert response.status_code == 200 and response.json()["rows"] == 639
+    for name in ("one.csv", "two.csv"):  # each file has its own budget
+        *during, final = [entry[1:] for entry in seen if entry[0] == name]
+        # The first chunk reports at once; then one report per 4 chunks (1/4 s), never more.
+        assert [(t, n) for t, n, _ in during] == [(k / 16, k * chunk) for k in range(1, 41, 4)]
+        assert all(b[0] - a[0] >= 0.25 for a, b in itertools.pairwise(during))
+        assert [p for _, _, p in during] == sorted(p for _, _, p in during)
+        assert final == (41 / 16, len(data), 100.0)

@@ -180,3 +180,69 @@ def test_an_invalid_event_is_not_worth_a_retry(client):
         assert pub.receive_json()["retry"] is False
         pub.send_text("{nope")
         assert pub.receive_json()["retry"] is False
+
+
+def test_post_a_single_invalid_event_names_index_0(client):
+    response = client.post("/api/events", json=progress(pct=101))  # one event, not an array
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["index"], body["field"]) == (0, "progress") and "101" in body["error"]
+    first = client.post("/api/events", json=[progress(pct=-1), progress()]).json()
+    assert (first["index"], first["field"]) == (0, "progress")
+    assert client.get("/healthz").json()["seq"] == 0
+
+
+def test_post_a_batch_refused_partway_is_503_with_the_stored_seqs_and_the_index(make_client):
+    backend = RefusingBackend()
+    backend.refuse_once = {"third"}
+    client = make_client(backend=backend)
+    batch = [activity(1), activity(2), activity(3) | {"event_id": "third"}, activity(4)]
+    with client.websocket_connect("/ws") as sub:
+        assert sub.receive_json()["seq"] == 0
+        response = client.post("/api/events", json=batch)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        body = response.json()
+        assert (body["seqs"], body["index"], body["retry"]) == ([1, 2], 2, True)
+        assert "cannot accept events right now" in body["error"]
+        assert backend.refused == ["third"]  # nothing behind it was tried
+        assert client.get("/healthz").json()["seq"] == 2
+        again = client.post("/api/events", json=batch[body["index"]:])  # resend the rest
+        assert again.status_code == 200 and again.json()["seqs"] == [3, 4]
+        got = [sub.receive_json() for _ in range(4)]
+    assert [(e["seq"], e["activity"]["id"]) for e in got] == [
+        (1, "act_1"), (2, "act_2"), (3, "act_3"), (4, "act_4")]
+
+
+def test_server_hooks_run_before_the_broadcast(make_client, monkeypatch):
+    from mlops_hooks.manager import create_plugin_manager, hookimpl
+
+    order: list[tuple[str, int]] = []
+
+    class Watcher:
+        @hookimpl
+        def mlops_activity_update(self, event):
+            order.append(("mlops_activity_update", event.seq))
+
+        @hookimpl
+        def mlops_event(self, event):
+            order.append(("mlops_event", event.seq))
+
+    pm = create_plugin_manager("server", builtins=False, entrypoints=False)
+    pm.register(Watcher(), name="watcher")
+    client = make_client(plugins=pm)
+    hub = client.app.state.core.hub
+    broadcast = hub.broadcast
+
+    def spy(record):
+        order.append(("broadcast", record.seq))
+        broadcast(record)
+
+    monkeypatch.setattr(hub, "broadcast", spy)
+    with client.websocket_connect("/ws") as sub:
+        sub.receive_json()
+        client.post("/api/events", json=[activity(1), activity(2)])
+        assert [sub.receive_json()["seq"] for _ in range(2)] == [1, 2]
+    assert len(order) == 6
+    for seq, (first, second, third) in ((1, order[:3]), (2, order[3:])):
+        assert {first, second} == {("mlops_activity_update", seq), ("mlops_event", seq)}
+        assert third == ("broadcast", seq)  # both hooks ran before any subscriber got it

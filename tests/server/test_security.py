@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import json
+import socket
+from typing import Any
+
+import httpx
 import pytest
 from starlette.testclient import WebSocketDenialResponse
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as sync_connect
 
+from tests.live_server import LiveServer
 from tests.server.conftest import progress
+from tests.server.live import QUIET, TIMEOUT
 
 
 def _denied(client, url, **kwargs):
@@ -80,3 +89,35 @@ def test_connection_cap(make_client):
         assert status == 503 and "too many connections" in error
     with client.websocket_connect("/ws") as c:
         assert c.receive_json()["connections"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_allowed_host_flag_lets_that_name_in_and_no_other(tmp_path):
+    """``serve --allowed-host``, on a real server: HTTP and the WebSocket handshake."""
+    with LiveServer(tmp_path, extra_args=[*QUIET, "--allowed-host", "dash.example",
+                                          "--allowed-host", "Ops.Example"]) as server:
+        port = server.port
+
+        def get(host: str) -> httpx.Response:
+            return httpx.get(f"{server.http_url}/api/models", headers={"Host": host},
+                             timeout=TIMEOUT)
+
+        def subscribe(host: str) -> Any:  # the URL's name is the Host header, sent to 127.0.0.1
+            sock = socket.create_connection(("127.0.0.1", port))
+            return sync_connect(f"ws://{host}:{port}/ws", sock=sock, compression=None,
+                                open_timeout=TIMEOUT)
+
+        for host in ("dash.example", "ops.example"):  # names compare case-insensitively
+            assert get(f"{host}:{port}").status_code == 200
+            with subscribe(host) as ws:
+                assert json.loads(ws.recv(TIMEOUT))["type"] == "snapshot"
+        refused = get(f"evil.example:{port}")
+        assert refused.status_code == 400
+        assert "--allowed-host evil.example" in refused.json()["error"]
+        assert get(f"sub.dash.example:{port}").status_code == 400  # no wildcard subdomains
+        with pytest.raises(InvalidStatus) as info:
+            subscribe("evil.example")
+        assert info.value.response.status_code == 400
+        assert "DNS-rebinding" in json.loads(bytes(info.value.response.body or b""))["error"]
+        assert get(f"127.0.0.1:{port}").status_code == 200  # addresses always pass

@@ -1,9 +1,46 @@
+"""``WS /ws``, each test on both paths a subscriber can take.
+
+``asgi``: Starlette's TestClient (no socket: the hub awaits the ASGI ``send`` per message).
+``live``: a real ``mlops-hooks serve`` process and a real WebSocket client, where the hub writes
+the records' prebuilt frames through the connection's frame sink, as in production.
+"""
+
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import WebSocketDenialResponse
 
+from tests.live_server import LiveServer
 from tests.server.conftest import activity, progress
+from tests.server.live import LiveClient, live_flags
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(params=["asgi", "live"])
+def make_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make_client(**config)``: a TestClient around an app, or a client of a real server."""
+    if request.param == "asgi":
+        yield request.getfixturevalue("make_client")
+        return
+    servers: list[tuple[LiveServer, LiveClient]] = []
+
+    def make(**overrides: Any) -> LiveClient:
+        server = LiveServer(tmp_path / f"live{len(servers)}", extra_args=live_flags(overrides))
+        server.start()
+        servers.append((server, LiveClient(server)))
+        return servers[-1][1]
+
+    try:
+        yield make
+    finally:
+        for server, client in reversed(servers):
+            client.close()
+            server.stop()
 
 
 def test_first_frame_is_the_snapshot_with_its_seq(client):
@@ -126,3 +163,56 @@ def test_two_subscribers_get_identical_frames(client):
         b.receive_json()
         client.post("/api/events", json=[activity(1), progress()])
         assert [a.receive_text() for _ in range(2)] == [b.receive_text() for _ in range(2)]
+
+
+def test_a_replay_too_large_for_the_queue_is_a_fresh_snapshot_instead(make_client):
+    client = make_client(queue_max_bytes=64 * 1024)  # a replay may fill at most half: 32 KiB
+    client.post("/api/events", json=[activity(i, size=4000) for i in range(5)])  # ~20 KiB
+    with client.websocket_connect("/ws?since=0") as sub:
+        assert sub.receive_json() == {"type": "replay", "from": 1, "to": 5, "count": 5}
+        assert [sub.receive_json()["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
+    client.post("/api/events", json=[activity(i, size=4000) for i in range(5, 10)])
+    with client.websocket_connect("/ws?since=0") as sub:  # ~40 KiB missed: too large
+        snapshot = sub.receive_json()
+        client.post("/api/events", json=activity(10))
+        live = sub.receive_json()
+    assert snapshot["type"] == "snapshot" and snapshot["seq"] == 10
+    assert [a["id"] for a in snapshot["activity"]][:2] == ["act_9", "act_8"]
+    assert live["seq"] == 11  # live events follow the snapshot, no gap
+    with client.websocket_connect("/ws?since=5") as sub:  # the last five fit again
+        assert sub.receive_json() == {"type": "replay", "from": 6, "to": 11, "count": 6}
+
+
+def _upload(name: str, done: int) -> dict:
+    return {"type": "upload_progress", "filename": name, "bytes_uploaded": done,
+            "total_bytes": 100}
+
+
+def _volume(model: str, total: int, milestone: int | None = None) -> dict:
+    return {"type": "prediction_volume", "model_id": model, "total_predictions": total,
+            "milestone_reached": milestone}
+
+
+def test_replay_coalesces_uploads_per_file_and_volume_per_model_but_not_milestones(make_client):
+    client = make_client()
+    events = []
+    for i in range(1, 4):
+        events += [_upload("a.csv", i), _upload("b.csv", i * 10), _volume("m1", i),
+                   _volume("m2", i * 100), _volume("m1", i, milestone=i)]
+    client.post("/api/events", json=events)  # seq 1..15
+    with client.websocket_connect("/ws?since=0") as sub:
+        header = sub.receive_json()
+        got = [sub.receive_json() for _ in range(header["count"])]
+    kept = [(e["seq"], e["type"], e.get("filename") or e.get("model_id"),
+             e.get("bytes_uploaded", e.get("total_predictions")), e.get("milestone_reached"))
+            for e in got]
+    assert kept == [
+        (5, "prediction_volume", "m1", 1, 1),    # milestones are never coalesced
+        (10, "prediction_volume", "m1", 2, 2),
+        (11, "upload_progress", "a.csv", 3, None),  # the newest of each file ...
+        (12, "upload_progress", "b.csv", 30, None),
+        (13, "prediction_volume", "m1", 3, None),  # ... and of each model
+        (14, "prediction_volume", "m2", 300, None),
+        (15, "prediction_volume", "m1", 3, 3),
+    ]
+    assert header == {"type": "replay", "from": 1, "to": 15, "count": 7}
