@@ -1,6 +1,8 @@
 """Real Chromium (Debian's /usr/bin/chromium) driving the dashboard of a real server process.
 
-Playwright's sync API in plain pytest functions; never ``playwright install``. One browser
+Playwright's sync API in plain pytest functions; never ``playwright install``. Without Chromium
+(``MLOPS_HOOKS_CHROMIUM`` overrides where it is looked for) the tests fail under ``make test`` and
+are skipped otherwise (:mod:`tests.sysdeps`). One browser
 with a fresh profile (user-data directory) per test module, so Playwright's event loop is gone
 before other modules' asyncio tests run; one page and one server per test.
 """
@@ -18,8 +20,8 @@ import pytest
 
 from tests.live_server import LiveServer
 from tests.spec_examples import optional_keys, payload_examples
+from tests.sysdeps import CHROMIUM, missing
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -100,15 +102,14 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} "
-                    "(`make sysdeps` installs it)")
+    chromium = CHROMIUM.require()
     if sync_playwright is None:
-        pytest.skip("the playwright Python package is not installed (pip install -e '.[dev]')")
+        missing("the playwright Python package is not installed (`make install`, or "
+                "pip install -e '.[dev]')")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            str(profile), executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True,
             viewport={"width": 1440, "height": 900}, color_scheme="light",
         )
         context.set_default_timeout(10_000)
