@@ -15,7 +15,7 @@ from tests.sysdeps import CHROMIUM, REDIS_SERVER, REQUIRE_ENV, SystemDependency
 ROOT = Path(__file__).resolve().parents[1]
 #: Tests that only take the real fixtures, run by a pytest of their own.
 USES_FIXTURES = '''
-from tests.browser.conftest import browser_context
+from tests.browser.conftest import browser_context, chromium
 from tests.redis_server import redis_aof, redis_server
 
 
