@@ -2,9 +2,10 @@
 
 Playwright's sync API in plain pytest functions; never ``playwright install``. Without Chromium
 (``MLOPS_HOOKS_CHROMIUM`` overrides where it is looked for) the tests fail under ``make test`` and
-are skipped otherwise (:mod:`tests.sysdeps`). One browser
-with a fresh profile (user-data directory) per test module, so Playwright's event loop is gone
-before other modules' asyncio tests run; one page and one server per test.
+are skipped otherwise (:mod:`tests.sysdeps`). One browser with a fresh profile (user-data
+directory) per test module, so Playwright's event loop is gone before other modules' asyncio
+tests run; one page and one server per test. A test that moves time (``clock_dash``) gets a
+browser of its own, since Playwright's fake clock belongs to the whole browser context.
 """
 
 from __future__ import annotations
