@@ -7,13 +7,12 @@ Example:
         redis.kill()                     # SIGKILL, like a crash
 
 Tests take the ``redis_server`` / ``redis_aof`` fixtures below (their ``conftest.py`` imports
-them), which skip with a clear reason when ``redis-server`` is not installed (``make sysdeps``
-installs it).
+them). Without ``redis-server`` (``MLOPS_HOOKS_REDIS_SERVER`` overrides where it is looked for)
+they fail under ``make test`` and are skipped otherwise (:mod:`tests.sysdeps`).
 """
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,11 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.live_server import end_process, free_port
-
-REDIS_SERVER = shutil.which("redis-server") or (
-    "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
-MISSING = ("redis-server is not installed (Debian: apt-get install redis-server, or "
-           "`make sysdeps`)")
+from tests.sysdeps import REDIS_SERVER
 
 
 class RedisServer:
@@ -42,8 +37,10 @@ class RedisServer:
 
     def __init__(self, workdir: Path, *, port: int | None = None,
                  appendonly: bool = False) -> None:
-        if REDIS_SERVER is None:
-            raise RuntimeError(MISSING)
+        executable = REDIS_SERVER.find()
+        if executable is None:
+            raise RuntimeError(REDIS_SERVER.reason())
+        self.executable = executable
         self.port = port or free_port()
         self.dir = Path(workdir) / f"redis-{self.port}"
         self.appendonly = appendonly
@@ -55,8 +52,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
-        assert REDIS_SERVER is not None
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [str(self.executable), "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--dir", str(self.dir), "--logfile", str(self.log_path),
                 "--daemonize", "no", "--protected-mode", "yes"]
         if self.appendonly:
@@ -129,17 +125,18 @@ class RedisServer:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server without persistence (skips when redis-server is missing)."""
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
+    """A fresh redis-server without persistence (fails or skips when it is missing)."""
+    REDIS_SERVER.require()
     with RedisServer(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
 def redis_aof(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server that fsyncs every write to its AOF (survives restarts and kill -9)."""
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
+    """A fresh redis-server that fsyncs every write to its AOF (survives restarts and kill -9).
+
+    Fails or skips when redis-server is missing.
+    """
+    REDIS_SERVER.require()
     with RedisServer(tmp_path, appendonly=True) as server:
         yield server

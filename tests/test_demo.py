@@ -338,7 +338,10 @@ def test_tty_display_redraws_one_line_that_fits_the_terminal(monkeypatch):
     display = Display(out, tty=True, stages=7, footer=lambda: "99 events on the dashboard")
     display.begin("A long stage title that does not fit", "short")
     display.update(50, "epoch 3/6 · loss 0.1234 · ETA 12s")
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # the redraw thread shows the update in its own time
+    while "\r\x1b[2K[1/7] short  ██████████" not in out.getvalue():
+        assert time.monotonic() < deadline, f"the update was never drawn: {out.getvalue()!r}"
+        time.sleep(0.01)
     display.done("fine")
     display.close()
     text = out.getvalue()

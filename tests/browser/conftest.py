@@ -1,14 +1,17 @@
 """Real Chromium (Debian's /usr/bin/chromium) driving the dashboard of a real server process.
 
-Playwright's sync API in plain pytest functions; never ``playwright install``. One browser
-with a fresh profile (user-data directory) per test module, so Playwright's event loop is gone
-before other modules' asyncio tests run; one page and one server per test.
+Playwright's sync API in plain pytest functions; never ``playwright install``. Without Chromium
+(``MLOPS_HOOKS_CHROMIUM`` overrides where it is looked for) the tests fail under ``make test`` and
+are skipped otherwise (:mod:`tests.sysdeps`). One browser with a fresh profile (user-data
+directory) per test module, so Playwright's event loop is gone before other modules' asyncio
+tests run; one page and one server per test. A test that moves time (``clock_dash``) gets a
+browser of its own, since Playwright's fake clock belongs to the whole browser context.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -18,8 +21,8 @@ import pytest
 
 from tests.live_server import LiveServer
 from tests.spec_examples import optional_keys, payload_examples
+from tests.sysdeps import CHROMIUM, missing
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -99,23 +102,34 @@ class Dashboard:
 
 
 @pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} "
-                    "(`make sysdeps` installs it)")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], BrowserContext]]:
+    """Launches Debian's Chromium with a fresh profile, as often as asked, for this module."""
+    executable = CHROMIUM.require()
     if sync_playwright is None:
-        pytest.skip("the playwright Python package is not installed (pip install -e '.[dev]')")
-    profile = tmp_path_factory.mktemp("chromium-profile")
+        missing("the playwright Python package is not installed (`make install`, or "
+                "pip install -e '.[dev]')")
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1440, "height": 900}, color_scheme="light",
-        )
-        context.set_default_timeout(10_000)
-        try:
-            yield context
-        finally:
-            context.close()
+
+        def launch() -> BrowserContext:
+            context = playwright.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("chromium-profile")),
+                executable_path=str(executable), args=CHROMIUM_ARGS, headless=True,
+                viewport={"width": 1440, "height": 900}, color_scheme="light",
+            )
+            context.set_default_timeout(10_000)
+            return context
+
+        yield launch
+
+
+@pytest.fixture(scope="module")
+def browser_context(chromium: Callable[[], BrowserContext]) -> Iterator[BrowserContext]:
+    """One browser for the module's tests."""
+    context = chromium()
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 @pytest.fixture
@@ -136,3 +150,18 @@ def dash(browser_context: BrowserContext, server: LiveServer) -> Iterator[Dashbo
         yield Dashboard(page, server)
     finally:
         page.close()
+
+
+@pytest.fixture
+def clock_dash(chromium: Callable[[], BrowserContext], server: LiveServer) -> Iterator[Dashboard]:
+    """A page in a browser of its own with Playwright's fake clock installed (flowing like the
+    real one until the test pauses or moves it): for alerts that dismiss themselves, on the
+    page's time rather than a race against it. Playwright's clock belongs to the whole context,
+    so the module's shared browser never gets one."""
+    context = chromium()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        yield Dashboard(page, server)
+    finally:
+        context.close()

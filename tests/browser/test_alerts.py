@@ -108,7 +108,7 @@ def ordered(events: list[dict[str, Any]]) -> list[str]:
 
 
 def expect_titles(page: Page, expected: list[str], *, low: bool = True,
-                  timeout: float = 5000) -> None:
+                  timeout: float = 10_000) -> None:
     """The panel lists exactly ``expected`` (``low=False``: apart from its low-priority alerts,
     auto-dismissed ones that may have timed out already)."""
     deadline = time.monotonic() + timeout / 1000
@@ -138,12 +138,16 @@ def assert_every_frame_consistent(page: Page) -> int:
     return max(len(f["items"]) for f in recorded)
 
 
-def test_the_alert_list_shows_what_its_badge_counts_at_every_moment(dash: Dashboard) -> None:
+def test_the_alert_list_shows_what_its_badge_counts_at_every_moment(
+        clock_dash: Dashboard) -> None:
+    dash = clock_dash
     events = demo_alerts()
     first, rest = events[:5], events[5:]
     dash.post(*stamped(first, 0))  # before the page opens: they come with the snapshot
     record(dash.page, "alerts", "alerts-count")
-    page = dash.open(alertAutoDismissMs=8000)
+    # Auto-dismissed alerts stay a minute of the page's (fake) clock, however long loading
+    # takes; no ping falls due while the clock is moved on.
+    page = dash.open(alertAutoDismissMs=60_000, pingIntervalMs=3_600_000)
     dash.wait_live()
     expect_titles(page, ordered(first))
     dash.wait_for_seq(dash.post(*stamped(rest, len(first)))[-1])  # the rest live
@@ -152,9 +156,11 @@ def test_the_alert_list_shows_what_its_badge_counts_at_every_moment(dash: Dashbo
     expect(page.locator("#alerts-count")).to_have_text("9 · 4 high")
     expect(page.locator("#alerts-count")).to_have_attribute("data-level", "crit")
 
-    # The three auto-dismissed alerts leave the list and the badge; the others stay.
+    # When their minute is up, the three auto-dismissed alerts leave the list and the badge;
+    # the others stay.
+    page.clock.fast_forward(60_000)
     staying = [e for e in events if not e["alert"]["auto_dismiss"]]
-    expect_titles(page, ordered(staying), timeout=12_000)
+    expect_titles(page, ordered(staying))
     expect(page.locator("#alerts-count")).to_have_text("6 · 4 high")
     page.get_by_role("button", name="Dismiss alert: Training Run Stalled").click()
     expect(page.locator("#alerts-count")).to_have_text("5 · 3 high")
@@ -163,16 +169,26 @@ def test_the_alert_list_shows_what_its_badge_counts_at_every_moment(dash: Dashbo
 
 
 def test_monitor_warnings_that_health_rules_out_leave_also_after_a_reload(
-        dash: Dashboard) -> None:
+        clock_dash: Dashboard) -> None:
     """On a loaded machine the monitor's CPU level flaps between warning and critical, and each
     crossing is a new alert. When health comes down, the warnings above it close: live, and in
-    the snapshot of a reloaded page (the server keeps them open)."""
-    page = dash.open(alertAutoDismissMs=1500)
+    the snapshot of a reloaded page (the server keeps them open).
+
+    The page's clock is paused while the alerts arrive, so the auto-dismissed ones are shown
+    however slowly they arrive, and moved on to dismiss them."""
+    dash = clock_dash
+    record(dash.page, "alerts", "alerts-count")  # from the reload on (a record per page load)
+    page = dash.open(alertAutoDismissMs=1500, pingIntervalMs=3_600_000)
     dash.wait_live()
+    page.clock.pause_at(datetime.fromtimestamp(page.evaluate("Date.now()") / 1000 + 1,
+                                                timezone.utc))  # a second on, and stop
     tracker = HealthTracker()
+
+    alerts: list[dict[str, Any]] = []
 
     def sample(cpu: float) -> None:
         events = [ev.to_dict(e) for e in tracker.update({"cpu_percent": cpu})]
+        alerts.extend(e for e in events if e["type"] == "system_alert")
         dash.wait_for_seq(dash.post(*events)[-1])
 
     dash.post(ev.to_dict(_stall_events("run-stuck", "Digits MLP", 42.0)[0]))
@@ -189,10 +205,17 @@ def test_monitor_warnings_that_health_rules_out_leave_also_after_a_reload(
     sample(40.0)  # healthy: neither does the warning
     expect_titles(page, ["Training Run Stalled"], low=False)
     expect(page.locator("#alerts .alert-title", has_text="Back to Normal")).to_be_visible()
+    page.clock.fast_forward(1500)
     expect_titles(page, ["Training Run Stalled"])  # and the low ones timed out
     expect(page.locator("#alerts-count")).to_have_text("1 · 1 high")
+    page.clock.resume()
 
-    record(page, "alerts", "alerts-count")
+    # A reloaded page takes the server's time: wait until the newest auto-dismissed alert's
+    # 1.5 s are over there too, so none of them may come back.
+    newest = max(datetime.fromisoformat(a["alert"]["timestamp"].replace("Z", "+00:00"))
+                 for a in alerts if a["alert"]["auto_dismiss"])
+    while datetime.now(timezone.utc) <= newest + timedelta(milliseconds=1500):
+        time.sleep(0.05)
     page.reload()  # the server still lists all of them as open (the auto-dismissed ones too)
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     dash.wait_live()

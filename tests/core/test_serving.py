@@ -99,9 +99,11 @@ def test_volume_is_throttled_and_reports_the_per_minute_rate(pm, recorder, clock
         clock.now += 0.1
         monitor.record()
     sent = volumes(recorder)
-    assert 6 <= len(sent) <= 8  # one every 5 s, not 300
-    assert [e.total_predictions for e in sent] == sorted(e.total_predictions for e in sent)
-    assert sent[-1].predictions_per_minute == pytest.approx(600, rel=0.05)
+    # The first at once, then one every 5 s (51 predictions of 0.1 s: the float sum of 50 is
+    # 4.999...), not 300.
+    assert [e.total_predictions for e in sent] == [1, 52, 103, 154, 205, 256]
+    # 256 predictions in the 25.5 s since the first one (at 100.1 s): 602.35 a minute
+    assert sent[-1].predictions_per_minute == round(256 / 25.5 * 60, 1) == 602.4
     assert all(e.message is None and e.milestone_reached is None for e in sent)
     assert all(e.model_id == "cp_v32" for e in sent)
 
@@ -114,7 +116,11 @@ def test_rate_is_measured_over_the_window(pm, recorder, clock):
     for _ in range(300):
         clock.now += 0.2
         monitor.record()
-    assert volumes(recorder)[-1].predictions_per_minute == pytest.approx(300, rel=0.1)
+    last = volumes(recorder)[-1]  # sent at 278.4 s, one every 5 s
+    assert last.total_predictions == 412
+    # The rate is measured from the newest sample (one per event) at least a window old: the
+    # event at 216 s with 116 predictions, so 296 predictions in 62.4 s.
+    assert last.predictions_per_minute == round((412 - 116) / (278.4 - 216) * 60, 1) == 284.6
 
 
 def test_milestones_use_the_spec_message_and_are_not_throttled(pm, recorder, clock):

@@ -14,7 +14,7 @@ from tests.publisher.support import FAST, Server, States
 from tests.recorder import bare_manager
 from tests.redis_server import redis_server
 
-__all__ = ["redis_server"]  # a fixture too (skips when redis-server is missing)
+__all__ = ["redis_server"]  # a fixture too (fails or skips without redis-server)
 
 
 @pytest.fixture

@@ -111,8 +111,11 @@ def test_two_servers_share_one_order_and_one_idempotency_space(redis_server: Red
         again_b = await b.publish(activity(7, event_id="id-7"))
         assert (again_a.seq, again_a.duplicate) == (first.seq, True)
         assert (again_b.seq, again_b.duplicate) == (first.seq, True)
-        await asyncio.sleep(0.1)
-        assert len(sink_a.records) == len(sink_b.records) == 200
+        # A marker published after both: one stream, so a duplicate would be delivered before it.
+        marker = await b.publish(activity(200, event_id="marker"))
+        assert (marker.seq, marker.duplicate) == (201, False)
+        await until(lambda: sink_a.seqs[-1:] == sink_b.seqs[-1:] == [201])
+        assert sink_a.seqs == sink_b.seqs == list(range(1, 202))  # nothing delivered twice
         await a.close()
         await b.close()
     run(main())

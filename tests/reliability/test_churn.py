@@ -3,8 +3,9 @@
 Each round opens ``CONCURRENT`` real WebSocket subscribers at once; each reads its snapshot and
 some live events, then leaves in one of several ways: a clean close, a ping then a close, an
 abrupt abort (no close frame), or a stall (reads nothing for a while, then aborts). A publisher
-keeps the broadcast busy meanwhile. Two equal phases run back to back: after each, the server
-has no subscriber left, its file descriptors are back to the idle count (``FD_TOLERANCE``), and
+keeps the broadcast busy meanwhile. Two equal phases (``ROUNDS`` rounds each, however long they
+take) run back to back: after each, the server has no subscriber left, its file descriptors come
+back to the idle count (``FD_TOLERANCE``), and
 its memory after the second phase is what it was after the first (``RSS_TOLERANCE``; the first
 phase may raise it once, ``WARMUP_TOLERANCE``): the server frees what connections take, round
 after round.
@@ -17,7 +18,6 @@ import contextlib
 import json
 import os
 import random
-import time
 from pathlib import Path
 
 import psutil
@@ -28,7 +28,9 @@ from tests.live_server import LiveServer
 from tests.redis.fleet import healthz, lifecycle_event, wait_until
 
 CONCURRENT = 200
-PHASE_SECONDS = 7.0
+#: Rounds per phase: 2000 connections (what 7 s gave on an idle two-core machine), counted
+#: rather than timed, so a busy machine makes a phase slower, never smaller.
+ROUNDS = 10
 #: Descriptors that may differ between two idle moments (the SQLite WAL, a lingering socket).
 FD_TOLERANCE = 8
 #: Memory a second equal phase may add: allocator noise, not per-connection growth (a leak of
@@ -66,16 +68,16 @@ async def subscriber(url: str, style: str, rng: random.Random) -> int:
     return received
 
 
-async def phase(server: LiveServer, seconds: float, seed: int) -> tuple[int, int]:
-    """Churn for ``seconds``; returns (connections made, messages received)."""
+async def phase(server: LiveServer, rounds: int, seed: int) -> tuple[int, int]:
+    """Churn for ``rounds`` rounds; returns (connections made, messages received)."""
     rng = random.Random(seed)
-    stop = time.monotonic() + seconds
+    done = asyncio.Event()
     connections = messages = 0
 
     async def publish() -> None:
         async with websockets.connect(server.publish_url) as pub:
             n = 0
-            while time.monotonic() < stop:
+            while not done.is_set():
                 await pub.send(json.dumps(lifecycle_event(n, tag=f"churn{seed}")))
                 await pub.recv()
                 n += 1
@@ -83,20 +85,25 @@ async def phase(server: LiveServer, seconds: float, seed: int) -> tuple[int, int
 
     publisher = asyncio.get_running_loop().create_task(publish())
     styles = ("close", "ping", "abort", "stall")
-    while time.monotonic() < stop:
+    for _ in range(rounds):
         results = await asyncio.gather(*(
             subscriber(server.ws_url, rng.choice(styles), rng) for _ in range(CONCURRENT)))
         connections += len(results)
         messages += sum(results)
+    done.set()
     await publisher
     return connections, messages
 
 
-def settle(server: LiveServer) -> tuple[int, int]:
-    wait_until(lambda: healthz(server)["subscribers"] == 0, 30, "no subscribers left")
-    time.sleep(1.0)  # closing handshakes and the history writer finish
+def settle(server: LiveServer, fds_idle: int) -> tuple[int, int]:
+    """Wait until no subscriber is left and the descriptors are back (closing handshakes
+    finish in their own time); returns the server's (descriptors, RSS) then."""
     assert server.proc is not None
-    return server_usage(server.proc.pid)
+    pid = server.proc.pid
+    wait_until(lambda: healthz(server)["subscribers"] == 0, 60, "no subscribers left")
+    wait_until(lambda: server_usage(pid)[0] <= fds_idle + FD_TOLERANCE, 60,
+               f"descriptors back to {fds_idle} + {FD_TOLERANCE}")
+    return server_usage(pid)
 
 
 @pytest.mark.timeout(150)
@@ -106,15 +113,15 @@ def test_subscriber_churn_returns_fds_and_memory_to_baseline(tmp_path: Path) -> 
     with server:
         assert server.proc is not None
         fds_idle, rss_idle = server_usage(server.proc.pid)
-        first = asyncio.run(phase(server, PHASE_SECONDS, seed=1))
-        fds_1, rss_1 = settle(server)
-        second = asyncio.run(phase(server, PHASE_SECONDS, seed=2))
-        fds_2, rss_2 = settle(server)
+        first = asyncio.run(phase(server, ROUNDS, seed=1))
+        fds_1, rss_1 = settle(server, fds_idle)
+        second = asyncio.run(phase(server, ROUNDS, seed=2))
+        fds_2, rss_2 = settle(server, fds_idle)
         report = (f"idle fds={fds_idle} rss={rss_idle >> 20}MiB; after {first[0]} connections "
                   f"fds={fds_1} rss={rss_1 >> 20}MiB; after {second[0]} more fds={fds_2} "
                   f"rss={rss_2 >> 20}MiB")
         print(report)
-        assert first[0] >= 3 * CONCURRENT and second[0] >= 3 * CONCURRENT, report
+        assert first[0] == second[0] == ROUNDS * CONCURRENT, report
         assert first[1] > first[0] and second[1] > second[0], report  # live events flowed
         assert fds_1 <= fds_idle + FD_TOLERANCE and fds_2 <= fds_idle + FD_TOLERANCE, report
         assert rss_1 - rss_idle <= WARMUP_TOLERANCE, report

@@ -64,11 +64,16 @@ def test_redis_killed_and_restarted_under_a_live_stream(
             redis_aof.start()
             await stream
             assert await asyncio.to_thread(publisher.flush, 60)
+            # A marker after everything the publisher sent (all acknowledged): the fleet has one
+            # order, so a duplicate of any event would reach each dashboard before it.
+            publisher.publish(event(TOTAL))
+            assert await asyncio.to_thread(publisher.flush, 60)
             for tap in (on_a, on_b):
-                await tap.wait(lambda t: len(t.events) >= TOTAL, 30, f"{TOTAL} events")
-            await asyncio.sleep(0.3)  # anything extra (a duplicate) would arrive now
+                await tap.wait(lambda t: any(e["event_id"] == f"p-{TOTAL:05d}" for e in t.events),
+                               30, "the marker")
             for tap in (on_a, on_b):
-                ids = [e["event_id"] for e in tap.events]
+                assert tap.events[-1]["event_id"] == f"p-{TOTAL:05d}"  # the marker came last
+                ids = [e["event_id"] for e in tap.events[:-1]]
                 assert len(ids) == len(set(ids)) == TOTAL  # none lost, none twice
                 assert sorted(ids) == [f"p-{i:05d}" for i in range(TOTAL)]
                 assert_contiguous(tap.seqs)
@@ -77,7 +82,7 @@ def test_redis_killed_and_restarted_under_a_live_stream(
     try:
         asyncio.run(main())
         status = publisher.status()
-        assert status["acked"] == TOTAL and status["buffered"] == 0
+        assert status["acked"] == TOTAL + 1 and status["buffered"] == 0  # and the marker
         assert status["dropped"] == status["rejected"] == status["invalid"] == 0
         for server in (a, b):
             info = healthz(server)["backend_info"]

@@ -4,6 +4,12 @@ No callback can report a SIGKILL (or the OOM killer): the run just goes silent. 
 (``--stall-timeout``) raises one ``system_alert`` (``alert_type: "training_stalled"``, with the
 run's ``run_id``), adds an activity entry and marks the run ``stalled``. With two servers on
 Redis, both watch the same run and the fleet still raises exactly one alert.
+
+Robust on a busy machine by construction: the training sends its events in one burst and then
+goes silent (until it is killed), so the stall is unambiguous however slowly it runs, and the
+alert is awaited with a generous deadline. That no second alert follows is checked at a marker:
+a second run (the canary) that goes silent after the first alert. Each watchdog pass looks at
+every run, so a second alert for the first run would come before the canary's.
 """
 
 from __future__ import annotations
@@ -26,20 +32,20 @@ from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "stall-run"
+CANARY = "stall-canary"
 STALL_TIMEOUT = "1.5"
+STEPS = 20
 
 TRAINING = textwrap.dedent(f"""
-    import sys, time
+    import sys
     import mlops_hooks
-    with mlops_hooks.track("stall-model", total_steps=100_000, run_id={RUN_ID!r}) as run:
+    with mlops_hooks.track("stall-model", total_steps=100_000, run_id={RUN_ID!r},
+                           throttle=0) as run:
         run.stage("model_training")
-        step = 0
-        while True:  # until killed
+        for step in range({STEPS}):
             run.step(loss=1.0 / (1 + step))
-            step += 1
-            if step == 20:
-                print("training", flush=True)
-            time.sleep(0.01)
+        print("training", flush=True)
+        sys.stdin.readline()  # silent from here on, until killed
 """)
 
 
@@ -47,12 +53,12 @@ def start_training(url: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_URL": url,
            "MLOPS_HOOKS_DISABLE": "console"}
     env.pop("MLOPS_HOOKS_JSONL", None)
-    return subprocess.Popen([sys.executable, "-c", TRAINING], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-c", TRAINING], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def stalled_alerts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in messages if m.get("type") == "system_alert"
+def stalled_alerts(messages: list[dict[str, Any]], run_id: str = RUN_ID) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("type") == "system_alert" and m.get("run_id") == run_id
             and m["alert"].get("alert_type") == "training_stalled"]
 
 
@@ -72,22 +78,30 @@ def kill_mid_run(servers: tuple[LiveServer, ...]) -> list[Tap]:
         try:
             assert training.stdout is not None
             assert await asyncio.to_thread(training.stdout.readline) == "training\n"
-            for tap in taps:
+            for tap in taps:  # its last event
                 await tap.wait(lambda t: any(m.get("run_id") == RUN_ID and
                                              m.get("type") == "training_progress" and
-                                             (m.get("current_step") or 0) >= 20
-                                             for m in t.messages), 20, "progress")
+                                             m.get("current_step") == STEPS
+                                             for m in t.messages), 60, "progress")
             training.send_signal(signal.SIGKILL)  # nothing can report this
             await asyncio.to_thread(training.wait, 10)
             for tap in taps:
-                await tap.wait(lambda t: bool(stalled_alerts(t.messages)), 30, "stall alert")
-            await asyncio.sleep(2 * float(STALL_TIMEOUT))  # a second alert would come now
+                await tap.wait(lambda t: bool(stalled_alerts(t.messages)), 60, "stall alert")
+            canary = {"type": "training_progress", "run_id": CANARY, "model_name": "canary",
+                      "progress": 1, "stage": "model_training"}
+            response = await asyncio.to_thread(
+                httpx.post, servers[0].http_url + "/api/events", json=canary, timeout=10)
+            assert response.status_code == 200, response.text
+            for tap in taps:
+                await tap.wait(lambda t: bool(stalled_alerts(t.messages, CANARY)), 60,
+                               "the canary's stall alert")
         finally:
             if training.poll() is None:
                 training.kill()
                 training.wait()
-            if training.stdout is not None:
-                training.stdout.close()
+            for pipe in (training.stdin, training.stdout):
+                if pipe is not None:
+                    pipe.close()
             for tap in taps:
                 await tap.__aexit__(None, None, None)
     asyncio.run(main())
@@ -101,7 +115,9 @@ def check(servers: tuple[LiveServer, ...], taps: list[Tap]) -> None:
         alert = alerts[0]
         assert alert["run_id"] == RUN_ID and alert["alert"]["priority"] == "high"
         assert "stall-model" in alert["alert"]["message"]
+        assert len(stalled_alerts(tap.messages, CANARY)) == 1
         activity = [m for m in tap.messages if m.get("type") == "activity_update"
+                    and m.get("run_id") == RUN_ID
                     and m["activity"].get("action_type") == "training_stalled"]
         assert len(activity) == 1 and activity[0]["activity"]["status"] == "stalled"
         assert not [m for m in tap.messages if m.get("type") in ("training_completed",
@@ -110,9 +126,10 @@ def check(servers: tuple[LiveServer, ...], taps: list[Tap]) -> None:
         wait_until(lambda s=server: (run_state(s) or {}).get("status") == "stalled", 10,
                    "run marked stalled")
         state = run_state(server)
-        assert state is not None and state["progress"]["current_step"] >= 20
+        assert state is not None and state["progress"]["current_step"] == STEPS
         alerts = httpx.get(server.http_url + "/api/monitoring/system", timeout=10).json()["alerts"]
-        assert [a["alert_type"] for a in alerts].count("training_stalled") == 1
+        stalled = [a for a in alerts if a["alert_type"] == "training_stalled"]
+        assert sorted(f"({RUN_ID})" in a["message"] for a in stalled) == [False, True], stalled
 
 
 @pytest.mark.timeout(90)

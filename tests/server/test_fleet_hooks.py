@@ -20,7 +20,7 @@ from tests.redis.fleet import running
 from tests.redis_server import RedisServer, redis_server
 from tests.server.conftest import ServerRecorder, activity
 
-__all__ = ["redis_server"]  # a fixture (skips when redis-server is missing)
+__all__ = ["redis_server"]  # a fixture (fails or skips without redis-server)
 
 
 class ForeignBackend(MemoryBackend):

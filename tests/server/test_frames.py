@@ -77,6 +77,14 @@ def _connect(app: Any, deflate: bool = False) -> tuple[Any, Transport, ClientPro
     return protocol, transport, client
 
 
+async def _until(check: Any, timeout: float = 30.0) -> None:
+    """Let the protocol's tasks run until ``check()`` holds (however slowly the loop runs)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
 def test_the_protocol_offers_a_sink_that_writes_frames_and_follows_flow_control():
     seen: dict[str, Any] = {}
     done = asyncio.Event()
@@ -93,7 +101,7 @@ def test_the_protocol_offers_a_sink_that_writes_frames_and_follows_flow_control(
 
     async def scenario() -> None:
         protocol, transport, client = _connect(app)
-        await asyncio.sleep(0.01)
+        await _until(lambda: "sink" in seen)  # the app wrote its frames in the same step
         client.receive_data(bytes(transport.data))
         events = client.events_received()
         assert [e.data for e in events[1:]] == [b'{"n":1}', b'{"n":2}']  # after the response
@@ -123,7 +131,7 @@ def test_no_sink_when_compression_is_negotiated():
 
     async def scenario() -> None:
         _connect(app, deflate=True)
-        await asyncio.sleep(0.01)
+        await _until(lambda: "extensions" in seen)
 
     asyncio.run(scenario())
     assert EXTENSION not in seen["extensions"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -36,11 +37,21 @@ def test_history_survives_reopening(tmp_path):
 
 def test_writes_are_batched_off_the_calling_thread(tmp_path):
     store = _open(tmp_path / "h.sqlite3")
+    # Hold the store's thread, so the batch cannot start while the changes come in, however
+    # slowly this thread runs.
+    gate = threading.Event()
+    held = store._executor.submit(gate.wait)
     for i in range(1000):
         store.run_changed({"run_id": "r", "n": i}, i)
+    assert store.writes == 0  # nothing was written on the calling thread
+    gate.set()
+    held.result()
     store.flush().result()
-    assert 1 <= store.writes <= 3  # a thousand changes of one run: a couple of writes
+    assert store.writes == 1  # a thousand changes of one run: one write of its newest state
     store.close()
+    again = Store(str(tmp_path / "h.sqlite3"))
+    assert again.open().result().runs == [{"run_id": "r", "n": 999}]
+    again.close()
 
 
 def test_memory_database(tmp_path):
