@@ -61,7 +61,7 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
     assert_progress_monotonic_to_100(recorder)
     steps = [e for e in recorder.progress() if e.total_steps is not None]
     assert {e.total_steps for e in steps} == {t.estimated_stepping_batches} == {30}
-    assert all(e.total_epochs == 3 for e in recorder.progress() if e.total_epochs)
+    assert {e.total_epochs for e in recorder.progress()} == {3}
     events = recorder.progress()
     epoch_ends = [e for previous, e in itertools.pairwise(events)
                   if e.metrics and e.metrics != previous.metrics]
@@ -70,6 +70,9 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
     assert [e.progress for e in epoch_ends] == [pytest.approx(100 / 3, abs=0.1),
                                                 pytest.approx(200 / 3, abs=0.1), 100]
     assert all(0 <= e.current_accuracy <= 1 for e in epoch_ends)
+    last = epoch_ends[-1]  # the metrics Lightning ends the fit with
+    assert last.current_accuracy == pytest.approx(float(t.callback_metrics["val_acc"]))
+    assert last.metrics == {k: pytest.approx(float(v)) for k, v in t.callback_metrics.items()}
     done = recorder.of_type("training_completed")
     assert len(done) == 1 and len(recorder.of_type("training_failed")) == 0
     done = done[0]
