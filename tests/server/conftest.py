@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import math
-import re
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +18,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 __all__ = ["TestClient"]
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ISO_UTC_MS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
-
-
-def assert_server_time(stamp: str, before: float, after: float) -> None:
-    """``stamp`` is ISO-8601 UTC with milliseconds, taken between ``before`` and ``after``.
-
-    The server runs on this machine's clock and truncates to the millisecond.
-    """
-    assert ISO_UTC_MS.fullmatch(stamp), stamp
-    when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    ms = (when - EPOCH) // timedelta(milliseconds=1)  # exact integers: no float rounding
-    assert math.floor(before * 1000) <= ms <= math.floor(after * 1000), (before, stamp, after)
-
 
 class ServerRecorder:
     """A server-side plugin that keeps what it receives."""

@@ -13,9 +13,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.live_server import LiveServer
-from tests.server.conftest import assert_server_time
 from tests.server.live import next_of, publish, publisher, recv_json, subscriber
 from tests.spec_examples import optional_keys, payload_examples
+from tests.timestamps import assert_iso_utc_between
 
 TOKEN = "live-token"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -62,7 +62,7 @@ def test_every_spec_example_reaches_two_subscribers_unchanged_plus_seq(server):
                     got = await recv_json(ws)
                     expected = {**example, "seq": seq}
                     if "timestamp" not in example:  # the server fills it on arrival
-                        assert_server_time(got["timestamp"], before, after)
+                        assert_iso_utc_between(got["timestamp"], before, after)
                         expected["timestamp"] = got["timestamp"]
                     assert got == expected
 

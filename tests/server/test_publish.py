@@ -6,13 +6,8 @@ import time
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.server.conftest import (
-    RefusingBackend,
-    ServerRecorder,
-    activity,
-    assert_server_time,
-    progress,
-)
+from tests.server.conftest import RefusingBackend, ServerRecorder, activity, progress
+from tests.timestamps import assert_iso_utc_between
 
 
 def test_ws_publish_acks_each_event_in_order_with_seq(client):
@@ -82,7 +77,7 @@ def test_ping_on_publish_socket_gets_pong(client):
         after = time.time()
     assert set(reply) == {"type", "id", "server_time"}
     assert reply["type"] == "pong" and reply["id"] == 7
-    assert_server_time(reply["server_time"], before, after)
+    assert_iso_utc_between(reply["server_time"], before, after)
 
 
 def test_binary_frame_closes_with_1003(client):
@@ -109,7 +104,7 @@ def test_timestamp_is_filled_and_kept(client):
                                          progress("b", timestamp="2025-12-06T10:30:00Z")])
         after = time.time()
         first, second = sub.receive_json(), sub.receive_json()
-    assert_server_time(first["timestamp"], before, after)
+    assert_iso_utc_between(first["timestamp"], before, after)
     assert second["timestamp"] == "2025-12-06T10:30:00Z"
 
 

@@ -5,7 +5,8 @@ import time
 import pytest
 from starlette.testclient import WebSocketDenialResponse
 
-from tests.server.conftest import activity, assert_server_time, progress
+from tests.server.conftest import activity, progress
+from tests.timestamps import assert_iso_utc_between
 
 
 def test_first_frame_is_the_snapshot_with_its_seq(client):
@@ -21,7 +22,7 @@ def test_first_frame_is_the_snapshot_with_its_seq(client):
     assert [(m["model_id"], m["status"]) for m in snap["models"]] == [("m1", "active")]
     assert [(r["run_id"], r["status"]) for r in snap["runs"]] == [("run-1", "running")]
     assert [a["id"] for a in snap["activity"]] == ["act_1"]
-    assert_server_time(snap["server_time"], before, after)
+    assert_iso_utc_between(snap["server_time"], before, after)
     assert snap["connections"] == 1
     for key in ("server_time", "system", "health", "alerts", "uploads"):
         assert key in snap
@@ -123,7 +124,7 @@ def test_ping_pong_and_unknown_messages(client):
         sub.send_json({"type": "ping", "id": 2})
         assert sub.receive_json()["id"] == 2
     assert pong["type"] == "pong" and pong["id"] == "abc"
-    assert_server_time(pong["server_time"], before, after)
+    assert_iso_utc_between(pong["server_time"], before, after)
     assert error["type"] == "error" and "ping" in error["error"]
     assert error2["type"] == "error"
 
