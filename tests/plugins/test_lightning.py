@@ -90,8 +90,11 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
 def test_sanity_check_is_not_reported(pm, recorder):
     fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=1,
                 num_sanity_val_steps=2))
+    # the sanity check runs before training starts: no validation stage is entered for it
+    assert recorder.stages() == ["data_preparation", "model_training", "validation",
+                                 "model_training", "finalization"]
     validation = [e for e in recorder.progress() if e.stage == "validation"]
-    assert validation and all(e.progress is not None and e.progress > 0 for e in validation)
+    assert validation and all(e.progress == 100 for e in validation)  # after the epoch's steps
     assert recorder.progress()[0].stage == "data_preparation"
     assert recorder.progress()[0].model_name == "DigitsMLP"  # default name: the module's class
 
