@@ -7,6 +7,7 @@ model's size, and failure with the stage and progress (the exception is re-raise
 
 from __future__ import annotations
 
+import copy
 import pickle
 from typing import Any
 
@@ -27,11 +28,30 @@ class _CountingFile:
         return len(data)
 
 
+#: What scikit-learn keeps on an estimator only while its fit runs; the callbacks' ``teardown``
+#: (where the size is taken) still sees them, a saved model never does.
+_FIT_TIME_ATTRIBUTES = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+
+def _as_saved(estimator: Any) -> Any:
+    """``estimator`` as it is once its fit has returned (a shallow copy without fit-time state)."""
+    state = getattr(estimator, "__dict__", None)
+    if not isinstance(state, dict) or not any(name in state for name in _FIT_TIME_ATTRIBUTES):
+        return estimator
+    saved = copy.copy(estimator)
+    for name in _FIT_TIME_ATTRIBUTES:
+        saved.__dict__.pop(name, None)
+    return saved
+
+
 def pickled_size(estimator: Any) -> int | None:
-    """Bytes of the pickled estimator (what a deployment loads), counted without a copy."""
+    """Bytes of the pickled estimator (what a deployment loads), counted, never kept.
+
+    The state scikit-learn holds on the estimator only during its fit is left out.
+    """
     counter = _CountingFile()
     try:
-        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(estimator)
+        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(_as_saved(estimator))
     except Exception:  # unpicklable parts (open handles, lambdas): size unknown
         return None
     return counter.size

@@ -33,7 +33,8 @@ from mlops_hooks.server.state import STALLED_ALERT
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["background_tasks", "sample_resources", "system_metrics", "watch_stalls"]
+__all__ = ["background_tasks", "check_stalls", "sample_resources", "system_metrics",
+           "watch_stalls"]
 
 log = logging.getLogger("mlops_hooks.server")
 LAG_PERIOD = 0.5
@@ -141,19 +142,34 @@ def _stall_events(run_id: str, name: str | None, silent: float,
             ev.ActivityUpdate(run_id=run_id, activity=activity, event_id=f"stall-activity:{key}")]
 
 
+async def check_stalls(core: Core, now: float, timeout: float) -> list[str]:
+    """One pass of the stall watchdog at ``now`` (``time.monotonic()``).
+
+    Every ``running`` run silent for ``timeout`` seconds or more gets its alert and activity
+    entry (which mark it ``stalled``, so a later pass does not alert it again).
+
+    Returns:
+        The run ids alerted in this pass.
+    """
+    alerted: list[str] = []
+    for run in list(core.state.runs.values()):
+        silent = now - run.seen_at
+        if run.status == "running" and silent >= timeout:
+            for event in _stall_events(run.run_id, run.model_name, silent, run.updated):
+                if not await _submit(core, event):
+                    break
+            else:
+                alerted.append(run.run_id)
+    return alerted
+
+
 async def watch_stalls(core: Core) -> None:
     """Mark running runs without events for ``stall_timeout`` seconds as stalled, forever."""
     timeout = core.config.stall_timeout
     period = min(max(timeout / 4, 0.05), 5.0)
     while True:
         await asyncio.sleep(period)
-        now = time.monotonic()
-        for run in list(core.state.runs.values()):
-            silent = now - run.seen_at
-            if run.status == "running" and silent >= timeout:
-                for event in _stall_events(run.run_id, run.model_name, silent, run.updated):
-                    if not await _submit(core, event):
-                        break
+        await check_stalls(core, time.monotonic(), timeout)
 
 
 async def _measure_lag(core: Core) -> None:

@@ -326,10 +326,11 @@ def test_display_falls_back_to_ascii_when_the_terminal_cannot_show_unicode():
     display.begin("Work")
     display.update(50, "half", key="h")
     display.done("broken", ok=False)
-    assert out.getvalue().splitlines()[1:] == [
-        "      ##########..........  50.0% - half",
-        out.getvalue().splitlines()[2]]
-    assert out.getvalue().splitlines()[2].startswith("[1/1] Work: FAILED broken (")
+    display.close()
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["[1/1] Work ...", "      ##########..........  50.0% - half"]
+    assert re.fullmatch(r"\[1/1\] Work: FAILED broken \(\d+\.\ds\)", lines[2]), lines[2]
+    assert len(lines) == 3 and out.getvalue().isascii()
 
 
 def test_tty_display_redraws_one_line_that_fits_the_terminal(monkeypatch):

@@ -50,7 +50,7 @@ def test_server_stopped_shows_reconnecting_then_offline_and_back_live_with_nothi
     expect(page.locator("body")).to_have_class(re.compile(r"\boffline\b"))
     states = page.evaluate("window.__states")
     assert "disconnected" in states[:2], states  # (a transport error may come first)
-    assert states.count("reconnecting") >= 5, states
+    assert states.count("reconnecting") == 5, states  # maxReconnectAttempts, one each
     assert states[-1] == "max_reconnect_attempts", states
 
     # Events published while the page is offline (the poll interval is long: no refresh yet).

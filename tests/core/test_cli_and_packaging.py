@@ -5,25 +5,52 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import mlops_hooks
+from mlops_hooks import manager
 from mlops_hooks.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_plugins_lists_name_origin_and_hooks(capsys, monkeypatch):
+CONSOLE_HOOKS = ["mlops_model_deployed", "mlops_training_completed", "mlops_training_failed",
+                 "mlops_training_progress"]
+
+
+@pytest.fixture
+def no_entry_points(monkeypatch):
+    """Only the built-ins: a third-party plugin installed in this environment is not listed."""
+    monkeypatch.setattr(manager.metadata, "entry_points", lambda group: [])
+
+
+def test_plugins_lists_name_origin_and_hooks(capsys, monkeypatch, no_entry_points):
     monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher")
+    monkeypatch.delenv("MLOPS_HOOKS_JSONL", raising=False)
     assert main(["plugins"]) == 0
-    out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if line.startswith("console"))
-    assert "builtin" in line and "mlops_training_progress" in line
+    assert capsys.readouterr().out.splitlines() == [
+        "console  builtin  " + ", ".join(CONSOLE_HOOKS)]
 
 
-def test_plugins_json(capsys, monkeypatch):
+def test_plugins_json(capsys, monkeypatch, no_entry_points, tmp_path):
     monkeypatch.setenv("MLOPS_HOOKS_DISABLE", "publisher")
+    monkeypatch.setenv("MLOPS_HOOKS_JSONL", str(tmp_path / "events.jsonl"))
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"name": "console", "origin": "builtin", "hooks": CONSOLE_HOOKS},
+        {"name": "jsonl", "origin": "builtin", "hooks": ["mlops_event"]}]
+    # the server side has its own built-ins: jsonl, never the training console
     assert main(["plugins", "--json", "--side", "server"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert all(row["name"] != "console" for row in rows)
+    assert json.loads(capsys.readouterr().out) == [
+        {"name": "jsonl", "origin": "builtin", "hooks": ["mlops_event"]}]
+
+
+def test_plugins_says_so_when_none_is_registered(capsys, monkeypatch, no_entry_points):
+    monkeypatch.delenv("MLOPS_HOOKS_JSONL", raising=False)
+    assert main(["plugins", "--side", "server"]) == 0
+    assert capsys.readouterr().out == "no plugins registered\n"
+    assert main(["plugins", "--json", "--side", "server"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
 
 
 def test_console_script_runs():

@@ -121,7 +121,7 @@ def test_in_the_server_it_notifies_a_file_and_a_webhook(plugin_dir, webhook, tmp
     assert lines == webhook.bodies  # the same records to both destinations
     deployed, failed = sorted(lines, key=lambda r: r["event"]["type"])
     assert deployed["text"] == "Deployed Notifier Test Model v9 (accuracy 0.900)"
-    assert deployed["side"] == "server" and deployed["event"]["seq"] >= 1
+    assert deployed["side"] == "server" and deployed["event"]["seq"] == 1  # deployed first
     assert failed["event"]["type"] == "training_failed"
     assert failed["text"].startswith("Training of notifier-test-run failed [MEMORY_ERROR] at "
                                      "model_training (0")

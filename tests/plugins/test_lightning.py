@@ -61,7 +61,7 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
     assert_progress_monotonic_to_100(recorder)
     steps = [e for e in recorder.progress() if e.total_steps is not None]
     assert {e.total_steps for e in steps} == {t.estimated_stepping_batches} == {30}
-    assert all(e.total_epochs == 3 for e in recorder.progress() if e.total_epochs)
+    assert {e.total_epochs for e in recorder.progress()} == {3}
     events = recorder.progress()
     epoch_ends = [e for previous, e in itertools.pairwise(events)
                   if e.metrics and e.metrics != previous.metrics]
@@ -70,6 +70,9 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
     assert [e.progress for e in epoch_ends] == [pytest.approx(100 / 3, abs=0.1),
                                                 pytest.approx(200 / 3, abs=0.1), 100]
     assert all(0 <= e.current_accuracy <= 1 for e in epoch_ends)
+    last = epoch_ends[-1]  # the metrics Lightning ends the fit with
+    assert last.current_accuracy == pytest.approx(float(t.callback_metrics["val_acc"]))
+    assert last.metrics == {k: pytest.approx(float(v)) for k, v in t.callback_metrics.items()}
     done = recorder.of_type("training_completed")
     assert len(done) == 1 and len(recorder.of_type("training_failed")) == 0
     done = done[0]
@@ -87,8 +90,11 @@ def test_fit_reports_stages_progress_epochs_and_completion(pm, recorder):
 def test_sanity_check_is_not_reported(pm, recorder):
     fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=1,
                 num_sanity_val_steps=2))
+    # the sanity check runs before training starts: no validation stage is entered for it
+    assert recorder.stages() == ["data_preparation", "model_training", "validation",
+                                 "model_training", "finalization"]
     validation = [e for e in recorder.progress() if e.stage == "validation"]
-    assert validation and all(e.progress is not None and e.progress > 0 for e in validation)
+    assert validation and all(e.progress == 100 for e in validation)  # after the epoch's steps
     assert recorder.progress()[0].stage == "data_preparation"
     assert recorder.progress()[0].model_name == "DigitsMLP"  # default name: the module's class
 
@@ -142,16 +148,55 @@ def test_manual_optimization_counts_its_optimizer_steps(pm, recorder):
     assert_progress_monotonic_to_100(recorder)
 
 
-def test_step_tracker_falls_back_to_global_step_on_unknown_internals():
+def test_step_tracker_is_none_on_unknown_internals():
     assert support.step_tracker(object()) is None
+
+
+@pytest.mark.parametrize("throttle", [0, 30])
+def test_steps_fall_back_to_global_step_when_the_tracker_is_unknown(pm, recorder, monkeypatch,
+                                                                    throttle):
+    """Lightning internals the tracker lookup does not know: every count goes through
+    ``trainer.global_step`` (in the batch hook, and in the catch-up of a paused one)."""
+    seen: list[object] = []
+    real_lookup = support.step_tracker
+
+    def unknown_internals(trainer_):
+        seen.append(real_lookup(trainer_))
+        return None
+
+    monkeypatch.setattr(support, "step_tracker", unknown_internals)
+    callback = MLOpsCallback(emit=pm.dispatch, throttle=throttle)
+    t = fit(trainer([callback]))
+    assert len(seen) == 1 and seen[0] is not None  # the real lookup works: it was bypassed
+    assert callback._step_tracker is None
+    assert t.global_step == 30
+    events = recorder.progress()
+    epoch_ends = [e for previous, e in itertools.pairwise(events)
+                  if e.metrics and e.metrics != previous.metrics]
+    assert [(e.current_epoch, e.current_step) for e in epoch_ends] == [(1, 10), (2, 20),
+                                                                        (3, 30)]
+    assert [e.current_step for e in events] == sorted(e.current_step for e in events)
+    assert_progress_monotonic_to_100(recorder)
+    assert len(recorder.of_type("training_completed")) == 1
 
 
 def test_metric_names_are_configurable(pm, recorder):
     callback = MLOpsCallback(emit=pm.dispatch, accuracy_metrics="val_acc",
                              score_metrics=["missing", "val_loss"], loss_metrics="val_loss")
     t = fit(trainer([callback], max_epochs=1))
+    val_loss = float(t.callback_metrics["val_loss"])
+    val_acc = float(t.callback_metrics["val_acc"])
     done = recorder.of_type("training_completed")[0]
-    assert done.validation_score == pytest.approx(float(t.callback_metrics["val_loss"]))
+    assert done.validation_score == pytest.approx(val_loss)
+    assert done.final_accuracy == pytest.approx(val_acc)
+    epoch_end = next(e for e in recorder.progress() if e.metrics)  # the one epoch's end
+    assert (epoch_end.stage, epoch_end.current_epoch) == ("model_training", 1)
+    # the loss is val_loss as configured, not train_loss (the default), which differs
+    assert float(t.callback_metrics["train_loss"]) != pytest.approx(val_loss)
+    assert epoch_end.current_loss == pytest.approx(val_loss)
+    assert epoch_end.current_accuracy == pytest.approx(val_acc)
+    assert epoch_end.metrics == {name: pytest.approx(float(value))
+                                 for name, value in t.callback_metrics.items()}
 
 
 # ---------------------------------------------------------------------- failures
@@ -168,7 +213,9 @@ def test_failure_in_epoch_two_is_reported_and_reraised_unchanged(pm, recorder):
     assert failed.stage_failed == "model_training"
     assert failed.progress_when_failed == pytest.approx(100 * 13 / 30, abs=0.1)
     assert failed.error == "RuntimeError: boom in epoch 2"
-    assert failed.error_code == "TRAINING_ERROR" and failed.suggestions
+    assert failed.error_code == "TRAINING_ERROR"
+    assert failed.suggestions == ["Check the traceback in the training logs",
+                                  "Retry the run; report the error if it persists"]
     assert_one_run(recorder)
     assert recorder.of_type("activity_update")[-1].activity.status == "failed"
 
@@ -179,7 +226,9 @@ def test_sigterm_is_reported_as_terminated(pm, recorder):
                                                                   fail_with="sigterm"))
     failed = recorder.of_type("training_failed")[0]
     assert failed.error_code == "TERMINATED" and failed.stage_failed == "model_training"
-    assert 40 < failed.progress_when_failed < 50
+    # Lightning finishes the batch that received SIGTERM (its step counts), then raises
+    assert failed.progress_when_failed == pytest.approx(100 * 14 / 30, abs=0.1)
+    assert failed.error == "SIGTERMException"
 
 
 def test_keyboard_interrupt_is_reported_as_interrupted(pm, recorder):
@@ -212,10 +261,18 @@ def test_failure_before_the_callback_setup_is_reported_at_data_preparation(pm, r
 
 
 def test_validate_and_test_alone_are_not_reported(pm, recorder):
+    class Testable(DigitsMLP):
+        def test_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("test_acc", (self.net(x).argmax(1) == y).float().mean())
+
     _, val = digits_loaders()
-    t = trainer([MLOpsCallback(emit=pm.dispatch)])
-    t.validate(DigitsMLP(), val)
-    assert recorder.events == []
+    callback = MLOpsCallback(emit=pm.dispatch)
+    t = trainer([callback])
+    (validated,) = t.validate(Testable(), val)
+    (tested,) = t.test(Testable(), val)
+    assert set(validated) == {"val_loss", "val_acc"} and set(tested) == {"test_acc"}
+    assert recorder.events == [] and callback.run is None
 
 
 # ---------------------------------------------------------------------- resume
@@ -416,7 +473,7 @@ def test_lightning_never_enters_a_per_batch_hook_the_callback_does_not_use(pm, r
     mine = {a for a in actions if a.startswith(f"[Callback]{plain.state_key}.")}
     assert f"[Callback]{plain.state_key}.on_train_batch_end" in mine
     assert not {f"[Callback]{plain.state_key}.{hook}" for hook in UNUSED_BATCH_HOOKS} & mine
-    assert t.global_step > 0 and recorder.of_type("training_completed")
+    assert t.global_step == 10 and len(recorder.of_type("training_completed")) == 1
     # a subclass that implements one of those hooks still gets it
     fit(trainer([custom], max_epochs=1))
     assert custom.backward_calls == t.global_step

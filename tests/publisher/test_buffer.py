@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from mlops_hooks import events as ev
 from mlops_hooks._publisher.buffer import Entry, EventBuffer, is_droppable
+from tests.spec_examples import optional_keys, payload_examples
 
 _n = 0
 
@@ -37,18 +38,37 @@ def label(e: Entry) -> str:
     return event.type if event else "?"
 
 
+#: Whether each event type of the spec may be dropped when the buffer is full.
+DROPPABLE = {
+    "model_deployed": False,
+    "model_status_change": False,
+    "prediction_volume": True,  # without a milestone; with one it is kept (below)
+    "training_progress": True,
+    "training_completed": False,
+    "training_failed": False,
+    "system_metrics": True,
+    "health_change": False,
+    "file_validated": False,
+    "upload_progress": True,
+    "activity_update": False,
+    "system_alert": False,
+}
+
+
 def test_which_events_may_be_dropped():
-    assert is_droppable(progress(1))
-    assert is_droppable(ev.SystemMetrics(cpu_percent=1))
-    assert is_droppable(ev.UploadProgress(filename="f", bytes_uploaded=1))
-    assert is_droppable(ev.PredictionVolume(total_predictions=10))
-    assert not is_droppable(ev.PredictionVolume(total_predictions=5000, milestone_reached=5000))
-    for kind in ev.LIFECYCLE_TYPES:
-        assert kind not in {"training_progress", "system_metrics", "upload_progress"}
-    assert not is_droppable(ev.TrainingCompleted())
-    assert not is_droppable(activity(1))
-    assert not is_droppable(ev.ModelDeployed(model_name="m"))
-    assert not is_droppable(ev.SystemAlert(alert=ev.Alert(id="x", title="t")))
+    assert set(DROPPABLE) == set(ev.EVENT_TYPES)
+    assert {kind for kind, droppable in DROPPABLE.items() if not droppable} \
+        == ev.LIFECYCLE_TYPES
+    examples = {e["type"]: e for e in payload_examples()}
+    optional = optional_keys()
+    assert set(examples) == set(ev.EVENT_TYPES)
+    for kind, droppable in DROPPABLE.items():
+        left_out = optional.get(kind, set()) | {"milestone_reached"}
+        example = {k: v for k, v in examples[kind].items() if k not in left_out}
+        assert is_droppable(ev.from_dict(example)) is droppable, kind
+    # a milestone is never superseded by a later count
+    milestone = ev.from_dict(examples["prediction_volume"])
+    assert milestone.milestone_reached == 5000 and is_droppable(milestone) is False
 
 
 def test_order_is_kept_when_nothing_is_dropped():
@@ -64,14 +84,13 @@ def test_order_is_kept_when_nothing_is_dropped():
 def test_full_buffer_drops_the_oldest_progress_and_keeps_lifecycle_in_order():
     buffer = EventBuffer(5)
     buffer.add(entry(activity(0)))
-    for i in range(1, 4):
-        buffer.add(entry(progress(i)))
+    p1, p2, p3 = (entry(progress(i)) for i in range(1, 4))
+    for item in (p1, p2, p3):
+        buffer.add(item)
     buffer.add(entry(ev.TrainingCompleted(run_id="r")))
-    dropped = buffer.add(entry(progress(5)))
-    assert [d.n for d in dropped] and dropped[0].dead
-    dropped = buffer.add(entry(activity(6)))
-    assert len(dropped) == 1
-    assert buffer.dropped == 2
+    assert buffer.add(entry(progress(5))) == [p1]  # the oldest progress made way
+    assert buffer.add(entry(activity(6))) == [p2]
+    assert p1.dead and p2.dead and buffer.dropped == 2
     assert [label(e) for e in drain(buffer)] == ["a0", "p3", "training_completed", "p5", "a6"]
 
 
@@ -79,8 +98,8 @@ def test_new_progress_is_dropped_when_only_lifecycle_events_wait():
     buffer = EventBuffer(3)
     for i in range(3):
         buffer.add(entry(activity(i)))
-    dropped = buffer.add(entry(progress(9)))
-    assert len(dropped) == 1 and dropped[0].dead
+    newest = entry(progress(9))
+    assert buffer.add(newest) == [newest] and newest.dead
     # lifecycle events are kept beyond the capacity ...
     buffer.add(entry(activity(3)))
     assert len(buffer) == 4
@@ -109,6 +128,7 @@ def test_outstanding_events_count_towards_the_capacity():
     for i in range(3):
         buffer.add(entry(progress(i)), outstanding=2)
     assert len(buffer) == 2
+    assert [label(e) for e in drain(buffer)] == ["p1", "p2"]
 
 
 def test_requeue_puts_unacknowledged_events_back_in_front_in_order():

@@ -12,6 +12,7 @@ from websockets.sync.client import connect
 from mlops_hooks import events as ev
 from mlops_hooks.run import Run
 from tests.publisher.support import Server, activity, free_port, marks, progress
+from tests.timestamps import assert_iso_utc_between
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,8 +32,10 @@ def test_server_down_at_start_then_up_every_event_arrives_in_order(tmp_path, mak
     publisher = make_publisher(f"ws://127.0.0.1:{port}/ws")
     run_id = "down-then-up"
     sent = [progress(i, run_id) if i % 4 else activity(i, run_id) for i in range(400)]
+    before = time.time()
     for event in sent:
         publisher.publish(event)
+    after = time.time()
     states.wait_for(lambda names: names.count("error") >= 2)  # really down, really retrying
     assert publisher.status()["buffered"] == 400
 
@@ -45,7 +48,11 @@ def test_server_down_at_start_then_up_every_event_arrives_in_order(tmp_path, mak
     assert marks(rows) == [f"#{i}" for i in range(400)]
     seqs = [r["seq"] for r in rows]
     assert seqs == sorted(seqs) and len(set(seqs)) == 400
-    assert all(r["event_id"] and r["timestamp"].endswith("Z") for r in rows)
+    # each stamped by the publisher when emitted, and keyed "<process prefix>-<n>" in order
+    for row in rows:
+        assert_iso_utc_between(row["timestamp"], before, after)
+    (prefix,) = {r["event_id"].rsplit("-", 1)[0] for r in rows}
+    assert [r["event_id"] for r in rows] == [f"{prefix}-{n}" for n in range(1, 401)]
     # and a subscriber replaying from the start sees them in that order (the server coalesces
     # superseded progress for subscribers; lifecycle events all arrive)
     assert [f["seq"] for f in frames] == sorted(f["seq"] for f in frames)

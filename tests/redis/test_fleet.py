@@ -66,6 +66,10 @@ def test_subscribers_on_both_servers_receive_one_order(
             assert_contiguous(on_a.seqs)
             assert on_a.seqs == on_b.seqs == list(range(1, 121))
             assert on_a.events == on_b.events  # the same events, byte for byte in content
+            # ... and they are the ones sent, each at the seq its publisher was given
+            by_seq = {e["seq"]: e["activity"]["id"] for e in on_a.events}
+            assert [by_seq[seq] for seq in ws_seqs] == [f"act_ws_{i}" for i in range(60)]
+            assert [by_seq[seq] for seq in http_seqs] == [f"act_http_{i}" for i in range(60)]
     asyncio.run(main())
 
 
@@ -166,9 +170,24 @@ def test_state_converges_on_every_server(fleet: tuple[LiveServer, LiveServer],
 
     on_a, on_b = views(a), views(b)
     assert on_a == on_b
-    assert on_a["/api/models"]["seq"] == len(events)
-    assert {run["run_id"] for run in on_a["/api/models"]["runs"]} >= {"run-0", "run-1", "run-2"}
-    assert len(on_a["/api/activity?limit=500"]["activity"]) >= 3
+    # what three rounds of the spec's examples leave, exactly
+    models = on_a["/api/models"]
+    assert models["seq"] == len(events) == 36
+    # model_deployed names model-N; model_status_change names the spec's cp_v32_20251206
+    assert sorted(m["model_id"] for m in models["models"]) == [
+        "cp_v32_20251206", "model-0", "model-1", "model-2"]
+    # each run gets progress, completed, then failed (the spec's order): failed wins
+    assert {run["run_id"]: run["status"] for run in models["runs"]} == {
+        "run-0": "failed", "run-1": "failed", "run-2": "failed"}
+    assert [e["id"] for e in on_a["/api/activity?limit=500"]["activity"]] == [
+        "act-2", "act-1", "act-0"]  # newest first
+    system = on_a["system"]
+    assert system["seq"] == len(events)
+    assert [alert["id"] for alert in system["alerts"]] == ["alert-2", "alert-1", "alert-0"]
+    assert system["health"]["current_health"] == "warning"
+    kinds = [example["type"] for example in payload_examples()]
+    last_round = 2 * len(kinds)
+    assert system["system"]["seq"] == last_round + kinds.index("system_metrics") + 1
 
     # a third server that joins later builds the same state from the stream
     with LiveServer(tmp_path / "c", extra_args=fleet_args(redis_server)) as c:

@@ -19,7 +19,6 @@ with warnings.catch_warnings():
 
 __all__ = ["TestClient"]
 
-
 class ServerRecorder:
     """A server-side plugin that keeps what it receives."""
 
@@ -40,6 +39,7 @@ class RefusingBackend(MemoryBackend):
         down: Refuse every event while true.
         refuse_once: ``event_id`` values refused the first time they arrive.
         refused: ``event_id`` of every refused event, in order.
+        refused_types: ``type`` of every refused event, in order.
     """
 
     def __init__(self) -> None:
@@ -47,11 +47,13 @@ class RefusingBackend(MemoryBackend):
         self.down = False
         self.refuse_once: set[str] = set()
         self.refused: list[str | None] = []
+        self.refused_types: list[str] = []
 
     async def publish(self, event: ev.Event) -> Published:
         if self.down or event.event_id in self.refuse_once:
             self.refuse_once.discard(event.event_id or "")
             self.refused.append(event.event_id)
+            self.refused_types.append(event.type)
             raise ConnectionError("the test backend refuses it")
         return await super().publish(event)
 

@@ -163,7 +163,8 @@ def test_an_upload_works_while_the_backend_refuses_events(make_client, tmp_path)
     body = response.json()
     assert body["status"] == "success" and body["rows"] == 3 and "seq" not in body
     assert (tmp_path / "uploads" / "down.csv").read_bytes() == CSV
-    assert backend.refused  # progress and validation were offered, and refused
+    # progress (at the first bytes, and the final one) and validation were offered, and refused
+    assert backend.refused_types == ["upload_progress", "upload_progress", "file_validated"]
 
 
 def test_too_many_form_fields_are_refused(client, tmp_path):

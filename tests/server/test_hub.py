@@ -309,4 +309,4 @@ def test_the_writer_of_a_sink_that_closes_while_full_ends():
         await hub.remove(sub)
         return done
 
-    assert run(scenario())
+    assert run(scenario()) is True  # the writer ended

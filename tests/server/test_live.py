@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from websockets.exceptions import InvalidStatus
 from tests.live_server import LiveServer
 from tests.server.live import next_of, publish, publisher, recv_json, subscriber
 from tests.spec_examples import optional_keys, payload_examples
+from tests.timestamps import assert_iso_utc_between
 
 TOKEN = "live-token"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -49,14 +51,19 @@ def test_every_spec_example_reaches_two_subscribers_unchanged_plus_seq(server):
             for example in examples:
                 if example["type"] == "system_metrics":
                     continue  # the monitor publishes these too; checked via its own seq below
+                before = time.time()
                 ack = await publish(pub, example)
+                after = time.time()
                 assert ack["type"] == "ack", ack
-                acks.append((example, ack["seq"]))
+                acks.append((example, ack["seq"], before, after))
+            assert any("timestamp" not in example for example, *_ in acks)
             for ws in (a, b):
-                for example, seq in acks:
+                for example, seq, before, after in acks:
                     got = await recv_json(ws)
                     expected = {**example, "seq": seq}
-                    expected.setdefault("timestamp", got.get("timestamp"))
+                    if "timestamp" not in example:  # the server fills it on arrival
+                        assert_iso_utc_between(got["timestamp"], before, after)
+                        expected["timestamp"] = got["timestamp"]
                     assert got == expected
 
     asyncio.run(scenario())

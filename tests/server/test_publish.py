@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from tests.server.conftest import RefusingBackend, ServerRecorder, activity, progress
+from tests.timestamps import assert_iso_utc_between
 
 
 def test_ws_publish_acks_each_event_in_order_with_seq(client):
@@ -69,9 +71,13 @@ def test_error_reply_carries_the_event_id(client):
 
 def test_ping_on_publish_socket_gets_pong(client):
     with client.websocket_connect("/ws/publish") as pub:
+        before = time.time()
         pub.send_json({"type": "ping", "id": 7})
         reply = pub.receive_json()
-    assert reply["type"] == "pong" and reply["id"] == 7 and reply["server_time"].endswith("Z")
+        after = time.time()
+    assert set(reply) == {"type", "id", "server_time"}
+    assert reply["type"] == "pong" and reply["id"] == 7
+    assert_iso_utc_between(reply["server_time"], before, after)
 
 
 def test_binary_frame_closes_with_1003(client):
@@ -93,10 +99,12 @@ def test_oversize_message_closes_with_1009(client):
 def test_timestamp_is_filled_and_kept(client):
     with client.websocket_connect("/ws") as sub:
         sub.receive_json()
+        before = time.time()
         client.post("/api/events", json=[progress("a"),
                                          progress("b", timestamp="2025-12-06T10:30:00Z")])
+        after = time.time()
         first, second = sub.receive_json(), sub.receive_json()
-    assert first["timestamp"].endswith("Z") and len(first["timestamp"]) == 24
+    assert_iso_utc_between(first["timestamp"], before, after)
     assert second["timestamp"] == "2025-12-06T10:30:00Z"
 
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import time
+
 from mlops_hooks.server import rest
 from tests.server.conftest import activity, progress
+from tests.timestamps import assert_iso_utc_between
 
 
 def test_models_runs_and_their_seq(client):
@@ -81,16 +84,20 @@ def test_index_serves_the_dashboard_or_says_it_is_missing(client, monkeypatch, t
 
 
 def test_alert_and_activity_posted_without_a_timestamp_get_the_servers(client):
+    before = time.time()
     client.post("/api/events", json=[
         {"type": "system_alert", "alert": {"id": "a1", "title": "High Memory Usage"}},
         activity(1),
     ])
+    after = time.time()
     (alert,) = client.get("/api/monitoring/system").json()["alerts"]
     (entry,) = client.get("/api/activity").json()["activity"]
     with client.websocket_connect("/ws") as sub:
         snapshot = sub.receive_json()
-    for item in (alert, entry, snapshot["alerts"][0], snapshot["activity"][0]):
-        assert isinstance(item["timestamp"], str) and item["timestamp"].endswith("Z"), item
+    assert (alert["id"], entry["id"]) == ("a1", "act_1")
+    assert snapshot["alerts"] == [alert] and snapshot["activity"] == [entry]
+    for item in (alert, entry):
+        assert_iso_utc_between(item["timestamp"], before, after)
 
 
 def test_healthz_looks_the_version_up_once_not_on_every_probe(client, monkeypatch):

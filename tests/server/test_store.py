@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from mlops_hooks.server import store as store_module
 from mlops_hooks.server.store import Store
 
 
@@ -82,9 +83,17 @@ def test_a_failing_write_is_reported_once_and_the_store_goes_on(tmp_path, caplog
     store.flush().result()
     store.run_changed({"run_id": "r"}, 2)
     store.flush().result()
+    # the disk recovers (the table is back): later changes are written again
+    store._executor.submit(lambda: store._db.executescript(store_module._SCHEMA)).result()
     store.activity_added({"id": "a"}, 3)
+    store.run_changed({"run_id": "r", "status": "running"}, 4)
     store.close()
     assert sum("writing history" in r.message for r in caplog.records) == 1
+    again = Store(str(tmp_path / "h.sqlite3"))
+    loaded = again.open().result()
+    again.close()
+    assert [a["id"] for a in loaded.activity] == ["a"]
+    assert loaded.runs == [{"run_id": "r", "status": "running"}] and loaded.last_seq == 4
 
 
 def test_pending_rows_are_bounded_when_the_disk_stalls(tmp_path, monkeypatch, caplog):

@@ -7,6 +7,7 @@ the records' prebuilt frames through the connection's frame sink, as in producti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from starlette.testclient import WebSocketDenialResponse
 from tests.live_server import LiveServer
 from tests.server.conftest import activity, progress
 from tests.server.live import LiveClient, live_flags
+from tests.timestamps import assert_iso_utc_between
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,12 +50,15 @@ def test_first_frame_is_the_snapshot_with_its_seq(client):
         {"type": "model_deployed", "model_name": "Churn v1", "model_id": "m1",
          "model_accuracy": 0.9},
         progress(pct=50, model_name="churn"), activity(1)])
+    before = time.time()
     with client.websocket_connect("/ws") as sub:
         snap = sub.receive_json()
+    after = time.time()
     assert snap["type"] == "snapshot" and snap["seq"] == 3
-    assert snap["models"][0]["model_id"] == "m1" and snap["models"][0]["status"] == "active"
-    assert snap["runs"][0]["run_id"] == "run-1" and snap["runs"][0]["status"] == "running"
-    assert snap["activity"][0]["id"] == "act_1"
+    assert [(m["model_id"], m["status"]) for m in snap["models"]] == [("m1", "active")]
+    assert [(r["run_id"], r["status"]) for r in snap["runs"]] == [("run-1", "running")]
+    assert [a["id"] for a in snap["activity"]] == ["act_1"]
+    assert_iso_utc_between(snap["server_time"], before, after)
     assert snap["connections"] == 1
     for key in ("server_time", "system", "health", "alerts", "uploads"):
         assert key in snap
@@ -144,15 +149,18 @@ def test_bad_query_is_refused_with_400_and_a_reason(client, query, text):
 def test_ping_pong_and_unknown_messages(client):
     with client.websocket_connect("/ws") as sub:
         sub.receive_json()
+        before = time.time()
         sub.send_json({"type": "ping", "id": "abc"})
         pong = sub.receive_json()
+        after = time.time()
         sub.send_json({"type": "subscribe"})
         error = sub.receive_json()
         sub.send_text("not json")
         error2 = sub.receive_json()
         sub.send_json({"type": "ping", "id": 2})
         assert sub.receive_json()["id"] == 2
-    assert pong["type"] == "pong" and pong["id"] == "abc" and pong["server_time"].endswith("Z")
+    assert pong["type"] == "pong" and pong["id"] == "abc"
+    assert_iso_utc_between(pong["server_time"], before, after)
     assert error["type"] == "error" and "ping" in error["error"]
     assert error2["type"] == "error"
 
