@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Any
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import format_bytes, format_duration, iso_utc, to_float
 from mlops_hooks.failures import classify
+from mlops_hooks.formatting import format_bytes, format_duration, iso_utc, to_float
 
 __all__ = ["Run", "track"]
 

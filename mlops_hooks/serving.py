@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc, to_float
+from mlops_hooks.formatting import iso_utc, to_float
 from mlops_hooks.run import Emit, _user
 
 __all__ = ["PredictionMonitor", "deploy"]

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from mlops_hooks._format import to_float
+from mlops_hooks.formatting import to_float
 from mlops_hooks.run import Emit
 
 __all__ = [

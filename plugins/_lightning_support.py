@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from mlops_hooks._format import to_float
+from mlops_hooks.formatting import to_float
 from mlops_hooks.plugins._common import missing_framework
 
 __all__ = [

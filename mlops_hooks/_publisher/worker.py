@@ -29,17 +29,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import cast
 
-import msgspec
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from mlops_hooks import __version__
-from mlops_hooks._publisher.backoff import Backoff, quality
 from mlops_hooks._publisher.buffer import Entry, EventBuffer
 from mlops_hooks._publisher.config import Settings, is_loopback
 from mlops_hooks._publisher.mailbox import (
@@ -48,14 +44,15 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare, retryable
+from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
+from mlops_hooks.backoff import Backoff, quality
+from mlops_hooks.protocol import CLEAN_CLOSES, decode_reply, retryable, user_agent
+from mlops_hooks.protocol import ping as encode_ping
 
 __all__ = ["Worker", "describe"]
 
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
-_ping_encoder = msgspec.json.Encoder()
-_AGENT = f"mlops-hooks/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class _Ping:
@@ -90,7 +87,7 @@ def _clean_close(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionClosedOK):
         return True
     rcvd = exc.rcvd if isinstance(exc, ConnectionClosed) else None
-    return rcvd is not None and rcvd.code in (1000, 1001, 1012)
+    return rcvd is not None and rcvd.code in CLEAN_CLOSES
 
 
 def describe(exc: BaseException) -> str:
@@ -263,7 +260,7 @@ class Worker:
                 conn = stack.enter_context(connect(
                     self.s.url, additional_headers=headers, open_timeout=self.s.open_timeout,
                     ping_interval=None, ping_timeout=None, close_timeout=1.0, compression=None,
-                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=_AGENT,
+                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=user_agent(),
                 ))
                 self.conn = conn
                 ping = self.make_ping()
@@ -469,7 +466,7 @@ class Worker:
 
     @staticmethod
     def ping_message(ping: _Ping) -> bytes:
-        return _ping_encoder.encode({"type": "ping", "id": ping.id})
+        return encode_ping(ping.id)
 
     def measure(self, ping: _Ping) -> None:
         """Record a round trip; report a change of quality level."""

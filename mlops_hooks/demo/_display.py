@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 from typing import TextIO
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import format_duration
+from mlops_hooks.formatting import format_duration
 from mlops_hooks.manager import hookimpl
 
 __all__ = ["Display", "ProgressPlugin"]

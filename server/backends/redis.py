@@ -37,11 +37,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
-from mlops_hooks._publisher.backoff import Backoff
+from mlops_hooks.backoff import Backoff
+from mlops_hooks.formatting import iso_utc
 from mlops_hooks.server.backends._redis_batch import Batcher
 from mlops_hooks.server.backends._redis_support import FLOOR_LUA, PUBLISH_LUA, parse_redis_url
-from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
+from mlops_hooks.server.backends.base import Deliver, Published
+from mlops_hooks.server.stream.record import Record, make_record
 
 __all__ = ["RedisBackend", "create"]
 

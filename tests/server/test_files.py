@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_hooks.server.csvcheck import CsvProblem, validate_csv
-from mlops_hooks.server.files import safe_filename
+from mlops_hooks.server.endpoints.csvcheck import CsvProblem, validate_csv
+from mlops_hooks.server.endpoints.files import safe_filename
 from tests.server.conftest import RefusingBackend
 
 CSV = b"age,income,plan,churn_status\n34,52000,basic,yes\n45,61000,pro,no\n29,,basic,no\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_hooks.server.monitor import sample_resources
+from mlops_hooks.server.ops.monitor import sample_resources
 from tests.server.conftest import progress
 
 pytestmark = pytest.mark.timeout(30)

@@ -1,4 +1,4 @@
-"""Reconnect delays and connection quality.
+"""Reconnect delays and connection quality, shared by the publisher and the Redis backend.
 
 Delays follow "exponential backoff with full jitter" (the AWS architecture blog's name for it):
 the *n*-th failed attempt in a row waits a uniformly random time between 0 and

@@ -13,8 +13,8 @@ from collections import OrderedDict, deque
 from typing import Any, Protocol
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
-from mlops_hooks.server.runs import RunState
+from mlops_hooks.formatting import iso_utc
+from mlops_hooks.server.state.runs import RunState
 
 __all__ = ["MODEL_FIELDS", "State", "StateListener", "run_key"]
 

@@ -2,45 +2,35 @@
 
 Query parameters: ``since=SEQ`` (replay after a reconnect), ``types=a,b`` (filter by event
 type), ``token=T`` (subscriber token). Client messages: ``{"type": "ping", "id": X}`` gets a
-``pong``; anything else gets an ``error``; binary frames close with 1003, oversize with 1009.
+``pong``; anything else gets an ``error``; binary frames close with 1003, oversize with 1009
+(:class:`mlops_hooks.protocol.CloseCode`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.backends.base import control
-from mlops_hooks.server.config import MAX_MESSAGE_BYTES
-from mlops_hooks.server.frames import FrameSink, frame_sink
-from mlops_hooks.server.hub import SLOW_CLOSE_CODE, Subscriber, slow_reason
-from mlops_hooks.server.ingest import error_message, pong
-from mlops_hooks.server.security import Denied
+from mlops_hooks import protocol
+from mlops_hooks.server.endpoints._ws import deny, message_problem
+from mlops_hooks.server.endpoints.security import Denied
+from mlops_hooks.server.stream.frames import FrameSink, frame_sink
+from mlops_hooks.server.stream.hub import Subscriber
+from mlops_hooks.server.stream.record import control
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["Subscribe", "deny", "message_problem", "parse_subscription", "subscribe"]
+__all__ = ["Subscribe", "parse_subscription", "subscribe"]
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
-
-
-async def deny(ws: WebSocket, denied: Denied) -> None:
-    """Refuse a handshake with an HTTP status and a JSON body saying why."""
-    response = JSONResponse({"error": denied.message}, status_code=denied.status)
-    if "websocket.http.response" in ws.scope.get("extensions", {}):
-        await ws.send_denial_response(response)
-    else:  # pragma: no cover - servers without the denial-response extension
-        await ws.close(code=1008, reason=denied.message[:120])
 
 
 def parse_subscription(query: Any) -> tuple[int | None, frozenset[str] | None]:
@@ -68,16 +58,6 @@ def parse_subscription(query: Any) -> tuple[int | None, frozenset[str] | None]:
                               f"known: {', '.join(ev.EVENT_TYPES)}")
         types = frozenset(names)
     return since, types
-
-
-def message_problem(message: Mapping[str, Any]) -> tuple[int, str] | None:
-    """The close code and reason for a frame the server does not take, or ``None``."""
-    text = message.get("text")
-    if text is None:
-        return 1003, "binary frames are not supported: send JSON text"
-    if len(text) * 4 > MAX_MESSAGE_BYTES and len(text.encode()) > MAX_MESSAGE_BYTES:
-        return 1009, f"message over the {MAX_MESSAGE_BYTES // 1024} KiB limit"
-    return None
 
 
 async def _prime(core: Core, sub: Subscriber, since: int | None,
@@ -114,10 +94,10 @@ async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] |
         except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past the limit
             data = None
         if isinstance(data, dict) and data.get("type") == "ping":
-            sub.push(control(pong(data.get("id")), "pong"))
+            sub.push(control(protocol.pong(data.get("id")), "pong"))
         else:
             core.metrics.rejected["bad_subscriber_message"] += 1
-            sub.push(control(error_message(
+            sub.push(control(protocol.error(
                 'subscribers may only send {"type": "ping", "id": ...}; '
                 "events are published on /ws/publish or POST /api/events"), "error"))
 
@@ -126,7 +106,7 @@ class Subscribe:
     """The ``/ws`` endpoint as an ASGI app.
 
     Under ``mlops-hooks serve`` the hub writes each record's prebuilt frame to the connection's
-    :class:`~mlops_hooks.server.frames.FrameSink`; under another ASGI server it hands the
+    :class:`~mlops_hooks.server.stream.frames.FrameSink`; under another ASGI server it hands the
     record's prebuilt ASGI message to the connection's ``send``: no per-delivery wrapper
     objects either way, one shared frame and one shared dict per event.
     """
@@ -168,7 +148,7 @@ async def subscribe(ws: WebSocket, send: Send, sink: FrameSink | None = None) ->
             reader.exception()  # retrieved: a client that vanished mid-read
         await core.hub.remove(sub)
     if sub.slow:
-        close = (SLOW_CLOSE_CODE, slow_reason(sub.last_seq))
+        close = (protocol.CloseCode.SLOW_CONSUMER, protocol.slow_reason(sub.last_seq))
     if close is not None:
         with suppress(Exception):  # the client is gone or never reads again
             await asyncio.wait_for(ws.close(*close), core.config.slow_close_timeout)

@@ -2,7 +2,7 @@
 
 Every database call runs on one dedicated thread (``sqlite3`` connections belong to the thread
 that opened them), so the event loop never waits on the disk. The loop only records what
-changed (:class:`~mlops_hooks.server.state.StateListener` methods, :meth:`Store.note`); the
+changed (:class:`~mlops_hooks.server.state.state.StateListener` methods, :meth:`Store.note`); the
 thread writes it in batches, keeping the newest state of each run and model. A failing disk is
 reported once and never stops the server.
 

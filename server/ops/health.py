@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
+from mlops_hooks.formatting import iso_utc
 
 __all__ = ["HYSTERESIS", "LEVELS", "RESOURCES", "HealthTracker", "Resource"]
 

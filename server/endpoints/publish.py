@@ -12,13 +12,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.backends.base import text_frame
+from mlops_hooks.protocol import CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
-from mlops_hooks.server.frames import FrameSink, frame_sink
-from mlops_hooks.server.ingest import Reply
-from mlops_hooks.server.probe import PROBE_HEADER
-from mlops_hooks.server.security import Denied
-from mlops_hooks.server.subscribe import deny, message_problem
+from mlops_hooks.server.endpoints._ws import deny, message_problem
+from mlops_hooks.server.endpoints.security import Denied
+from mlops_hooks.server.ingest import Outcome
+from mlops_hooks.server.ops.probe import PROBE_HEADER
+from mlops_hooks.server.stream.frames import FrameSink, frame_sink
+from mlops_hooks.server.stream.record import text_frame
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
@@ -31,9 +32,10 @@ __all__ = ["post_events", "publish_ws", "read_body"]
 PIPELINE = 256
 #: Close code and reason after refusing an event the backend could not store (1013: try again
 #: later); the messages received behind it were not handled.
-REFUSED_CLOSE = (1013, "the server cannot store events right now: reconnect and resend from "
-                       "the refused event")
-_Handling = asyncio.Queue["asyncio.Task[Reply | None] | None"]
+REFUSED_CLOSE = (CloseCode.TRY_AGAIN_LATER,
+                 "the server cannot store events right now: reconnect and resend from the "
+                 "refused event")
+_Handling = asyncio.Queue["asyncio.Task[Outcome | None] | None"]
 log = logging.getLogger("mlops_hooks.server")
 #: Seconds a ``POST /api/events`` refused with 503 (backend unavailable) is told to wait.
 RETRY_AFTER = 1
@@ -54,7 +56,7 @@ class _Refusal:
         self.refused = False
 
 
-async def _handle(core: Core, text: str, refusal: _Refusal) -> Reply | None:
+async def _handle(core: Core, text: str, refusal: _Refusal) -> Outcome | None:
     if refusal.refused:  # behind a refused event: not handled (the publisher resends it)
         return None
     reply = await core.ingest.handle_message(text, durable=False)
@@ -63,8 +65,8 @@ async def _handle(core: Core, text: str, refusal: _Refusal) -> Reply | None:
     return reply
 
 
-async def _next_batch(handling: _Handling, first: asyncio.Task[Reply | None]
-                      ) -> tuple[list[Reply | BaseException], asyncio.Task[Reply | None] | None,
+async def _next_batch(handling: _Handling, first: asyncio.Task[Outcome | None]
+                      ) -> tuple[list[Outcome | BaseException], asyncio.Task[Outcome | None] | None,
                                  bool]:
     """``first``'s outcome and those of the tasks queued behind it that are already done.
 
@@ -72,8 +74,8 @@ async def _next_batch(handling: _Handling, first: asyncio.Task[Reply | None]
         The outcomes in order (a reply, or what a task raised), the first task not done yet
         (``None``: none), and whether the end of the connection's messages was reached.
     """
-    outcomes: list[Reply | BaseException] = []
-    task: asyncio.Task[Reply | None] | None = first
+    outcomes: list[Outcome | BaseException] = []
+    task: asyncio.Task[Outcome | None] | None = first
     while task is not None:
         try:
             reply = await task
@@ -132,7 +134,7 @@ async def _send_replies(ws: WebSocket, handling: _Handling, core: Core,
 
 
 async def _answer(ws: WebSocket, sink: FrameSink | None, core: Core,
-                  outcomes: list[Reply | BaseException]) -> bool:
+                  outcomes: list[Outcome | BaseException]) -> bool:
     """Send the replies of ``outcomes`` once stored; ``False`` when nothing more is to be sent."""
     await core.ingest.committed()  # one commit covers every event handled so far
     texts: list[str] = []
@@ -143,7 +145,7 @@ async def _answer(ws: WebSocket, sink: FrameSink | None, core: Core,
                 log.error("mlops-hooks: handling a /ws/publish message failed",
                           exc_info=outcome)
                 with suppress(Exception):
-                    await ws.close(1011, "internal error: reconnect and resend")
+                    await ws.close(CloseCode.INTERNAL_ERROR, "internal error: reconnect and resend")
                 return False
             texts.append(outcome.text)
             if outcome.retry:
@@ -221,7 +223,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 
 def _error(status: int, error: str, headers: dict[str, str] | None = None,
            **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, **extra}, status_code=status, headers=headers)
+    return JSONResponse(problem(error, **extra), status_code=status, headers=headers)
 
 
 def _is_json(content_type: str) -> bool:

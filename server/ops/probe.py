@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
+from mlops_hooks import protocol
+
 __all__ = ["PROBE_HEADER", "Probe"]
 
 PROBE_HEADER = "x-mlops-hooks-probe"
@@ -66,7 +68,7 @@ class Probe:
                     compression=None, open_timeout=_TIMEOUT, ping_interval=None), _TIMEOUT)
             ping_id = next(self._ids)
             started = time.perf_counter()
-            await self._ws.send(msgspec.json.encode({"type": "ping", "id": ping_id}).decode())
+            await self._ws.send(protocol.ping(ping_id).decode())
             while True:
                 reply: Any = msgspec.json.decode(await asyncio.wait_for(self._ws.recv(),
                                                                         _TIMEOUT))

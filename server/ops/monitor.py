@@ -3,7 +3,7 @@
 * Every ``metrics_interval`` seconds: psutil samples CPU, memory and disk (on a worker thread),
   the loopback probe measures WebSocket and API round trips, and a ``system_metrics`` event
   with every field of the spec is published; health thresholds may add ``health_change`` and
-  ``system_alert`` events (:mod:`mlops_hooks.server.health`).
+  ``system_alert`` events (:mod:`mlops_hooks.server.ops.health`).
 * The stall watchdog: a ``running`` run without any event for ``stall_timeout`` seconds is
   reported with a ``system_alert`` (``alert_type: "training_stalled"``, with the run's
   ``run_id``), which marks it ``stalled``, and an activity entry. That covers a training
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import format_duration, iso_utc
-from mlops_hooks.server.health import HealthTracker
-from mlops_hooks.server.probe import Probe
-from mlops_hooks.server.state import STALLED_ALERT
+from mlops_hooks.formatting import format_duration, iso_utc
+from mlops_hooks.server.ops.health import HealthTracker
+from mlops_hooks.server.ops.probe import Probe
+from mlops_hooks.server.state.state import STALLED_ALERT
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core

@@ -1,7 +1,7 @@
 """uvicorn's sans-I/O WebSocket protocol, plus a way to write prebuilt frames to a connection.
 
 Every subscriber receives the same bytes for an event: the server never negotiates compression,
-so the frame (:attr:`~mlops_hooks.server.backends.base.Record.frame`) is built once per event.
+so the frame (:attr:`~mlops_hooks.server.stream.record.Record.frame`) is built once per event.
 :class:`FrameWebSocketProtocol` offers each accepted connection's :class:`FrameSink` to the app
 as the ASGI extension :data:`EXTENSION` (``scope["extensions"]["mlops_hooks.frames"]["sink"]``);
 the hub then writes queued frames to the transport synchronously, several per write, instead of

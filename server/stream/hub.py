@@ -6,7 +6,7 @@ the publisher or another subscriber.
 
 Writing, per connection:
 
-* a connection that takes prebuilt frames (a :class:`~mlops_hooks.server.frames.FrameSink`,
+* a connection that takes prebuilt frames (a :class:`~mlops_hooks.server.stream.frames.FrameSink`,
   offered by ``mlops-hooks serve``) is written by the hub itself, once per turn of the event
   loop: everything queued for it since the last turn goes out as one write of the records'
   shared frames, in batches of at most :data:`BATCH_BYTES`, as long as its transport takes
@@ -34,18 +34,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from mlops_hooks.server.backends.base import Record
-from mlops_hooks.server.metrics import Metrics
+from mlops_hooks.server.ops.metrics import Metrics
+from mlops_hooks.server.stream.record import Record
 
 if TYPE_CHECKING:
-    from mlops_hooks.server.frames import FrameSink
+    from mlops_hooks.server.stream.frames import FrameSink
 
-__all__ = ["BATCH_BYTES", "SLOW_CLOSE_CODE", "Hub", "Subscriber", "slow_reason"]
+__all__ = ["BATCH_BYTES", "Hub", "Subscriber"]
 
 log = logging.getLogger("mlops_hooks.server")
 
-#: Close code for a subscriber that fell too far behind (docs/protocol.md).
-SLOW_CLOSE_CODE = 4008
 #: Yield to the event loop after this many consecutive sends (fairness between writers).
 _YIELD_EVERY = 32
 #: Largest write of frames to one connection (a full transport pauses after it).
@@ -53,11 +51,6 @@ BATCH_BYTES = 64 * 1024
 
 #: The connection's ASGI ``send``: it receives :attr:`Record.message` as it is.
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def slow_reason(last_seq: int) -> str:
-    """The close reason sent with 4008."""
-    return f"slow consumer: reconnect with ?since={last_seq}"
 
 
 class Subscriber:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +15,15 @@ from starlette.responses import (
     Response,
 )
 
+from mlops_hooks import protocol
+
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
 __all__ = ["STATIC_DIR", "activity", "healthz", "index", "metrics", "models", "system"]
 
 #: The dashboard's files (package data, written by the dashboard's own issue).
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_ACTIVITY_LIMIT = 500
 
 _MISSING_PAGE = """<!doctype html>
@@ -79,16 +79,6 @@ async def activity(request: Request) -> Response:
     return JSONResponse(_core(request).state.activity_view(limit))
 
 
-@functools.cache
-def _version() -> str:
-    # Looked up once: importlib.metadata scans every site-packages entry (about 0.4 ms with a
-    # large environment), which /healthz must not do on the event loop for every probe.
-    try:
-        return metadata.version("mlops-hooks")
-    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
-
-
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: liveness plus the stream position, backend facts and connection counts.
 
@@ -106,7 +96,7 @@ async def healthz(request: Request) -> Response:
         "subscribers": len(core.hub),
         "publishers": core.publishers,
         "uptime_s": round(time.time() - core.started_at, 1),
-        "version": _version(),
+        "version": protocol.version(),
         "auth": {"publisher_token": core.config.token is not None,
                  "subscriber_token": core.config.subscriber_token is not None},
     })

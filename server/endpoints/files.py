@@ -30,9 +30,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import format_bytes, format_rate
-from mlops_hooks.server.csvcheck import CsvProblem, check_suffix, validate_csv
-from mlops_hooks.server.security import Denied
+from mlops_hooks.formatting import format_bytes, format_rate
+from mlops_hooks.protocol import problem
+from mlops_hooks.server.endpoints.csvcheck import CsvProblem, check_suffix, validate_csv
+from mlops_hooks.server.endpoints.security import Denied
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
@@ -271,7 +272,7 @@ async def upload(request: Request) -> Response:
         core.guard.check_origin(request.headers)
         core.guard.check_subscriber(request.headers, request.query_params)
     except Denied as denied:
-        return JSONResponse({"error": denied.message}, status_code=denied.status)
+        return JSONResponse(problem(denied.message), status_code=denied.status)
     media, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if media != b"multipart/form-data" or not boundary:
