@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops_hooks.demo._options import Plan
+from mlops_hooks.cli.demo._options import Plan
 from mlops_hooks.serving import PredictionMonitor
 
 __all__ = ["Traffic", "send_traffic"]

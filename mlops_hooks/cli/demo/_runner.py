@@ -19,11 +19,11 @@ from types import FrameType
 from typing import TextIO
 
 from mlops_hooks import events as ev
-from mlops_hooks.demo._display import Display, ProgressPlugin
-from mlops_hooks.demo._options import DemoOptions
-from mlops_hooks.demo._server import DemoServer, ServerError
-from mlops_hooks.demo._stages import STAGES, Context, StageFailed
-from mlops_hooks.demo._watch import DashboardWatcher
+from mlops_hooks.cli.demo._display import Display, ProgressPlugin
+from mlops_hooks.cli.demo._options import DemoOptions
+from mlops_hooks.cli.demo._server import DemoServer, ServerError
+from mlops_hooks.cli.demo._stages import STAGES, Context, StageFailed
+from mlops_hooks.cli.demo._watch import DashboardWatcher
 from mlops_hooks.manager import get_plugin_manager, reset_plugin_managers
 
 __all__ = ["run_demo"]

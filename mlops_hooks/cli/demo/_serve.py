@@ -1,6 +1,6 @@
 """The demo's server process: ``mlops-hooks serve`` that ends when the demo process is gone.
 
-Run as ``python -m mlops_hooks.demo._serve PARENT_PID SERVE_ARGS...``. The demo starts it in its
+Run as ``python -m mlops_hooks.cli.demo._serve PARENT_PID SERVE_ARGS...``. The demo starts it in its
 own session, so the terminal's Ctrl-C reaches the demo only and the demo stops the server after
 the training side has flushed its events. Should the demo die without stopping it (SIGKILL), a
 watchdog thread notices the parent is gone and interrupts the server, which then shuts down as
@@ -37,15 +37,15 @@ def main(argv: Sequence[str]) -> int:
         The exit status of ``mlops-hooks serve``.
     """
     if not argv or not argv[0].isdigit():
-        print("usage: python -m mlops_hooks.demo._serve PARENT_PID [serve arguments]",
+        print("usage: python -m mlops_hooks.cli.demo._serve PARENT_PID [serve arguments]",
               file=sys.stderr)
         return 2
     parent = int(argv[0])
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog",
                      daemon=True).start()
-    from mlops_hooks.cli import main as cli_main
+    from mlops_hooks.cli.serve import main as serve
 
-    return cli_main(["serve", *argv[1:]])
+    return serve(argv[1:])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mlops_hooks.demo._options import DemoOptions
+from mlops_hooks.cli.demo._options import DemoOptions
 
 __all__ = ["DemoServer", "ServerError", "get_json"]
 
@@ -71,7 +71,7 @@ class DemoServer:
     def command(self) -> list[str]:
         """The server's command line."""
         o = self.options
-        return [sys.executable, "-m", "mlops_hooks.demo._serve", str(os.getpid()),
+        return [sys.executable, "-m", "mlops_hooks.cli.demo._serve", str(os.getpid()),
                 "--host", o.host, "--port", str(o.port), "--db", str(o.db_path),
                 "--upload-dir", str(self.upload_dir),
                 "--metrics-interval", f"{self.metrics_interval:g}", "--log-level", "warning"]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from mlops_hooks import events as ev
 from mlops_hooks.api import emit
-from mlops_hooks.demo._watch import DashboardWatcher
+from mlops_hooks.cli.demo._watch import DashboardWatcher
 from mlops_hooks.formatting import iso_utc
 
 __all__ = ["DEMO_SOURCE", "exercise_health", "saw_resource_events"]

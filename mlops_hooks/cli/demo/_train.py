@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlops_hooks.demo._data import Digits
+from mlops_hooks.cli.demo._data import Digits
 from mlops_hooks.plugins.lightning import MLOpsCallback
 
 __all__ = ["DigitsMLP", "Trained", "predictor", "probe", "train"]

@@ -9,12 +9,12 @@ The server's own monitor adds ``system_metrics``, ``health_change`` and ``system
 every event type of the protocol shows on the dashboard. Then it keeps serving until Ctrl-C.
 
 Example:
-    >>> from mlops_hooks.demo import DemoOptions, run_demo
+    >>> from mlops_hooks.cli.demo import DemoOptions, run_demo
     >>> run_demo(DemoOptions(port=8002, quick=True, exit_after_work=True))  # doctest: +SKIP
     0
 """
 
-from mlops_hooks.demo._options import DemoOptions
-from mlops_hooks.demo._runner import run_demo
+from mlops_hooks.cli.demo._options import DemoOptions
+from mlops_hooks.cli.demo._runner import run_demo
 
 __all__ = ["DemoOptions", "run_demo"]

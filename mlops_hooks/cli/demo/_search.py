@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlops_hooks.demo._data import Digits
+from mlops_hooks.cli.demo._data import Digits
 from mlops_hooks.plugins.sklearn import MLOpsCallback
 
 __all__ = ["Searched", "predictor", "search"]

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_hooks.demo._display import Display
-from mlops_hooks.demo._options import DemoOptions
-from mlops_hooks.demo._watch import DashboardWatcher
+from mlops_hooks.cli.demo._display import Display
+from mlops_hooks.cli.demo._options import DemoOptions
+from mlops_hooks.cli.demo._watch import DashboardWatcher
 
 __all__ = ["STAGES", "Context", "StageFailed"]
 
@@ -41,7 +41,7 @@ class Context:
 
 def upload(ctx: Context) -> str:
     """Write the digits as a CSV and upload it: ``upload_progress`` and ``file_validated``."""
-    from mlops_hooks.demo import _data
+    from mlops_hooks.cli.demo import _data
 
     plan = ctx.options.plan
     ctx.data = _data.load(plan.rows)
@@ -60,7 +60,7 @@ def upload(ctx: Context) -> str:
 
 def train(ctx: Context) -> str:
     """The Lightning MLP (about a minute on 2 cores): ``training_progress`` ... completed."""
-    from mlops_hooks.demo import _train
+    from mlops_hooks.cli.demo import _train
 
     plan = ctx.options.plan
     model_id = f"digits_mlp_{ctx.stamp}"
@@ -73,7 +73,7 @@ def train(ctx: Context) -> str:
 
 def probe(ctx: Context) -> str:
     """A learning rate far too high: the run diverges and reports ``training_failed``."""
-    from mlops_hooks.demo import _train
+    from mlops_hooks.cli.demo import _train
 
     error = _train.probe(ctx.data, lr=ctx.options.plan.probe_lr)
     if error is None:
@@ -83,7 +83,7 @@ def probe(ctx: Context) -> str:
 
 def search(ctx: Context) -> str:
     """``GridSearchCV`` with the scikit-learn callback (worker processes included)."""
-    from mlops_hooks.demo import _search
+    from mlops_hooks.cli.demo import _search
 
     plan = ctx.options.plan
     model_id = f"digits_logreg_{ctx.stamp}"
@@ -112,7 +112,7 @@ def deploy(ctx: Context) -> str:
 
 def traffic(ctx: Context) -> str:
     """A burst of requests through ``PredictionMonitor``, with an incident of bad requests."""
-    from mlops_hooks.demo._traffic import send_traffic
+    from mlops_hooks.cli.demo._traffic import send_traffic
 
     if ctx.deployed is None or ctx.data is None:
         raise StageFailed("no deployed model to send requests to")
@@ -128,7 +128,7 @@ def traffic(ctx: Context) -> str:
 
 def health(ctx: Context) -> str:
     """``health_change`` and ``system_alert`` from the server's monitor."""
-    from mlops_hooks.demo._health import exercise_health
+    from mlops_hooks.cli.demo._health import exercise_health
 
     plan = ctx.options.plan
     return exercise_health(ctx.watcher, spike_timeout=plan.spike_timeout,
