@@ -13,9 +13,9 @@ Usage: ``python tools/typecheck.py [MYPY FLAGS...]`` (``make typecheck``).
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from mypy import build
 from mypy.fscache import FileSystemCache
 from mypy.main import process_options
