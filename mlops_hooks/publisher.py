@@ -45,7 +45,6 @@ import weakref
 from typing import Any
 
 from mlops_hooks import events as ev
-from mlops_hooks import manager as _manager
 from mlops_hooks._publisher.buffer import is_droppable
 from mlops_hooks._publisher.config import (
     DEFAULT_BUFFER,
@@ -64,7 +63,7 @@ from mlops_hooks._publisher.mailbox import (
 )
 from mlops_hooks._publisher.oneshot import Ack, DeliveryError, deliver
 from mlops_hooks._publisher.worker import Worker
-from mlops_hooks.manager import PluginManager, hookimpl
+from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
 __all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
 
@@ -340,7 +339,7 @@ class Publisher:
         return result
 
     def _notify(self, state: str, detail: dict[str, object]) -> None:
-        pm = self.plugin_manager or _registered_in(self)
+        pm = self.plugin_manager or registered_in(self)
         if pm is not None:
             pm.notify_connection(state, detail)
 
@@ -349,14 +348,6 @@ class Publisher:
         self._fresh_state()
         if worker is not None:
             worker.abandon()
-
-
-def _registered_in(publisher: Publisher) -> PluginManager | None:
-    """The process-wide manager this publisher is registered in, if any (never builds one)."""
-    for pm in list(_manager._managers.values()):
-        if pm.is_registered(publisher):
-            return pm
-    return None
 
 
 def _warn(line: str) -> None:
