@@ -24,7 +24,6 @@ import inspect
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
@@ -32,7 +31,8 @@ from typing import Any, TypeVar
 
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import iso_utc, to_float
-from mlops_hooks.run import Emit, _user
+from mlops_hooks.run import Emit
+from mlops_hooks.run.activity import activity
 
 __all__ = ["PredictionMonitor", "deploy"]
 
@@ -113,12 +113,9 @@ def deploy(
     details = f" {version}" if version else ""
     if accuracy is not None:
         details += f" (accuracy {accuracy:.3f})"
-    send(ev.ActivityUpdate(activity=ev.Activity(
-        id=f"act_{stamp[:10].replace('-', '')}_{uuid.uuid4().hex[:10]}",
-        title="Model Deployed",
-        description=f"{name}{details} deployed to production",
-        user=_user(), action_type="model_deployment", status="completed", timestamp=stamp,
-        severity_level="success", duration=None,
+    send(ev.ActivityUpdate(activity=activity(
+        "Model Deployed", f"{name}{details} deployed to production", "model_deployment",
+        "completed", "success", duration=None, stamp=stamp,
         metadata={"model_name": name, "model_version": version, "model_id": identifier,
                   "model_accuracy": accuracy},
     )))

@@ -7,34 +7,14 @@ model's size, and failure with the stage and progress (the exception is re-raise
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
-from mlops_hooks.plugins._common import check_emit, check_name, fraction
+from mlops_hooks.plugins._base import check_emit, check_name, fraction, pickled_size
 from mlops_hooks.run import Emit, Run
 
-__all__ = ["completion_scores", "monitored_fit", "pickled_size"]
+__all__ = ["completion_scores", "monitored_fit"]
 
 _ACCURACY_SCORERS = (None, "accuracy", "balanced_accuracy")
-
-
-class _CountingFile:
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        return len(data)
-
-
-def pickled_size(estimator: Any) -> int | None:
-    """Bytes of the pickled estimator (what a deployment loads), counted without a copy."""
-    counter = _CountingFile()
-    try:
-        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(estimator)
-    except Exception:  # unpicklable parts (open handles, lambdas): size unknown
-        return None
-    return counter.size
 
 
 def _is_classifier(estimator: Any) -> bool:

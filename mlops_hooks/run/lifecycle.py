@@ -1,10 +1,11 @@
-"""The framework-agnostic training run: the state machine every adapter drives.
+"""The lifecycle of a run: start, stages, steps, epochs, completion, failure.
 
 A :class:`Run` turns "a step happened", "an epoch ended", "the stage changed", "it finished",
-"it failed" into the spec's events: ``training_progress`` (whole-run progress 0-100, monotonic;
-epoch x/y; loss; ETA from a smoothed rate; throttled), ``training_completed``,
+"it failed" into the spec's events: ``training_progress`` (throttled), ``training_completed``,
 ``training_failed`` (error code and suggestions from :mod:`mlops_hooks.failures`) and an
-``activity_update`` at start, completion and failure.
+``activity_update`` at start, completion and failure. The maths is :mod:`.progress`'s, the
+English :mod:`.messages`' and the activity entries :mod:`.activity`'s; this module reads the
+clock and decides when to send.
 
 The per-step path (:meth:`Run.step`) is a counter update and one clock compare; the loss object
 is kept as it is (a tensor stays on its device) and converted only when an event is built.
@@ -12,38 +13,33 @@ is kept as it is (a tensor stays on its device) and converted only when an event
 
 from __future__ import annotations
 
-import getpass
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeGuard
 
 from mlops_hooks import events as ev
 from mlops_hooks.failures import classify
 from mlops_hooks.formatting import format_bytes, format_duration, iso_utc, to_float
+from mlops_hooks.run import messages as text
+from mlops_hooks.run.activity import run_activity
+from mlops_hooks.run.progress import Estimator, Plan
 
-__all__ = ["Run", "track"]
+__all__ = ["Emit", "Outcome", "Run", "track"]
 
 Emit = Callable[[ev.Event], object]
+#: How a finished run ended (:attr:`Run.finished`).
+Outcome = Literal["completed", "failed"]
 _perf = time.perf_counter
-_SMOOTHING = 0.3  # weight of the newest rate sample in the exponential moving average
 
 
 def _default_emit() -> Emit:
     from mlops_hooks.manager import get_plugin_manager
 
     return get_plugin_manager("training").dispatch
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (containers): the spec's default actor
-        return "system"
 
 
 def _check_positive(name: str, value: int | None) -> int | None:
@@ -54,11 +50,21 @@ def _check_positive(name: str, value: int | None) -> int | None:
     return value
 
 
+def _check_count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
 def _check_fraction(name: str, value: object) -> float | None:
     number = to_float(value)
     if value is not None and (number is None or not 0.0 <= number <= 1.0):
         raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
     return number
+
+
+def _is_stage(stage: object) -> TypeGuard[ev.TrainingStage]:
+    return stage in ev.STAGE_TEXT
 
 
 class Run:
@@ -79,6 +85,15 @@ class Run:
 
     Raises:
         ValueError: A count is not a positive integer, or ``throttle`` is negative.
+
+    Attributes:
+        name: What is trained.
+        model_id: The produced model's identifier, if given.
+        progress: Whole-run progress of the last event, 0-100 (``None``: open-ended).
+        stage_name: The current training stage.
+        current_epoch: The epoch shown on the dashboard (1-based), once known.
+        started: :meth:`start` was called.
+        finished: ``"completed"`` or ``"failed"`` once the run is over, else ``None``.
 
     Example:
         >>> run = Run("demo", total_epochs=2, steps_per_epoch=10, emit=print)  # doctest: +SKIP
@@ -101,58 +116,103 @@ class Run:
         if not isinstance(throttle, (int, float)) or throttle < 0 or math.isnan(throttle):
             raise ValueError(f"throttle must be a number of seconds >= 0, got {throttle!r}")
         self.name = name
-        self.total_epochs = _check_positive("total_epochs", total_epochs)
-        self.total_steps = _check_positive("total_steps", total_steps)
-        self.steps_per_epoch = _check_positive("steps_per_epoch", steps_per_epoch)
-        self.run_id = run_id or f"run_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
+        self._plan = Plan(_check_positive("total_epochs", total_epochs),
+                          _check_positive("total_steps", total_steps),
+                          _check_positive("steps_per_epoch", steps_per_epoch))
+        self._run_id = run_id or f"run_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
         self.model_id = model_id
         self.throttle = float(throttle)
         self._emit_fn = emit
-        self.stage_name: str = "data_preparation"
-        self.progress: float | None = None if self._open_ended else 0.0
-        self.steps = 0
-        self.epochs_done = 0
+        self.stage_name: ev.TrainingStage = "data_preparation"
+        self.progress: float | None = None if self._plan.open_ended else 0.0
+        self._steps = 0
+        self._epochs_done = 0
         self.current_epoch: int | None = None
-        self.finished: str | None = None  # "completed" | "failed"
+        self.finished: Outcome | None = None
         self.started = False
         self._loss: object = None
         self._metrics: dict[str, float] = {}
         self._accuracy: float | None = None
-        self._t0 = 0.0
-        self._t_wall = 0.0
+        self._estimator = Estimator()
         self._next_emit = math.inf  # nothing is sent before start()
-        self._rate_steps = 0
-        self._rate_t = 0.0
-        self._rate: float | None = None  # smoothed steps per second
-        self._epoch_t = 0.0
-        self._epoch_secs: float | None = None  # smoothed seconds per epoch
         self._final_step: float = math.inf  # the step that reaches 100% is always sent
-        self._explicit: float | None = None  # progress set by advance(), not by step counts
         self._plan_changed()
 
-    # ------------------------------------------------------------------ derived state
+    # ------------------------------------------------------------------ what adapters read
+
+    @property
+    def run_id(self) -> str:
+        """The identifier every event of the run carries.
+
+        Settable before :meth:`start` only (a fit resumed from a checkpoint continues the
+        checkpoint's run); afterwards a new id would split the run's stream.
+
+        Raises:
+            RuntimeError: Set after :meth:`start`.
+            ValueError: Set to something other than a non-empty string.
+        """
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, run_id: str) -> None:
+        if self.started:
+            raise RuntimeError(f"run_id can only change before start(); run {self._run_id!r} "
+                               "has started")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        self._run_id = run_id
+
+    @property
+    def steps(self) -> int:
+        """Finished steps counted so far (setting it is :meth:`resume` with ``steps``)."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: int) -> None:
+        self.resume(steps=steps)
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs finished so far."""
+        return self._epochs_done
+
+    @property
+    def total_epochs(self) -> int | None:
+        """Epochs planned, if known."""
+        return self._plan.total_epochs
+
+    @property
+    def total_steps(self) -> int | None:
+        """Steps planned as given (see :attr:`planned_steps`), if known."""
+        return self._plan.total_steps
+
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Steps per epoch, given or learnt from the first epoch, if known."""
+        return self._plan.steps_per_epoch
+
+    @property
+    def planned_steps(self) -> int | None:
+        """Steps over the whole run: given, or epochs times steps per epoch."""
+        return self._plan.planned_steps
+
+    @property
+    def active(self) -> bool:
+        """Started and not finished: the run takes steps, stages and a completion or failure."""
+        return self.started and self.finished is None
 
     @property
     def next_progress_at(self) -> float:
         """The ``time.perf_counter()`` before which :meth:`step` sends no progress event.
 
         Except at the planned last step; an adapter that skips :meth:`step` calls until then
-        catches up with ``steps`` before the next lifecycle call (``epoch_end``, ``stage``,
-        ``complete``, ``fail``), which always send. ``math.inf`` before :meth:`start`.
+        counts the skipped steps with :meth:`catch_up` before the next lifecycle call
+        (``epoch_end``, ``stage``, ``complete``, ``fail``), which always send. ``math.inf``
+        before :meth:`start`.
         """
         return self._next_emit
 
-    @property
-    def _open_ended(self) -> bool:
-        return self.total_steps is None and self.total_epochs is None
-
-    @property
-    def _planned_steps(self) -> int | None:
-        if self.total_steps is not None:
-            return self.total_steps
-        if self.total_epochs is not None and self.steps_per_epoch is not None:
-            return self.total_epochs * self.steps_per_epoch
-        return None
+    # ------------------------------------------------------------------ plan and position
 
     def set_totals(
         self,
@@ -163,43 +223,49 @@ class Run:
     ) -> None:
         """Update plan sizes learnt after construction (adapters know them only at fit start)."""
         if total_epochs is not None:
-            self.total_epochs = _check_positive("total_epochs", total_epochs)
+            self._plan.total_epochs = _check_positive("total_epochs", total_epochs)
         if total_steps is not None:
-            self.total_steps = _check_positive("total_steps", total_steps)
+            self._plan.total_steps = _check_positive("total_steps", total_steps)
         if steps_per_epoch is not None:
-            self.steps_per_epoch = _check_positive("steps_per_epoch", steps_per_epoch)
-        if self.progress is None and not self._open_ended:
+            self._plan.steps_per_epoch = _check_positive("steps_per_epoch", steps_per_epoch)
+        if self.progress is None and not self._plan.open_ended:
             self.progress = 0.0
         self._plan_changed()
 
+    def resume(self, *, steps: int | None = None, epochs_done: int | None = None) -> None:
+        """Continue from a position restored from a checkpoint (or a fit's initial epoch).
+
+        Allowed until the first step is counted: before :meth:`start`, or right after it
+        while :attr:`steps` is still 0. A started run measures its rate from here on.
+
+        Args:
+            steps: Steps already done.
+            epochs_done: Epochs already done.
+
+        Raises:
+            RuntimeError: Steps were already counted.
+            ValueError: A count is not an integer >= 0.
+        """
+        if self._steps:
+            raise RuntimeError(f"resume() is only possible before steps are counted; run "
+                               f"{self._run_id!r} has counted {self._steps}")
+        if steps is not None:
+            self._steps = _check_count("steps", steps)
+        if epochs_done is not None:
+            self._epochs_done = _check_count("epochs_done", epochs_done)
+
+    def catch_up(self, n: int) -> None:
+        """Count ``n`` finished steps without sending anything.
+
+        For an adapter that skipped :meth:`step` calls (a paused batch hook) or whose batch
+        hooks are still queued: the next lifecycle call sends the position.
+        """
+        if n > 0:
+            self._steps += n
+
     def _plan_changed(self) -> None:
-        planned = self._planned_steps
-        self._final_step = planned if planned is not None and planned > self.steps else math.inf
-
-    def _compute_progress(self) -> float | None:
-        planned = self._planned_steps
-        if self._explicit is not None:
-            value = self._explicit
-        elif planned is not None:
-            value = 100.0 * self.steps / planned
-        elif self.total_epochs is not None:
-            value = 100.0 * self.epochs_done / self.total_epochs
-        else:
-            return None
-        value = min(value, 100.0)
-        previous = self.progress or 0.0
-        return value if value > previous else previous
-
-    def _eta(self) -> float | None:
-        if self._explicit is not None:
-            done = self._explicit
-            return (_perf() - self._t0) * (100.0 - done) / done if done > 0 else None
-        planned = self._planned_steps
-        if planned is not None and self._rate:
-            return max(0.0, (planned - self.steps) / self._rate)
-        if self.total_epochs is not None and self._epoch_secs is not None:
-            return max(0.0, (self.total_epochs - self.epochs_done) * self._epoch_secs)
-        return None
+        planned = self._plan.planned_steps
+        self._final_step = planned if planned is not None and planned > self._steps else math.inf
 
     # ------------------------------------------------------------------ emitting
 
@@ -208,55 +274,44 @@ class Run:
             self._emit_fn = _default_emit()
         self._emit_fn(event)
 
-    def _update_rate(self, now: float) -> None:
-        elapsed = now - self._rate_t
-        done = self.steps - self._rate_steps
-        if elapsed > 0 and done > 0:
-            sample = done / elapsed
-            rate = self._rate
-            self._rate = sample if rate is None else rate + _SMOOTHING * (sample - rate)
-            self._rate_t, self._rate_steps = now, self.steps
+    def _percent(self) -> float | None:
+        return self._estimator.percent(self._plan, self._steps, self._epochs_done, self.progress)
 
     def progress_event(self, message: str | None = None) -> ev.TrainingProgress:
         """Build (without sending) the ``training_progress`` event for the current state."""
         pct = self.progress
-        eta = self._eta()
-        loss = to_float(self._loss)
+        eta = self._estimator.eta(_perf(), self._plan, self._steps, self._epochs_done)
         epoch = self.current_epoch
         if message is None:
-            parts = []
-            if pct is not None:
-                label = "Training" if self.stage_name == "model_training" else \
-                    ev.STAGE_TEXT[self.stage_name]
-                parts.append(f"{label} {int(pct)}% complete")
-            else:
-                parts.append(ev.STAGE_TEXT[self.stage_name])
-            if epoch is not None:
-                parts.append(f"Epoch {epoch}/{self.total_epochs}" if self.total_epochs
-                             else f"Epoch {epoch}")
-            message = " - ".join(parts)
+            message = text.progress_message(self.stage_name, pct, epoch, self.total_epochs)
         return ev.TrainingProgress(
-            run_id=self.run_id,
+            run_id=self._run_id,
             progress=round(pct, 1) if pct is not None else None,
-            stage=self.stage_name,  # type: ignore[arg-type]
+            stage=self.stage_name,
             current_stage=ev.STAGE_TEXT[self.stage_name],
             estimated_time_remaining=round(eta) if eta is not None else None,
             current_epoch=epoch,
             total_epochs=self.total_epochs,
-            current_loss=loss,
+            current_loss=to_float(self._loss),
             message=message,
             model_name=self.name,
-            current_step=self.steps,
-            total_steps=self._planned_steps,
+            current_step=self._steps,
+            total_steps=self._plan.planned_steps,
             current_accuracy=self._accuracy,
             metrics=dict(self._metrics) if self._metrics else None,
         )
 
     def _send_progress(self, now: float, message: str | None = None) -> None:
-        self._update_rate(now)
-        self.progress = self._compute_progress()
+        self._estimator.count(now, self._steps)
+        self.progress = self._percent()
         self._next_emit = now + self.throttle
         self._emit(self.progress_event(message))
+
+    def _activity(self, kind: tuple[str, str], description: str, status: str, severity: str,
+                  duration: float | None) -> ev.ActivityUpdate:
+        title, action = kind
+        return run_activity(self._run_id, self.name, title, description, action, status,
+                            severity, duration)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,12 +323,11 @@ class Run:
         if self.started:
             return self
         self.started = True
-        self._t0 = self._rate_t = self._epoch_t = _perf()
-        self._rate_steps = self.steps  # a resumed run measures its rate from here
-        self._t_wall = time.time()
-        self._emit(self._activity("Model Training Started", f"Training {self.name}",
-                                  "training_start", "in_progress", "info", None))
-        self._send_progress(self._t0)
+        now = _perf()
+        self._estimator.start(now, self._steps)  # a resumed run measures its rate from here
+        self._emit(self._activity(text.STARTED, f"Training {self.name}", "in_progress", "info",
+                                  None))
+        self._send_progress(now)
         return self
 
     def stage(self, stage: str, message: str | None = None) -> None:
@@ -282,7 +336,7 @@ class Run:
         Raises:
             ValueError: ``stage`` is not one of the spec's stages.
         """
-        if stage not in ev.STAGE_TEXT:
+        if not _is_stage(stage):
             raise ValueError(f"stage must be one of {', '.join(ev.TRAINING_STAGES)}, "
                              f"got {stage!r}")
         if self.finished or (stage == self.stage_name and message is None):
@@ -303,12 +357,12 @@ class Run:
                 converted when an event is sent, so no device sync happens per step).
             n: Steps finished since the last call.
         """
-        self.steps += n
+        self._steps += n
         if loss is not None:
             self._loss = loss
         now = _perf()
-        if now >= self._next_emit or self.steps >= self._final_step:
-            if self.steps >= self._final_step:
+        if now >= self._next_emit or self._steps >= self._final_step:
+            if self._steps >= self._final_step:
                 self._final_step = math.inf
             self._send_progress(now)
 
@@ -331,10 +385,10 @@ class Run:
         value = to_float(percent)
         if value is None:
             raise ValueError(f"percent must be a finite number, got {percent!r}")
-        self._explicit = max(self._explicit or 0.0, min(max(value, 0.0), 100.0))
-        self.progress = self._compute_progress()
+        self._estimator.set_percent(value)
+        self.progress = self._percent()
         if steps is not None:
-            self.steps = steps
+            self._steps = steps
         now = _perf()
         if self.started and not self.finished and (now >= self._next_emit or value >= 100):
             self._send_progress(now, message)
@@ -357,8 +411,8 @@ class Run:
         """
         if self.finished:
             return
-        self.epochs_done = (epoch + 1) if epoch is not None else self.epochs_done + 1
-        self.current_epoch = self.epochs_done
+        self._epochs_done = (epoch + 1) if epoch is not None else self._epochs_done + 1
+        self.current_epoch = self._epochs_done
         if loss is not None:
             self._loss = loss
         if accuracy is not None:
@@ -370,13 +424,10 @@ class Run:
                 if number is not None:
                     self._metrics[str(key)] = number
         now = _perf()
-        sample = now - self._epoch_t
-        self._epoch_t = now
-        prev = self._epoch_secs
-        self._epoch_secs = sample if prev is None else prev + _SMOOTHING * (sample - prev)
-        if self.steps_per_epoch is None and self.total_steps is None and self.steps:
+        self._estimator.epoch_ended(now)
+        if self._plan.steps_per_epoch is None and self._plan.total_steps is None and self._steps:
             # Learn the epoch length from the first epoch so progress moves between epoch ends.
-            self.steps_per_epoch = max(1, self.steps // self.epochs_done)
+            self._plan.steps_per_epoch = max(1, self._steps // self._epochs_done)
             self._plan_changed()
         self._send_progress(now)
 
@@ -415,24 +466,22 @@ class Run:
         self.stage_name = "finalization"
         self._send_progress(_perf())
         self.finished = "completed"
-        elapsed = _perf() - self._t0
+        elapsed = _perf() - self._estimator.started_at
+        training_time = format_duration(elapsed)
         done = ev.TrainingCompleted(
-            run_id=self.run_id,
+            run_id=self._run_id,
             final_accuracy=accuracy,
-            training_time=format_duration(elapsed),
+            training_time=training_time,
             validation_score=to_float(validation_score),
             model_size=size,
-            total_epochs=self.epochs_done or self.total_epochs,
-            message=message or "Training completed successfully!",
+            total_epochs=self._epochs_done or self.total_epochs,
+            message=message or text.COMPLETED_MESSAGE,
             model_id=model_id or self.model_id,
             model_name=self.name,
         )
         self._emit(done)
-        summary = f"{self.name} finished in {done.training_time}"
-        if accuracy is not None:
-            summary += f" with accuracy {accuracy:.3f}"
-        self._emit(self._activity("Model Training Completed", summary, "training_complete",
-                                  "completed", "success", elapsed))
+        summary = text.completed_summary(self.name, training_time, accuracy)
+        self._emit(self._activity(text.COMPLETED, summary, "completed", "success", elapsed))
         return done
 
     def fail(self, exc: BaseException, *, stage: str | None = None) -> ev.TrainingFailed | None:
@@ -441,51 +490,35 @@ class Run:
         Args:
             exc: The exception that ended the run.
             stage: The stage to report; defaults to the current one.
+
+        Raises:
+            ValueError: ``stage`` is not one of the spec's stages.
         """
         if self.finished:
             return None
+        if stage is not None and not _is_stage(stage):
+            raise ValueError(f"stage must be one of {', '.join(ev.TRAINING_STAGES)}, "
+                             f"got {stage!r}")
         if not self.started:
             self.start()
-        self.progress = self._compute_progress()  # steps since the last (throttled) event count
+        self.progress = self._percent()  # steps since the last (throttled) event count
         self.finished = "failed"
         failure = classify(exc)
-        text = str(exc).strip() or type(exc).__name__
-        if type(exc).__name__ not in text and failure.error_code not in ("INTERRUPTED",):
-            text = f"{type(exc).__name__}: {text}"
+        error = text.failure_text(exc, failure.error_code)
         failed = ev.TrainingFailed(
-            run_id=self.run_id,
+            run_id=self._run_id,
             timestamp=iso_utc(),
-            error=text[:2000],
+            error=error[:text.MAX_ERROR],
             error_code=failure.error_code,
-            stage_failed=(stage or self.stage_name),  # type: ignore[arg-type]
+            stage_failed=stage or self.stage_name,
             progress_when_failed=round(self.progress or 0.0, 1),
             suggestions=list(failure.suggestions),
             model_name=self.name,
         )
         self._emit(failed)
-        self._emit(self._activity("Model Training Failed", f"{self.name}: {text[:200]}",
-                                  "training_failed", "failed", "error", _perf() - self._t0))
+        self._emit(self._activity(text.FAILED, f"{self.name}: {error[:text.MAX_ACTIVITY_ERROR]}",
+                                  "failed", "error", _perf() - self._estimator.started_at))
         return failed
-
-    def _activity(self, title: str, description: str, action: str, status: str,
-                  severity: str, duration: float | None) -> ev.ActivityUpdate:
-        stamp = iso_utc()
-        return ev.ActivityUpdate(
-            run_id=self.run_id,
-            activity=ev.Activity(
-                id=f"act_{stamp[:10].replace('-', '')}_{uuid.uuid4().hex[:10]}",
-                title=title,
-                description=description,
-                user=_user(),
-                action_type=action,
-                status=status,
-                timestamp=stamp,
-                severity_level=severity,
-                duration=round(duration, 3) if duration is not None else None,
-                metadata={"model_name": self.name, "run_id": self.run_id,
-                          "pid": os.getpid()},
-            ),
-        )
 
     # ------------------------------------------------------------------ context manager
 
