@@ -186,7 +186,7 @@ class PredictionMonitor:
         self._emit_lock = threading.Lock()
         self.total = 0
         self.errors = 0
-        self.status: str | None = None
+        self.status: ev.ModelStatus | None = None
         self._last: float | None = None  # clock time of the last prediction
         self._first: float | None = None
         self._reported_total = 0
@@ -317,7 +317,7 @@ class PredictionMonitor:
         if status is not None and (throttled or becomes_active):
             self.status = status[0]
             events.append(ev.ModelStatusChange(
-                status=status[0],  # type: ignore[arg-type]
+                status=status[0],
                 model_id=self.model_id,
                 health_score=None if status[0] == "inactive" else status[1],
                 last_prediction=self._wall(last) if last is not None else None,
@@ -327,11 +327,12 @@ class PredictionMonitor:
         return events
 
     def _status(self, now: float, last: float | None, count: int,
-                failed: int) -> tuple[str, float] | None:
+                failed: int) -> tuple[ev.ModelStatus, float] | None:
         if last is None:
             return None
         rate = failed / count if count else 0.0
         health = round(1.0 - rate, 3)
+        new: ev.ModelStatus
         if now - last >= self.idle_after:
             new = "inactive"
         elif count >= self.min_samples and rate > self.error_threshold:

@@ -18,7 +18,8 @@ from mlops_hooks.formatting import iso_utc
 
 __all__ = ["HYSTERESIS", "LEVELS", "RESOURCES", "HealthTracker", "Resource"]
 
-LEVELS = ("healthy", "warning", "critical")
+#: The spec's health levels, best first (an index is a level).
+LEVELS: tuple[ev.Health, ...] = ("healthy", "warning", "critical")
 HYSTERESIS = 5.0
 
 
@@ -56,7 +57,7 @@ class HealthTracker:
 
     def __init__(self) -> None:
         self.levels = dict.fromkeys((r.field for r in RESOURCES), 0)
-        self.health = "healthy"
+        self.health: ev.Health = "healthy"
         self._ids = itertools.count(1)
 
     def _level(self, resource: Resource, value: float, current: int) -> int:
@@ -101,7 +102,7 @@ class HealthTracker:
         worst = max(RESOURCES, key=lambda r: self.levels[r.field])
         return worst if self.levels[worst.field] else None
 
-    def _change(self, health: str, sample: dict[str, float]) -> ev.HealthChange:
+    def _change(self, health: ev.Health, sample: dict[str, float]) -> ev.HealthChange:
         worst = self._worst()
         metrics = {r.field: round(sample[r.field], 1) for r in RESOURCES if r.field in sample}
         if worst is None:
@@ -112,8 +113,8 @@ class HealthTracker:
             level = "Critical" if self.levels[worst.field] == 2 else "High"
             reason = f"{level} {worst.label} usage detected ({value:.1f}%)"
             action = worst.action
-        return ev.HealthChange(current_health=health,  # type: ignore[arg-type]
-                               previous_health=self.health,  # type: ignore[arg-type]
+        return ev.HealthChange(current_health=health,
+                               previous_health=self.health,
                                reason=reason, metrics=metrics, recommended_action=action)
 
     def _alert(self, resource: Resource, value: float, before: int,

@@ -60,7 +60,7 @@ def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 1) if values else None
 
 
-def system_metrics(core: Core, sample: dict[str, float], health: str,
+def system_metrics(core: Core, sample: dict[str, float], health: ev.Health,
                    api_ms: float | None, ws_ms: float | None) -> ev.SystemMetrics:
     """Build the ``system_metrics`` event from a sample and the server's state."""
     accuracy = core.state.current_accuracy()
@@ -68,7 +68,7 @@ def system_metrics(core: Core, sample: dict[str, float], health: str,
     return ev.SystemMetrics(
         current_accuracy=accuracy, model_accuracy=accuracy,
         predictions_per_minute=rate, prediction_rate=rate,
-        current_health=health,  # type: ignore[arg-type]
+        current_health=health,
         cpu_percent=sample["cpu_percent"], memory_percent=sample["memory_percent"],
         disk_percent=sample["disk_percent"], active_connections=core.connections,
         api_response_time_ms=api_ms, ws_response_time_ms=ws_ms)
