@@ -7,6 +7,7 @@ Shared with the server, hence outside this package: :mod:`mlops_hooks.protocol` 
 * :mod:`.buffer`: the bounded, ordered buffer and its drop policy;
 * :mod:`.wire`: preparing an event for the wire (the replies are :mod:`mlops_hooks.protocol`'s);
 * :mod:`.mailbox`: what the training thread shares with the background thread;
+* :mod:`.connection`: pings, and the exceptions that end a connection (described in a line);
 * :mod:`.worker`: the background thread that owns the WebSocket;
 * :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``).
 """

@@ -27,11 +27,11 @@ __all__ = [
     "make_record",
 ]
 
-#: URL scheme → ``"module:factory"``; a factory takes ``(url, replay_size)``.
+#: URL scheme → ``"module:factory"``; a factory takes ``(url, *, replay_size)``.
 BACKENDS: dict[str, str] = {
     "memory": "mlops_hooks.server.backends.memory:MemoryBackend",
-    "redis": "mlops_hooks.server.backends.redis:create",
-    "rediss": "mlops_hooks.server.backends.redis:create",
+    "redis": "mlops_hooks.server.backends.redis:RedisBackend",
+    "rediss": "mlops_hooks.server.backends.redis:RedisBackend",
 }
 
 
