@@ -61,7 +61,7 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.oneshot import Ack, DeliveryError, deliver
+from mlops_hooks._publisher.oneshot import Ack, DeliveryError, acknowledged
 from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
@@ -368,6 +368,31 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None,
+            timeout: float | None = None) -> Ack:
+    """Send one event through a private publisher and wait for the server's acknowledgement.
+
+    The event takes the same path as ``emit()`` (queue, background thread, WebSocket); the
+    publisher is closed before returning. This is what ``mlops-hooks emit`` does.
+
+    Args:
+        event: The event.
+        url: The server; defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
+        token: Bearer token; defaults to ``MLOPS_HOOKS_TOKEN``.
+        timeout: Seconds to wait; defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
+
+    Returns:
+        The acknowledgement (``seq``, ``event_id``, ``duplicate``).
+
+    Raises:
+        DeliveryError: Not acknowledged within ``timeout`` (the message says why), or rejected.
+        ValueError: A setting is invalid (``url``, ``timeout``, an environment variable).
+    """
+    publisher = Publisher(url, token=token, flush_timeout=timeout, backoff_cap=0.5)
+    return acknowledged(publisher, event, publisher.settings.url,
+                        publisher.settings.flush_timeout)
 
 
 def make_plugin() -> Publisher | None:

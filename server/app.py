@@ -21,8 +21,8 @@ from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
 from mlops_hooks.server.endpoints import files, publish, rest, subscribe
-from mlops_hooks.server.endpoints.security import Denied
 from mlops_hooks.server.ops.monitor import background_tasks
+from mlops_hooks.server.security import Denied
 
 __all__ = ["create_app"]
 

@@ -12,9 +12,9 @@ from typing import Any
 from mlops_hooks.manager import PluginManager
 from mlops_hooks.server.backends import Backend, create_backend
 from mlops_hooks.server.config import ServerConfig
-from mlops_hooks.server.endpoints.security import Guard
 from mlops_hooks.server.ingest import Ingest
 from mlops_hooks.server.ops.metrics import Metrics
+from mlops_hooks.server.security import Guard
 from mlops_hooks.server.state.state import State
 from mlops_hooks.server.state.store import History, Store
 from mlops_hooks.server.stream.hub import Hub

@@ -16,10 +16,6 @@ import sys
 from pathlib import Path
 
 import tomllib
-from mypy import build
-from mypy.fscache import FileSystemCache
-from mypy.main import process_options
-from mypy.modulefinder import BuildSource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +40,11 @@ def installed_modules(root: Path = ROOT) -> dict[str, Path]:
 
 def main(argv: list[str]) -> int:
     """Run mypy over :func:`installed_modules`; returns mypy's exit status."""
+    from mypy import build
+    from mypy.fscache import FileSystemCache
+    from mypy.main import process_options
+    from mypy.modulefinder import BuildSource
+
     fscache = FileSystemCache()
     _, options = process_options(
         ["--config-file", str(ROOT / "pyproject.toml"), *argv, "-c", "pass"], fscache=fscache)

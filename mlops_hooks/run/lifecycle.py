@@ -26,7 +26,7 @@ from mlops_hooks.failures import classify
 from mlops_hooks.formatting import format_bytes, format_duration, iso_utc, to_float
 from mlops_hooks.run import messages as text
 from mlops_hooks.run.activity import run_activity
-from mlops_hooks.run.progress import Estimator, Plan
+from mlops_hooks.run.progress import Position
 
 __all__ = ["Emit", "Outcome", "Run", "track"]
 
@@ -42,20 +42,6 @@ def _default_emit() -> Emit:
     return get_plugin_manager("training").dispatch
 
 
-def _check_positive(name: str, value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    return value
-
-
-def _check_count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
-
-
 def _check_fraction(name: str, value: object) -> float | None:
     number = to_float(value)
     if value is not None and (number is None or not 0.0 <= number <= 1.0):
@@ -67,7 +53,7 @@ def _is_stage(stage: object) -> TypeGuard[ev.TrainingStage]:
     return stage in ev.STAGE_TEXT
 
 
-class Run:
+class Run(Position):
     """One training run and the events that describe it.
 
     Args:
@@ -115,30 +101,23 @@ class Run:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         if not isinstance(throttle, (int, float)) or throttle < 0 or math.isnan(throttle):
             raise ValueError(f"throttle must be a number of seconds >= 0, got {throttle!r}")
+        super().__init__(total_epochs=total_epochs, total_steps=total_steps,
+                         steps_per_epoch=steps_per_epoch)
         self.name = name
-        self._plan = Plan(_check_positive("total_epochs", total_epochs),
-                          _check_positive("total_steps", total_steps),
-                          _check_positive("steps_per_epoch", steps_per_epoch))
         self._run_id = run_id or f"run_{time.strftime('%Y%m%d_%H%M%S')}_{uuid.uuid4().hex[:8]}"
         self.model_id = model_id
         self.throttle = float(throttle)
         self._emit_fn = emit
         self.stage_name: ev.TrainingStage = "data_preparation"
-        self.progress: float | None = None if self._plan.open_ended else 0.0
-        self._steps = 0
-        self._epochs_done = 0
         self.current_epoch: int | None = None
         self.finished: Outcome | None = None
         self.started = False
         self._loss: object = None
         self._metrics: dict[str, float] = {}
         self._accuracy: float | None = None
-        self._estimator = Estimator()
         self._next_emit = math.inf  # nothing is sent before start()
-        self._final_step: float = math.inf  # the step that reaches 100% is always sent
-        self._plan_changed()
 
-    # ------------------------------------------------------------------ what adapters read
+    # ------------------------------------------------------------------ identity and state
 
     @property
     def run_id(self) -> str:
@@ -163,40 +142,6 @@ class Run:
         self._run_id = run_id
 
     @property
-    def steps(self) -> int:
-        """Finished steps counted so far (setting it is :meth:`resume` with ``steps``)."""
-        return self._steps
-
-    @steps.setter
-    def steps(self, steps: int) -> None:
-        self.resume(steps=steps)
-
-    @property
-    def epochs_done(self) -> int:
-        """Epochs finished so far."""
-        return self._epochs_done
-
-    @property
-    def total_epochs(self) -> int | None:
-        """Epochs planned, if known."""
-        return self._plan.total_epochs
-
-    @property
-    def total_steps(self) -> int | None:
-        """Steps planned as given (see :attr:`planned_steps`), if known."""
-        return self._plan.total_steps
-
-    @property
-    def steps_per_epoch(self) -> int | None:
-        """Steps per epoch, given or learnt from the first epoch, if known."""
-        return self._plan.steps_per_epoch
-
-    @property
-    def planned_steps(self) -> int | None:
-        """Steps over the whole run: given, or epochs times steps per epoch."""
-        return self._plan.planned_steps
-
-    @property
     def active(self) -> bool:
         """Started and not finished: the run takes steps, stages and a completion or failure."""
         return self.started and self.finished is None
@@ -212,70 +157,12 @@ class Run:
         """
         return self._next_emit
 
-    # ------------------------------------------------------------------ plan and position
-
-    def set_totals(
-        self,
-        *,
-        total_epochs: int | None = None,
-        total_steps: int | None = None,
-        steps_per_epoch: int | None = None,
-    ) -> None:
-        """Update plan sizes learnt after construction (adapters know them only at fit start)."""
-        if total_epochs is not None:
-            self._plan.total_epochs = _check_positive("total_epochs", total_epochs)
-        if total_steps is not None:
-            self._plan.total_steps = _check_positive("total_steps", total_steps)
-        if steps_per_epoch is not None:
-            self._plan.steps_per_epoch = _check_positive("steps_per_epoch", steps_per_epoch)
-        if self.progress is None and not self._plan.open_ended:
-            self.progress = 0.0
-        self._plan_changed()
-
-    def resume(self, *, steps: int | None = None, epochs_done: int | None = None) -> None:
-        """Continue from a position restored from a checkpoint (or a fit's initial epoch).
-
-        Allowed until the first step is counted: before :meth:`start`, or right after it
-        while :attr:`steps` is still 0. A started run measures its rate from here on.
-
-        Args:
-            steps: Steps already done.
-            epochs_done: Epochs already done.
-
-        Raises:
-            RuntimeError: Steps were already counted.
-            ValueError: A count is not an integer >= 0.
-        """
-        if self._steps:
-            raise RuntimeError(f"resume() is only possible before steps are counted; run "
-                               f"{self._run_id!r} has counted {self._steps}")
-        if steps is not None:
-            self._steps = _check_count("steps", steps)
-        if epochs_done is not None:
-            self._epochs_done = _check_count("epochs_done", epochs_done)
-
-    def catch_up(self, n: int) -> None:
-        """Count ``n`` finished steps without sending anything.
-
-        For an adapter that skipped :meth:`step` calls (a paused batch hook) or whose batch
-        hooks are still queued: the next lifecycle call sends the position.
-        """
-        if n > 0:
-            self._steps += n
-
-    def _plan_changed(self) -> None:
-        planned = self._plan.planned_steps
-        self._final_step = planned if planned is not None and planned > self._steps else math.inf
-
     # ------------------------------------------------------------------ emitting
 
     def _emit(self, event: ev.Event) -> None:
         if self._emit_fn is None:
             self._emit_fn = _default_emit()
         self._emit_fn(event)
-
-    def _percent(self) -> float | None:
-        return self._estimator.percent(self._plan, self._steps, self._epochs_done, self.progress)
 
     def progress_event(self, message: str | None = None) -> ev.TrainingProgress:
         """Build (without sending) the ``training_progress`` event for the current state."""
@@ -425,10 +312,7 @@ class Run:
                     self._metrics[str(key)] = number
         now = _perf()
         self._estimator.epoch_ended(now)
-        if self._plan.steps_per_epoch is None and self._plan.total_steps is None and self._steps:
-            # Learn the epoch length from the first epoch so progress moves between epoch ends.
-            self._plan.steps_per_epoch = max(1, self._steps // self._epochs_done)
-            self._plan_changed()
+        self._learn_epoch_length()
         self._send_progress(now)
 
     def complete(

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES, CloseCode, problem
-from mlops_hooks.server.endpoints.security import Denied
+from mlops_hooks.server.security import Denied
 
 __all__ = ["deny", "message_problem"]
 

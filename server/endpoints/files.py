@@ -33,7 +33,7 @@ from mlops_hooks import events as ev
 from mlops_hooks.formatting import format_bytes, format_rate
 from mlops_hooks.protocol import problem
 from mlops_hooks.server.endpoints.csvcheck import CsvProblem, check_suffix, validate_csv
-from mlops_hooks.server.endpoints.security import Denied
+from mlops_hooks.server.security import Denied
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core

@@ -15,9 +15,9 @@ from mlops_hooks import events as ev
 from mlops_hooks.protocol import CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
 from mlops_hooks.server.endpoints._ws import deny, message_problem
-from mlops_hooks.server.endpoints.security import Denied
 from mlops_hooks.server.ingest import Outcome
 from mlops_hooks.server.ops.probe import PROBE_HEADER
+from mlops_hooks.server.security import Denied
 from mlops_hooks.server.stream.frames import FrameSink, frame_sink
 from mlops_hooks.server.stream.record import text_frame
 

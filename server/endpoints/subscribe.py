@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket
 from mlops_hooks import events as ev
 from mlops_hooks import protocol
 from mlops_hooks.server.endpoints._ws import deny, message_problem
-from mlops_hooks.server.endpoints.security import Denied
+from mlops_hooks.server.security import Denied
 from mlops_hooks.server.stream.frames import FrameSink, frame_sink
 from mlops_hooks.server.stream.hub import Subscriber
 from mlops_hooks.server.stream.record import control
