@@ -69,15 +69,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory typecheck
 
-# mypy sees the installed layout (plugins/ and server/ inside mlops_hooks) through a
-# throwaway tree of symlinks.
+# mypy sees the installed layout (plugins/ and server/ inside mlops_hooks): tools/typecheck.py
+# names every source file by its installed module, from pyproject.toml's package-dir table.
 typecheck: install
-	@rm -rf build/typecheck && mkdir -p build/typecheck
-	@cp -rs $(CURDIR)/mlops_hooks build/typecheck/
-	@ln -s $(CURDIR)/plugins build/typecheck/mlops_hooks/plugins
-	@ln -s $(CURDIR)/server build/typecheck/mlops_hooks/server
-	cd build/typecheck && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
-		mlops_hooks
+	$(PY) tools/typecheck.py
 
 test: install sysdeps lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

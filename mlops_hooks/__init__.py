@@ -23,4 +23,11 @@ __all__ = [
     "track",
 ]
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``mlops_hooks.__version__``, read from the installed metadata on first use."""
+    if name == "__version__":
+        from mlops_hooks.protocol import version
+
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

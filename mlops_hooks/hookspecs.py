@@ -17,10 +17,18 @@ The same specification runs in two processes:
 The ``side`` argument says which (``"training"`` or ``"server"``), so a plugin installed in an
 environment that runs both does its work once.
 
-Rules for every implementation: return quickly (the caller is a training loop or the server's
-event loop; hand slow work such as network calls to a thread), never mutate the event (the same
-object goes to every plugin), and raise freely: an exception is reported once with the plugin's
-name and never reaches the caller or stops other plugins from receiving the event.
+The rules, stated once for every hook (each spec below says only what differs):
+
+* **May react, must not block or mutate.** An implementation may record, forward, display or
+  notify; it returns quickly (the caller is a training loop or the server's event loop: hand
+  slow work such as network calls to a thread) and never mutates the event (the same object
+  goes to every plugin).
+* **Raise freely.** An exception is reported once with the plugin's name and never reaches the
+  caller or stops other plugins from receiving the event.
+* **Order.** For each event, the hook of its own type (``mlops_<type>``) is called first, then
+  :func:`mlops_event`, in the order events were emitted (training) or ingested (server).
+* **Process.** Unless a spec says otherwise, a hook is called on both sides, and ``side`` says
+  which: ``"training"`` in a training or serving process, ``"server"`` in the server.
 """
 
 from __future__ import annotations
@@ -46,16 +54,15 @@ CONNECTION_STATES = ("connected", "disconnected", "reconnecting", "error", "max_
 def mlops_event(event: ev.Event, side: str) -> None:
     """Receive every event, whatever its type.
 
-    Called: once per event, after the hook of the event's own type (``mlops_<type>``), in
-    the order the events were emitted (training side) or ingested (server side).
+    Called: once per event, after the hook of the event's own type.
 
-    Process: training and server.
+    Process: both.
 
-    May: record, forward or display the event. Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The event (an instance of one of the classes in :mod:`mlops_hooks.events`).
-        side: ``"training"`` in a training or serving process, ``"server"`` in the server.
+        side: The process it is called in.
     """
 
 
@@ -69,15 +76,15 @@ def mlops_model_deployed(event: ev.ModelDeployed, side: str) -> None:
     """Receive a ``model_deployed`` event.
 
     Called: when a model is deployed to production (``mlops_hooks.deploy()`` or an ingested
-    ``model_deployed``); before :func:`mlops_event` for the same event.
+    ``model_deployed``).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.ModelDeployed` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -85,16 +92,15 @@ def mlops_model_deployed(event: ev.ModelDeployed, side: str) -> None:
 def mlops_model_status_change(event: ev.ModelStatusChange, side: str) -> None:
     """Receive a ``model_status_change`` event.
 
-    Called: when a model's operational status changes (active, training, error, inactive);
-    before :func:`mlops_event` for the same event.
+    Called: when a model's operational status changes (active, training, error, inactive).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.ModelStatusChange` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -103,15 +109,15 @@ def mlops_prediction_volume(event: ev.PredictionVolume, side: str) -> None:
     """Receive a ``prediction_volume`` event.
 
     Called: when prediction totals, the per-minute rate or a milestone change
-    (``PredictionMonitor``); before :func:`mlops_event` for the same event.
+    (``PredictionMonitor``).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.PredictionVolume` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -125,15 +131,15 @@ def mlops_training_progress(event: ev.TrainingProgress, side: str) -> None:
     """Receive a ``training_progress`` event.
 
     Called: when a run advances: throttled while steps go by, and always on a stage change, an
-    epoch end and at 100%; before :func:`mlops_event` for the same event.
+    epoch end and at 100%.
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.TrainingProgress` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -141,16 +147,15 @@ def mlops_training_progress(event: ev.TrainingProgress, side: str) -> None:
 def mlops_training_completed(event: ev.TrainingCompleted, side: str) -> None:
     """Receive a ``training_completed`` event.
 
-    Called: when a training run completes successfully; before :func:`mlops_event` for the same
-    event.
+    Called: when a training run completes successfully.
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.TrainingCompleted` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -159,15 +164,15 @@ def mlops_training_failed(event: ev.TrainingFailed, side: str) -> None:
     """Receive a ``training_failed`` event.
 
     Called: when a training run fails (an exception, KeyboardInterrupt or SIGTERM inside the
-    run); before :func:`mlops_event` for the same event.
+    run).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.TrainingFailed` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -180,16 +185,15 @@ def mlops_training_failed(event: ev.TrainingFailed, side: str) -> None:
 def mlops_system_metrics(event: ev.SystemMetrics, side: str) -> None:
     """Receive a ``system_metrics`` event.
 
-    Called: when the server's monitor samples host and service metrics (every few seconds);
-    before :func:`mlops_event` for the same event.
+    Called: when the server's monitor samples host and service metrics (every few seconds).
 
     Process: server (the monitor); training when a plugin or script emits one.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.SystemMetrics` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -197,16 +201,15 @@ def mlops_system_metrics(event: ev.SystemMetrics, side: str) -> None:
 def mlops_health_change(event: ev.HealthChange, side: str) -> None:
     """Receive a ``health_change`` event.
 
-    Called: when health moves between healthy, warning and critical; before :func:`mlops_event`
-    for the same event.
+    Called: when health moves between healthy, warning and critical.
 
     Process: server (the monitor); training when a plugin or script emits one.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.HealthChange` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -219,16 +222,15 @@ def mlops_health_change(event: ev.HealthChange, side: str) -> None:
 def mlops_file_validated(event: ev.FileValidated, side: str) -> None:
     """Receive a ``file_validated`` event.
 
-    Called: when an uploaded file has been validated (success or error); before
-    :func:`mlops_event` for the same event.
+    Called: when an uploaded file has been validated (success or error).
 
     Process: server (uploads); training when a script emits one.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.FileValidated` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -236,16 +238,15 @@ def mlops_file_validated(event: ev.FileValidated, side: str) -> None:
 def mlops_upload_progress(event: ev.UploadProgress, side: str) -> None:
     """Receive a ``upload_progress`` event.
 
-    Called: when bytes of a file upload arrive (throttled); before :func:`mlops_event` for the
-    same event.
+    Called: when bytes of a file upload arrive (throttled).
 
     Process: server (uploads); training when a script emits one.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.UploadProgress` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -259,15 +260,15 @@ def mlops_activity_update(event: ev.ActivityUpdate, side: str) -> None:
     """Receive a ``activity_update`` event.
 
     Called: when an entry is added to the activity feed (run started, completed, failed,
-    deployed, ...); before :func:`mlops_event` for the same event.
+    deployed, ...).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.ActivityUpdate` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 
@@ -275,16 +276,15 @@ def mlops_activity_update(event: ev.ActivityUpdate, side: str) -> None:
 def mlops_system_alert(event: ev.SystemAlert, side: str) -> None:
     """Receive a ``system_alert`` event.
 
-    Called: when an important notification is raised (resource warnings, stalled runs, ...);
-    before :func:`mlops_event` for the same event.
+    Called: when an important notification is raised (resource warnings, stalled runs, ...).
 
-    Process: training and server.
+    Process: both.
 
-    May: react to it (notify, record, forward). Must not block or mutate it.
+    May: react (the shared rules).
 
     Args:
         event: The :class:`~mlops_hooks.events.SystemAlert` event.
-        side: ``"training"`` or ``"server"``, the process it is called in.
+        side: The process it is called in.
     """
 
 

@@ -1,11 +1,31 @@
-"""The plugin manager: built-in plugins, entry-point plugins, blocking, isolated dispatch.
+"""The plugin manager: pluggy composed with built-ins, blocking and isolated dispatch.
 
-The manager is built by a function, never at import time. :func:`get_plugin_manager` returns the
-process-wide manager of a side (``"training"`` or ``"server"``), building it on first use;
-:func:`create_plugin_manager` builds a fresh one (tests, embedding).
+Built like tox's (``tox/plugin/manager.py``): a :class:`pluggy.PluginManager` inside, names
+blocked from ``MLOPS_HOOKS_DISABLE`` (``set_blocked``), the built-ins registered, third-party
+plugins loaded with ``load_setuptools_entrypoints("mlops_hooks")``, then ``check_pending()``
+rejects hooks no spec declares. What this module adds is only what per-plugin isolation needs:
+a plugin that raises (in a hook, while loading, or failing validation) is reported once on
+stderr with its name and the hook, the other plugins still receive the event, and the caller
+never sees the exception.
 
-Dispatch is isolated: a plugin that raises is reported once on stderr with its name and the hook,
-the other plugins still receive the event, and the caller never sees the exception.
+The manager is built by a function, never at import time. :func:`get_plugin_manager` returns
+the process-wide manager of a side (``"training"`` or ``"server"``), building it on first
+use; :func:`create_plugin_manager` builds a fresh one (tests, embedding).
+
+A third-party plugin is an object (a module, or a class, instantiated once) named by an entry
+point of the ``mlops_hooks`` group::
+
+    # pyproject.toml of the plugin's distribution
+    [project.entry-points.mlops_hooks]
+    slack = "mlops_slack:SlackNotifier"
+
+    # mlops_slack.py
+    import mlops_hooks
+
+    class SlackNotifier:
+        @mlops_hooks.hookimpl
+        def mlops_training_failed(self, event, side):
+            ...
 """
 
 from __future__ import annotations
@@ -14,7 +34,7 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -30,11 +50,15 @@ __all__ = [
     "create_plugin_manager",
     "get_plugin_manager",
     "hookimpl",
+    "registered_in",
     "reset_plugin_managers",
 ]
 
+#: The project name pluggy knows the markers by.
+PROJECT = "mlops_hooks"
+
 #: The marker plugin authors decorate their hook implementations with.
-hookimpl = pluggy.HookimplMarker("mlops_hooks")
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: Entry-point group third-party plugins register under.
 ENTRY_POINT_GROUP = "mlops_hooks"
@@ -52,6 +76,7 @@ BUILTIN_PLUGINS: dict[str, tuple[tuple[str, str], ...]] = {
 
 SIDES = ("training", "server")
 _Call = Callable[[Event, str], object]
+_KNOWN_HOOKS: Sequence[str] = tuple(n for n in dir(hookspecs) if n.startswith("mlops_"))
 
 
 def _adapt(function: Callable[..., object], argnames: tuple[str, ...]) -> _Call:
@@ -70,39 +95,84 @@ def _adapt(function: Callable[..., object], argnames: tuple[str, ...]) -> _Call:
     return call
 
 
-class PluginManager(pluggy.PluginManager):
-    """A :class:`pluggy.PluginManager` for the ``mlops_hooks`` project with isolated dispatch.
+class PluginManager:
+    """The ``mlops_hooks`` plugins of one process side, with isolated dispatch.
+
+    A :class:`pluggy.PluginManager` (:attr:`pluggy`) holds the plugins and validates them; this
+    class adds :meth:`dispatch` and :meth:`notify_connection`, which call each implementation
+    in pluggy's order but one by one, so that one plugin's exception neither reaches the caller
+    nor stops the others. Because dispatch calls implementations directly rather than through
+    ``pm.hook``, pluggy's tracing and call monitoring (``enable_tracing``,
+    ``add_hookcall_monitoring``) do not see it; calling ``pm.hook.mlops_<name>(...)`` yourself
+    still goes through pluggy (without the isolation).
+
+    Args:
+        side: ``"training"`` or ``"server"``: the process this manager serves.
+
+    Raises:
+        ValueError: ``side`` is not one of those.
 
     Attributes:
-        side: ``"training"`` or ``"server"``: the process this manager serves.
-        origins: Where each registered plugin came from (``"builtin"``, or the distribution's
-            name and version).
+        pluggy: The pluggy manager inside, for anything this class does not forward.
+        side: ``"training"`` or ``"server"``.
+        origins: Where each plugin loaded by the manager came from (``"builtin"``, or the
+            distribution's name and version).
     """
 
     def __init__(self, side: str = "training") -> None:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-        super().__init__("mlops_hooks")
-        self.add_hookspecs(hookspecs)
+        self.pluggy = pluggy.PluginManager(PROJECT)
+        self.pluggy.add_hookspecs(hookspecs)
         self.side = side
         self.origins: dict[str, str] = {}
         self._calls: dict[str, list[tuple[str, _Call]]] = {}
         self._reported: set[str] = set()
         self._lock = threading.Lock()
 
-    # -- registration keeps the dispatch cache honest ------------------------------------
+    # -- pluggy's registry, forwarded (registration resets the dispatch cache) -------------
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        """Pluggy's hook relay: ``pm.hook.mlops_event(event=..., side=...)`` (not isolated)."""
+        return self.pluggy.hook
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (see :meth:`pluggy.PluginManager.register`)."""
-        result = super().register(plugin, name)
+        result = self.pluggy.register(plugin, name)
         self._calls = {}
         return result
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         """Unregister ``plugin`` (see :meth:`pluggy.PluginManager.unregister`)."""
-        result = super().unregister(plugin, name)
+        result = self.pluggy.unregister(plugin, name)
         self._calls = {}
         return result
+
+    def set_blocked(self, name: str) -> None:
+        """Block ``name``: it is unregistered and never registered again."""
+        self.pluggy.set_blocked(name)
+        self._calls = {}
+
+    def is_blocked(self, name: str) -> bool:
+        """Whether ``name`` is blocked."""
+        return self.pluggy.is_blocked(name)
+
+    def is_registered(self, plugin: object) -> bool:
+        """Whether ``plugin`` is registered."""
+        return self.pluggy.is_registered(plugin)
+
+    def has_plugin(self, name: str) -> bool:
+        """Whether a plugin named ``name`` is registered."""
+        return self.pluggy.has_plugin(name)
+
+    def get_plugin(self, name: str) -> Any | None:
+        """The plugin registered as ``name``, or ``None``."""
+        return self.pluggy.get_plugin(name)
+
+    def list_name_plugin(self) -> list[tuple[str, object]]:
+        """``(name, plugin)`` of every registered plugin."""
+        return self.pluggy.list_name_plugin()
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -174,20 +244,30 @@ class PluginManager(pluggy.PluginManager):
                 self._safe_register(plugin, name, "builtin")
 
     def load_entrypoints(self, group: str = ENTRY_POINT_GROUP) -> None:
-        """Load third-party plugins from the entry-point group, isolating broken ones."""
+        """Load third-party plugins with pluggy, one entry point at a time (isolating each).
+
+        An entry point naming a class registers one instance of it.
+        """
         for ep in metadata.entry_points(group=group):
             if self.is_blocked(ep.name) or self.has_plugin(ep.name):
                 continue
             dist = getattr(ep, "dist", None)
             origin = f"{dist.name} {dist.version}" if dist is not None else "entry point"
             try:
-                plugin = ep.load()
+                self.pluggy.load_setuptools_entrypoints(group, name=ep.name)
+                plugin = self.pluggy.get_plugin(ep.name)
                 if isinstance(plugin, type):
-                    plugin = plugin()
+                    self.pluggy.unregister(plugin, ep.name)
+                    self.pluggy.register(plugin(), ep.name)
             except Exception as exc:
+                if self.pluggy.has_plugin(ep.name):
+                    self.pluggy.unregister(name=ep.name)
                 self._report(ep.name, f"loading entry point {ep.value!r} ({origin})", exc)
                 continue
-            self._safe_register(plugin, ep.name, origin)
+            finally:
+                self._calls = {}
+            if self._check_pending(ep.name):
+                self.origins[ep.name] = origin
 
     def _safe_register(self, plugin: object, name: str, origin: str) -> None:
         try:
@@ -195,25 +275,26 @@ class PluginManager(pluggy.PluginManager):
         except pluggy.PluginValidationError as exc:
             self._report(name, "registration", exc)
             return
-        unknown = [
-            impl.name
-            for impl in self._plugin_hook_names(plugin)
-            if impl.name.startswith("mlops_") and not hasattr(hookspecs, impl.name)
-        ]
-        if unknown:
-            self.unregister(plugin)
-            known = ", ".join(n for n in dir(hookspecs) if n.startswith("mlops_"))
-            self._report(
-                name,
-                "registration",
-                ValueError(f"unknown hook(s) {', '.join(unknown)}; known hooks: {known}"),
-            )
-            return
-        self.origins[name] = origin
+        if self._check_pending(name):
+            self.origins[name] = origin
 
-    def _plugin_hook_names(self, plugin: object) -> list[Any]:
-        callers = self.get_hookcallers(plugin) or []
-        return [c for c in callers if c.spec is None]
+    def _check_pending(self, name: str) -> bool:
+        """Run pluggy's ``check_pending()``, unregistering (and reporting) each offender.
+
+        Returns:
+            Whether the plugin registered as ``name`` passed.
+        """
+        while True:
+            try:
+                self.pluggy.check_pending()
+                return True
+            except pluggy.PluginValidationError as exc:
+                offender = self.pluggy.get_name(exc.plugin) or repr(exc.plugin)
+                self.unregister(exc.plugin)
+                known = ", ".join(_KNOWN_HOOKS)
+                self._report(offender, "registration", ValueError(f"{exc}; known hooks: {known}"))
+                if offender == name:
+                    return False
 
     def describe(self) -> list[dict[str, Any]]:
         """Each registered plugin's name, origin and implemented hooks (for ``plugins``)."""
@@ -221,7 +302,7 @@ class PluginManager(pluggy.PluginManager):
         for name, plugin in self.list_name_plugin():
             if plugin is None:
                 continue
-            hooks = sorted(c.name for c in self.get_hookcallers(plugin) or [])
+            hooks = sorted(c.name for c in self.pluggy.get_hookcallers(plugin) or [])
             rows.append({"name": name, "origin": self.origins.get(name, "registered"),
                          "hooks": hooks})
         return rows
@@ -271,6 +352,14 @@ def get_plugin_manager(side: str = "training") -> PluginManager:
             if pm is None:
                 pm = _managers[side] = create_plugin_manager(side)
     return pm
+
+
+def registered_in(plugin: object) -> PluginManager | None:
+    """The process-wide manager ``plugin`` is registered in, if any (never builds one)."""
+    for pm in list(_managers.values()):
+        if pm.is_registered(plugin):
+            return pm
+    return None
 
 
 def reset_plugin_managers() -> None:

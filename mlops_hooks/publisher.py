@@ -45,7 +45,6 @@ import weakref
 from typing import Any
 
 from mlops_hooks import events as ev
-from mlops_hooks import manager as _manager
 from mlops_hooks._publisher.buffer import is_droppable
 from mlops_hooks._publisher.config import (
     DEFAULT_BUFFER,
@@ -62,9 +61,9 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.oneshot import Ack, DeliveryError, deliver
+from mlops_hooks._publisher.oneshot import Ack, DeliveryError, acknowledged
 from mlops_hooks._publisher.worker import Worker
-from mlops_hooks.manager import PluginManager, hookimpl
+from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
 __all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
 
@@ -340,7 +339,7 @@ class Publisher:
         return result
 
     def _notify(self, state: str, detail: dict[str, object]) -> None:
-        pm = self.plugin_manager or _registered_in(self)
+        pm = self.plugin_manager or registered_in(self)
         if pm is not None:
             pm.notify_connection(state, detail)
 
@@ -349,14 +348,6 @@ class Publisher:
         self._fresh_state()
         if worker is not None:
             worker.abandon()
-
-
-def _registered_in(publisher: Publisher) -> PluginManager | None:
-    """The process-wide manager this publisher is registered in, if any (never builds one)."""
-    for pm in list(_manager._managers.values()):
-        if pm.is_registered(publisher):
-            return pm
-    return None
 
 
 def _warn(line: str) -> None:
@@ -377,6 +368,31 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None,
+            timeout: float | None = None) -> Ack:
+    """Send one event through a private publisher and wait for the server's acknowledgement.
+
+    The event takes the same path as ``emit()`` (queue, background thread, WebSocket); the
+    publisher is closed before returning. This is what ``mlops-hooks emit`` does.
+
+    Args:
+        event: The event.
+        url: The server; defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
+        token: Bearer token; defaults to ``MLOPS_HOOKS_TOKEN``.
+        timeout: Seconds to wait; defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
+
+    Returns:
+        The acknowledgement (``seq``, ``event_id``, ``duplicate``).
+
+    Raises:
+        DeliveryError: Not acknowledged within ``timeout`` (the message says why), or rejected.
+        ValueError: A setting is invalid (``url``, ``timeout``, an environment variable).
+    """
+    publisher = Publisher(url, token=token, flush_timeout=timeout, backoff_cap=0.5)
+    return acknowledged(publisher, event, publisher.settings.url,
+                        publisher.settings.flush_timeout)
 
 
 def make_plugin() -> Publisher | None:

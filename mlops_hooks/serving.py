@@ -24,15 +24,15 @@ import inspect
 import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc, to_float
-from mlops_hooks.run import Emit, _user
+from mlops_hooks.formatting import iso_utc, to_float
+from mlops_hooks.run import Emit
+from mlops_hooks.run.activity import activity
 
 __all__ = ["PredictionMonitor", "deploy"]
 
@@ -113,12 +113,9 @@ def deploy(
     details = f" {version}" if version else ""
     if accuracy is not None:
         details += f" (accuracy {accuracy:.3f})"
-    send(ev.ActivityUpdate(activity=ev.Activity(
-        id=f"act_{stamp[:10].replace('-', '')}_{uuid.uuid4().hex[:10]}",
-        title="Model Deployed",
-        description=f"{name}{details} deployed to production",
-        user=_user(), action_type="model_deployment", status="completed", timestamp=stamp,
-        severity_level="success", duration=None,
+    send(ev.ActivityUpdate(activity=activity(
+        "Model Deployed", f"{name}{details} deployed to production", "model_deployment",
+        "completed", "success", duration=None, stamp=stamp,
         metadata={"model_name": name, "model_version": version, "model_id": identifier,
                   "model_accuracy": accuracy},
     )))
@@ -189,7 +186,7 @@ class PredictionMonitor:
         self._emit_lock = threading.Lock()
         self.total = 0
         self.errors = 0
-        self.status: str | None = None
+        self.status: ev.ModelStatus | None = None
         self._last: float | None = None  # clock time of the last prediction
         self._first: float | None = None
         self._reported_total = 0
@@ -320,7 +317,7 @@ class PredictionMonitor:
         if status is not None and (throttled or becomes_active):
             self.status = status[0]
             events.append(ev.ModelStatusChange(
-                status=status[0],  # type: ignore[arg-type]
+                status=status[0],
                 model_id=self.model_id,
                 health_score=None if status[0] == "inactive" else status[1],
                 last_prediction=self._wall(last) if last is not None else None,
@@ -330,11 +327,12 @@ class PredictionMonitor:
         return events
 
     def _status(self, now: float, last: float | None, count: int,
-                failed: int) -> tuple[str, float] | None:
+                failed: int) -> tuple[ev.ModelStatus, float] | None:
         if last is None:
             return None
         rate = failed / count if count else 0.0
         health = round(1.0 - rate, 3)
+        new: ev.ModelStatus
         if now - last >= self.idle_after:
             new = "inactive"
         elif count >= self.min_samples and rate > self.error_threshold:

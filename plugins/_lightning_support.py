@@ -13,8 +13,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from mlops_hooks._format import to_float
-from mlops_hooks.plugins._common import missing_framework
+from mlops_hooks.formatting import to_float
+from mlops_hooks.plugins._base import missing_framework
 
 __all__ = [
     "FLAVOURS",
@@ -22,7 +22,6 @@ __all__ = [
     "callback_bases",
     "callbacks_being_configured",
     "has_user_callback",
-    "module_bytes",
     "on_worker_exit",
     "plan",
     "reports_early_failure",
@@ -75,15 +74,6 @@ def plan(trainer: Any) -> tuple[int | None, int | None, int | None]:
         needed = math.ceil(trainer.max_steps / per_epoch)  # max_steps ends the run earlier
         total_epochs = min(needed, max_epochs) if max_epochs else needed
     return total_steps, total_epochs, per_epoch
-
-
-def module_bytes(module: Any) -> int | None:
-    """Bytes of a module's parameters and buffers (what its checkpoint weighs)."""
-    try:
-        tensors = [*module.parameters(), *module.buffers()]
-    except Exception:  # not a torch module
-        return None
-    return int(sum(t.numel() * t.element_size() for t in tensors))
 
 
 def step_tracker(trainer: Any) -> Any:

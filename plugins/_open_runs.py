@@ -52,7 +52,7 @@ def forget(run: Run) -> None:
 def open_runs() -> list[Run]:
     """The watched runs that are still open."""
     with _lock:
-        return [run for run in _open if run.started and not run.finished]
+        return [run for run in _open if run.active]
 
 
 def report_open_runs(exception: BaseException) -> None:

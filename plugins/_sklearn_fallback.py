@@ -8,24 +8,15 @@ model's size, and failure with the stage and progress (the exception is re-raise
 from __future__ import annotations
 
 import copy
-import pickle
 from typing import Any
 
-from mlops_hooks.plugins._common import check_emit, check_name, fraction
+from mlops_hooks.plugins import _base
+from mlops_hooks.plugins._base import check_emit, check_name, fraction
 from mlops_hooks.run import Emit, Run
 
 __all__ = ["completion_scores", "monitored_fit", "pickled_size"]
 
 _ACCURACY_SCORERS = (None, "accuracy", "balanced_accuracy")
-
-
-class _CountingFile:
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.size += len(data)
-        return len(data)
 
 
 #: What scikit-learn keeps on an estimator only while its fit runs; the callbacks' ``teardown``
@@ -49,12 +40,7 @@ def pickled_size(estimator: Any) -> int | None:
 
     The state scikit-learn holds on the estimator only during its fit is left out.
     """
-    counter = _CountingFile()
-    try:
-        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(_as_saved(estimator))
-    except Exception:  # unpicklable parts (open handles, lambdas): size unknown
-        return None
-    return counter.size
+    return _base.pickled_size(_as_saved(estimator))
 
 
 def _is_classifier(estimator: Any) -> bool:

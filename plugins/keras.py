@@ -34,21 +34,18 @@ thread: the training loop itself only enqueues.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable
-from math import prod
 from types import TracebackType
 from typing import Any
 
 from mlops_hooks.plugins import _open_runs
-from mlops_hooks.plugins._common import (
-    check_emit,
+from mlops_hooks.plugins._base import (
+    Adapter,
     check_metric_names,
-    check_name,
-    check_throttle,
     first_metric,
     fraction,
+    keras_weights_bytes,
     missing_framework,
     never_raises,
 )
@@ -73,7 +70,7 @@ DEFAULT_SCORE_METRICS = ("val_accuracy", "val_acc", "val_sparse_categorical_accu
 _STEP_FUNCTIONS = ("train_function", "test_function")
 
 
-class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
     """Stream a Keras ``fit`` to the mlops-hooks dashboard and plugins.
 
     Args:
@@ -113,13 +110,9 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         emit: Emit | None = None,
     ) -> None:
         super().__init__()
-        self.name = check_name(name)
-        self.model_id = check_name(model_id)
-        self.run_id = check_name(run_id)
+        self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
-        self.throttle = check_throttle(throttle)
-        self.emit = check_emit(emit)
         self._run: Run | None = None
         self._lock = threading.Lock()
         self._epoch_base = 0  # steps done before the current epoch
@@ -138,20 +131,16 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Start a run sized from ``self.params`` and guard the training steps."""
         previous = self._run
-        if previous is not None and previous.started and not previous.finished:
+        if self.reporting(previous):
             previous.fail(RuntimeError("fit ended without completing (an exception was "
                                        "raised outside a training step)"))
         params = self.params or {}
         epochs, steps = params.get("epochs"), params.get("steps")
         model = self.model
-        run = self._run = Run(
-            self.name or getattr(model, "name", None) or type(model).__name__,
+        run = self._run = self.new_run(
+            getattr(model, "name", None) or type(model).__name__,
             total_epochs=epochs if isinstance(epochs, int) and epochs > 0 else None,
             steps_per_epoch=steps if isinstance(steps, int) and steps > 0 else None,
-            run_id=self.run_id,
-            model_id=self.model_id,
-            throttle=self.throttle,
-            emit=self.emit,
         )
         self._epoch_base = 0
         run.start()
@@ -167,8 +156,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
             return
         with self._lock:
             if run.steps == 0 and epoch > 0 and run.epochs_done == 0:
-                run.epochs_done = epoch
-                run.steps = epoch * (run.steps_per_epoch or 0)
+                run.resume(steps=epoch * (run.steps_per_epoch or 0), epochs_done=epoch)
             self._epoch_base = run.steps
             self._steps_called = 0
             run.epoch_start(epoch)
@@ -189,7 +177,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Enter validation when ``fit`` evaluates (a standalone ``evaluate`` is ignored)."""
         run = self._run
-        if run is not None and run.started and not run.finished:
+        if self.reporting(run):
             with self._lock:
                 run.stage("validation")
 
@@ -197,7 +185,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         """Return to training after the validation pass."""
         run = self._run
-        if run is not None and run.started and not run.finished:
+        if self.reporting(run):
             with self._lock:
                 run.stage("model_training")
 
@@ -225,7 +213,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
             run.stage("finalization")
             run.complete(final_accuracy=fraction(first_metric(logs, self.accuracy_metrics)),
                          validation_score=first_metric(logs, self.score_metrics),
-                         model_size=_weights_bytes(self.model))
+                         model_size=keras_weights_bytes(self.model))
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures
@@ -242,7 +230,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
         run = self._run
         model = self._wrapped_model
         self._unwrap_steps()
-        if run is None or run.finished or not run.started:
+        if not self.reporting(run):
             return
         try:
             with self._lock:
@@ -250,8 +238,7 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
                 # that returned in this thread instead.
                 per_call = getattr(model, "steps_per_execution", 1) or 1
                 done = self._epoch_base + self._steps_called * int(per_call)
-                if run.steps < done:
-                    run.steps = done
+                run.catch_up(done - run.steps)
                 run.fail(exc)
         except Exception as error:  # the user's exception is what must surface
             import sys
@@ -290,15 +277,3 @@ class MLOpsCallback(keras.callbacks.Callback):  # type: ignore[misc]
 
         guarded_step.__wrapped__ = step  # type: ignore[attr-defined]
         return guarded_step
-
-
-def _weights_bytes(model: Any) -> int | None:
-    """Bytes of the model's weights (elements times the dtype width)."""
-    try:
-        total = 0
-        for weight in model.weights:
-            bits = re.search(r"\d+", str(weight.dtype))
-            total += prod(weight.shape) * (int(bits.group()) // 8 if bits else 1)
-        return total
-    except Exception:
-        return None

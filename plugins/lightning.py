@@ -44,14 +44,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlops_hooks.plugins import _lightning_support as support
-from mlops_hooks.plugins._common import (
-    check_emit,
+from mlops_hooks.plugins._base import (
+    Adapter,
     check_metric_names,
-    check_name,
-    check_throttle,
     first_metric,
     fraction,
     never_raises,
+    torch_module_bytes,
 )
 from mlops_hooks.plugins._rearm import rearm_at
 from mlops_hooks.run import Emit, Run
@@ -73,7 +72,7 @@ MIN_PAUSE = 0.02
 _CALLBACK_BASES = support.callback_bases()  # ImportError naming the extra when missing
 
 
-class _MLOpsCallbackImpl:
+class _MLOpsCallbackImpl(Adapter):
     """Stream a Lightning ``fit`` to the mlops-hooks dashboard and plugins.
 
     Args:
@@ -109,14 +108,10 @@ class _MLOpsCallbackImpl:
         throttle: float = 0.25,
         emit: Emit | None = None,
     ) -> None:
-        self.name = check_name(name)
-        self.model_id = check_name(model_id)
-        self.run_id = check_name(run_id)
+        self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
         self.loss_metrics = check_metric_names("loss_metrics", loss_metrics)
-        self.throttle = check_throttle(throttle)
-        self.emit = check_emit(emit)
         self.auto = False  # added by auto_callbacks(), not by the user
         self._run: Run | None = None
         self._restored_run_id: str | None = None
@@ -128,6 +123,9 @@ class _MLOpsCallbackImpl:
                            or getattr(type(self), "_pausable_override", False))
         self._step_tracker: Any = None
         self._exit_guard: Any = None
+
+    if TYPE_CHECKING:  # Lightning's ``Callback`` (a base of the built class) provides it
+        def _generate_state_key(self, **kwargs: Any) -> str: ...
 
     # ------------------------------------------------------------------ identity & state
 
@@ -147,8 +145,10 @@ class _MLOpsCallbackImpl:
     @auto.setter
     def auto(self, value: bool) -> None:
         self._auto = bool(value)
-        name = type(self).__qualname__
-        self._state_key = f"{name}{{'auto': True}}" if self._auto else name
+        # Lightning's own key for a callback with arguments (``MLOpsCallback{'auto': True}``);
+        # the user's callback keeps Lightning's default key, its class name.
+        self._state_key = self._generate_state_key(auto=True) if self._auto else \
+            type(self).__qualname__
 
     @property
     def run(self) -> Run | None:
@@ -193,13 +193,9 @@ class _MLOpsCallbackImpl:
             return
         self._restored_run_id, restored = None, self._restored_run_id
         epochs = trainer.max_epochs
-        self._run = Run(
-            self.name or type(pl_module).__name__,
+        self._run = self.new_run(
+            type(pl_module).__name__, run_id=restored,
             total_epochs=epochs if epochs and epochs > 0 and trainer.max_steps == -1 else None,
-            run_id=restored or self.run_id,
-            model_id=self.model_id,
-            throttle=self.throttle,
-            emit=self.emit,
         )
         if multiprocessing.parent_process() is not None:
             self._exit_guard = support.on_worker_exit(self._worker_exit)
@@ -228,8 +224,7 @@ class _MLOpsCallbackImpl:
         self._counting = True
         self._resume_batch_hook()
         if not run.started:  # resumed: continue from the restored step and epoch
-            run.steps = trainer.global_step
-            run.epochs_done = trainer.current_epoch
+            run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
             run.start()
         run.stage("model_training")
 
@@ -285,7 +280,7 @@ class _MLOpsCallbackImpl:
         else:
             return
         if step > self._last_step:
-            run.steps += step - self._last_step
+            run.catch_up(step - self._last_step)
             self._last_step = step
 
     @never_raises
@@ -341,7 +336,7 @@ class _MLOpsCallbackImpl:
         run.complete(
             final_accuracy=fraction(first_metric(metrics, self.accuracy_metrics)),
             validation_score=first_metric(metrics, self.score_metrics),
-            model_size=support.module_bytes(pl_module),
+            model_size=torch_module_bytes(pl_module),
         )
         self._disarm()
 
@@ -353,8 +348,7 @@ class _MLOpsCallbackImpl:
             if not support.reports_early_failure(trainer, self) or (
                     self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl)):
                 return
-            run = self._run = Run(self.name or type(pl_module).__name__, run_id=self.run_id,
-                                  model_id=self.model_id, emit=self.emit)
+            run = self._run = self.new_run(type(pl_module).__name__, throttle=False)
         self._catch_up(trainer)
         self._counting = False
         self._resume_batch_hook()
@@ -365,7 +359,7 @@ class _MLOpsCallbackImpl:
 
     def _worker_exit(self, exception: BaseException | None) -> None:
         run = self._run
-        if run is not None and run.started and not run.finished:
+        if self.reporting(run):
             self._catch_up(None)
             run.fail(exception or SystemExit("the training process exited before the run "
                                              "finished"))

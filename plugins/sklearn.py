@@ -31,13 +31,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from mlops_hooks.plugins._common import (
-    check_emit,
-    check_name,
-    check_throttle,
-    missing_framework,
-    never_raises,
-)
+from mlops_hooks.plugins._base import Adapter, missing_framework, never_raises
 from mlops_hooks.plugins._sklearn_fallback import completion_scores, monitored_fit, pickled_size
 from mlops_hooks.plugins._sklearn_tasks import TaskTree, begin_message, end_message
 from mlops_hooks.run import Emit, Run
@@ -59,7 +53,7 @@ __all__ = ["MLOpsCallback", "monitored_fit"]
 _trees: dict[Any, TaskTree] = {}
 
 
-class MLOpsCallback:
+class MLOpsCallback(Adapter):
     """Stream a scikit-learn fit to the mlops-hooks dashboard and plugins.
 
     Args:
@@ -93,9 +87,7 @@ class MLOpsCallback:
         throttle: float = 0.25,
         emit: Emit | None = None,
     ) -> None:
-        self.name = check_name(name)
-        self.model_id = check_name(model_id)
-        self.run_id = check_name(run_id)
+        self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         if validation_data is not None and (
                 not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise TypeError("validation_data must be a pair (X_val, y_val), got "
@@ -107,8 +99,6 @@ class MLOpsCallback:
             raise ValueError("max_propagation_depth must be an integer >= 0 or None, got "
                              f"{max_propagation_depth!r}")
         self._max_propagation_depth = max_propagation_depth
-        self.throttle = check_throttle(throttle)
-        self.emit = check_emit(emit)
         self._handles: dict[Any, Any] = {}  # root uuid -> listener handle (picklable)
         self._runs: dict[Any, Run] = {}  # this process's runs (dropped when pickled)
         self.last_run: Run | None = None
@@ -128,8 +118,7 @@ class MLOpsCallback:
     @never_raises
     def setup(self, estimator: Any, context: Any) -> None:
         """Start the run of the outermost estimator's fit and open the message listener."""
-        run = Run(self.name or type(estimator).__name__, run_id=self.run_id,
-                  model_id=self.model_id, throttle=self.throttle, emit=self.emit)
+        run = self.new_run(type(estimator).__name__)
         tree = TaskTree(run)
         key = context.root_uuid
         _trees[key] = tree

@@ -16,10 +16,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlops_hooks.manager import PluginManager, create_plugin_manager
-from mlops_hooks.server import files, publish, rest, subscribe
+from mlops_hooks.protocol import problem
 from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
+from mlops_hooks.server.endpoints import files, publish, rest, subscribe
+from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
 __all__ = ["create_app"]
@@ -52,7 +54,7 @@ class GuardMiddleware:
             self.core.guard.check_host(Headers(scope=scope))
         except Denied as denied:
             self.core.metrics.rejected["http_400_host"] += 1
-            response = JSONResponse({"error": denied.message}, status_code=denied.status)
+            response = JSONResponse(problem(denied.message), status_code=denied.status)
             await response(scope, receive, send)
             return
         started = time.perf_counter()
@@ -85,7 +87,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await core.start()
+        await core.start(background_tasks)
         try:
             yield
         finally:

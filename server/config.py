@@ -12,11 +12,9 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["DEFAULT_PORT", "MAX_MESSAGE_BYTES", "ServerConfig", "data_dir"]
+__all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
 
 DEFAULT_PORT = 8001
-#: Largest WebSocket message a client may send (uvicorn closes with 1009 above it).
-MAX_MESSAGE_BYTES = 64 * 1024
 #: Largest ``POST /api/events`` body.
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -6,18 +6,23 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from mlops_hooks.manager import PluginManager
 from mlops_hooks.server.backends import Backend, create_backend
 from mlops_hooks.server.config import ServerConfig
-from mlops_hooks.server.hub import Hub
 from mlops_hooks.server.ingest import Ingest
-from mlops_hooks.server.metrics import Metrics
+from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
-from mlops_hooks.server.state import State
-from mlops_hooks.server.store import History, Store
+from mlops_hooks.server.state.state import State
+from mlops_hooks.server.state.store import History, Store
+from mlops_hooks.server.stream.hub import Hub
 
-__all__ = ["Core"]
+__all__ = ["Background", "Core"]
+
+#: Makes the coroutines of a core's background tasks (monitor, stall watchdog, ...).
+Background = Callable[["Core"], Iterable[Coroutine[Any, Any, None]]]
 
 log = logging.getLogger("mlops_hooks.server")
 
@@ -78,16 +83,20 @@ class Core:
         """Open WebSocket connections (subscribers and publishers)."""
         return len(self.hub) + self.publishers
 
-    async def start(self) -> None:
-        """Read history, start the backend and the background tasks."""
+    async def start(self, background: Background | None = None) -> None:
+        """Read history, start the backend, then the background tasks.
+
+        Args:
+            background: Makes the background tasks' coroutines for this core (the app passes
+                :func:`mlops_hooks.server.ops.monitor.background_tasks`); ``None``: none.
+        """
         history: History = await asyncio.wrap_future(self.store.open())
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
         await self.ingest.start(history)
-        from mlops_hooks.server.monitor import background_tasks
-
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(coro) for coro in background_tasks(self)]
+        if background is not None:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(coro) for coro in background(self)]
 
     async def stop(self) -> None:
         """Stop background tasks and the backend; write the remaining history."""

@@ -17,64 +17,42 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Future
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
+from mlops_hooks import protocol
+from mlops_hooks.formatting import iso_utc
 from mlops_hooks.manager import PluginManager
-from mlops_hooks.server.backends.base import Backend, Published, Record
+from mlops_hooks.server.backends.base import Backend, Published
 from mlops_hooks.server.backends.memory import MemoryBackend
-from mlops_hooks.server.hub import Hub
-from mlops_hooks.server.metrics import Metrics
-from mlops_hooks.server.state import State
-from mlops_hooks.server.store import History, Store
+from mlops_hooks.server.ops.metrics import Metrics
+from mlops_hooks.server.state.state import State
+from mlops_hooks.server.state.store import History, Store
+from mlops_hooks.server.stream.hub import Hub
+from mlops_hooks.server.stream.record import Record
 
-__all__ = ["Ingest", "Reply", "error_message", "pong"]
+__all__ = ["CRASH_GAP", "Ingest", "Outcome"]
 
 log = logging.getLogger("mlops_hooks.server")
 #: After a crash an in-process backend numbers this far past the history's last ``seq``: the
 #: ``seq`` of events broadcast but not yet written (at most one per concurrent publisher, as
 #: each waits for the commit before its acknowledgement) are never given out again.
 CRASH_GAP = 10_000
-_encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
 
 
-class Reply(NamedTuple):
-    """The one reply to a ``/ws/publish`` message.
+class Outcome(NamedTuple):
+    """How the server answers one ``/ws/publish`` message.
 
     Attributes:
-        text: The JSON text to send.
+        text: The reply to send (:mod:`mlops_hooks.protocol`'s ``ack``, ``error`` or ``pong``).
         retry: It refuses an event the backend could not store right now (``retry: true``).
     """
 
     text: str
     retry: bool = False
-
-
-def pong(ping_id: Any) -> str:
-    """The reply to ``{"type": "ping", "id": X}``."""
-    return _encode({"type": "pong", "id": ping_id, "server_time": iso_utc()}).decode()
-
-
-def error_message(error: str, field: str | None = None, event_id: Any = None, *,
-                  retry: bool = False) -> str:
-    """A ``{"type": "error", ...}`` control message.
-
-    Args:
-        error: What is wrong.
-        field: The event's field at fault (``""``: the whole message; ``None``: none).
-        event_id: The ``event_id`` of the event it answers, when known.
-        retry: Sending the same event again later can succeed (the server could not store
-            it right now); ``False``: the event itself is wrong.
-
-    Returns:
-        The message as JSON text.
-    """
-    return _encode({"type": "error", "error": error, "field": field, "event_id": event_id,
-                    "retry": retry}).decode()
 
 
 class Ingest:
@@ -168,7 +146,7 @@ class Ingest:
             self.plugins.dispatch(event)
         self.hub.broadcast(record)
 
-    async def handle_message(self, text: str, *, durable: bool = True) -> Reply:
+    async def handle_message(self, text: str, *, durable: bool = True) -> Outcome:
         """Handle one ``/ws/publish`` message; returns the one reply to send.
 
         Args:
@@ -183,17 +161,14 @@ class Ingest:
         try:
             event = ev.decode(text)
         except ev.EventError as exc:
-            return Reply(self._not_an_event(text, exc))
+            return Outcome(self._not_an_event(text, exc))
         try:
             result = await self.submit(event, durable=durable)
         except ConnectionError as exc:
             self.metrics.rejected["backend_unavailable"] += 1
-            return Reply(error_message(f"the server cannot accept events right now: {exc}",
-                                       None, event.event_id, retry=True), retry=True)
-        reply: dict[str, Any] = {"type": "ack", "seq": result.seq, "event_id": event.event_id}
-        if result.duplicate:
-            reply["duplicate"] = True
-        return Reply(_encode(reply).decode())
+            return Outcome(protocol.error(f"the server cannot accept events right now: {exc}",
+                                          None, event.event_id, retry=True), retry=True)
+        return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate))
 
     def _not_an_event(self, text: str, exc: ev.EventError) -> str:
         try:
@@ -201,10 +176,10 @@ class Ingest:
         except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past the limit
             raw = None
         if isinstance(raw, dict) and raw.get("type") == "ping":
-            return pong(raw.get("id"))
+            return protocol.pong(raw.get("id"))
         self.metrics.rejected["invalid_event"] += 1
         if isinstance(raw, list):
-            return error_message("one event per message, got a JSON array; send each event as "
+            return protocol.error("one event per message, got a JSON array; send each event as "
                                  "its own message (or POST the array to /api/events)", "")
         event_id = raw.get("event_id") if isinstance(raw, dict) else None
-        return error_message(str(exc), exc.field, event_id if isinstance(event_id, str) else None)
+        return protocol.error(str(exc), exc.field, event_id if isinstance(event_id, str) else None)

@@ -22,9 +22,10 @@ import sys
 
 import uvicorn
 
+from mlops_hooks.protocol import MAX_MESSAGE_BYTES
 from mlops_hooks.server.app import create_app
-from mlops_hooks.server.config import MAX_MESSAGE_BYTES, ServerConfig
-from mlops_hooks.server.frames import FrameWebSocketProtocol
+from mlops_hooks.server.config import ServerConfig
+from mlops_hooks.server.stream.frames import FrameWebSocketProtocol
 
 __all__ = ["check_database", "run"]
 

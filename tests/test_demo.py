@@ -25,8 +25,8 @@ from websockets.sync.client import connect
 
 from mlops_hooks import events as ev
 from mlops_hooks.cli import main
-from mlops_hooks.demo._display import Display, describe_progress
-from mlops_hooks.demo._options import DemoOptions
+from mlops_hooks.cli.demo._display import Display, describe_progress
+from mlops_hooks.cli.demo._options import DemoOptions
 from tests.live_server import LiveServer, free_port
 
 
@@ -271,7 +271,7 @@ def test_options_put_every_file_beside_the_history(tmp_path):
 def test_missing_dependencies_are_named_with_the_extra_to_install(monkeypatch, capsys):
     import importlib.util
 
-    from mlops_hooks.demo._runner import missing_modules
+    from mlops_hooks.cli.demo._runner import missing_modules
 
     real = importlib.util.find_spec
     hidden = {"torch", "uvicorn"}
@@ -289,8 +289,8 @@ def test_importing_the_demo_needs_no_framework_and_no_server_stack():
                "starlette", "uvicorn", "psutil")
     code = ("import sys\n"
             f"for name in {blocked!r}: sys.modules[name] = None\n"
-            "import mlops_hooks.cli, mlops_hooks.demo\n"
-            "from mlops_hooks.demo import DemoOptions\n"
+            "import mlops_hooks.cli, mlops_hooks.cli.demo\n"
+            "from mlops_hooks.cli.demo import DemoOptions\n"
             "print(DemoOptions(db='/tmp/x/h.sqlite3').http_url)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)

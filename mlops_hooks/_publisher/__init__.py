@@ -1,10 +1,13 @@
 """Private parts of the publisher (:mod:`mlops_hooks.publisher` is the public face).
 
+Shared with the server, hence outside this package: :mod:`mlops_hooks.protocol` (the wire) and
+:mod:`mlops_hooks.backoff` (reconnect delays, connection quality).
+
 * :mod:`.config`: the publish URL and the settings read from the environment;
 * :mod:`.buffer`: the bounded, ordered buffer and its drop policy;
-* :mod:`.backoff`: reconnect delays (exponential, full jitter) and connection quality;
-* :mod:`.wire`: preparing an event for the wire and reading the server's replies;
+* :mod:`.wire`: preparing an event for the wire (the replies are :mod:`mlops_hooks.protocol`'s);
 * :mod:`.mailbox`: what the training thread shares with the background thread;
+* :mod:`.connection`: pings, and the exceptions that end a connection (described in a line);
 * :mod:`.worker`: the background thread that owns the WebSocket;
 * :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``).
 """

@@ -1,12 +1,12 @@
-"""Send one event and wait for its acknowledgement (``mlops-hooks emit``)."""
+"""One event, acknowledged (``mlops-hooks emit``; :func:`mlops_hooks.publisher.deliver`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from mlops_hooks import events as ev
 
-__all__ = ["Ack", "DeliveryError", "deliver"]
+__all__ = ["Ack", "DeliveryError", "acknowledged"]
 
 
 class Ack(NamedTuple):
@@ -29,18 +29,26 @@ class DeliveryError(Exception):
         self.rejected = rejected
 
 
-def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None,
-            timeout: float | None = None) -> Ack:
-    """Send one event through the publisher and wait for the server's acknowledgement.
+class _Sender(Protocol):
+    """What :func:`acknowledged` needs of a publisher."""
 
-    The event takes the same path as ``emit()`` (queue, background thread, WebSocket), on a
-    private publisher that is closed before returning; this is what ``mlops-hooks emit`` does.
+    def publish(self, event: ev.Event) -> None: ...
+
+    def flush(self, timeout: float | None = None) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def close(self, timeout: float | None = None) -> bool: ...
+
+
+def acknowledged(publisher: _Sender, event: ev.Event, url: str, timeout: float) -> Ack:
+    """Send ``event`` through ``publisher``, wait for the server's acknowledgement, close it.
 
     Args:
+        publisher: A private publisher, closed before returning.
         event: The event.
-        url: The server; defaults to ``MLOPS_HOOKS_URL``, else ``ws://127.0.0.1:8001/ws``.
-        token: Bearer token; defaults to ``MLOPS_HOOKS_TOKEN``.
-        timeout: Seconds to wait; defaults to ``MLOPS_HOOKS_FLUSH_TIMEOUT``, else 5.
+        url: Where it sends (for the message of a failure).
+        timeout: Seconds it waits (for the message of a failure).
 
     Returns:
         The acknowledgement: the event's ``seq`` on the server, its ``event_id``, and whether
@@ -48,11 +56,7 @@ def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None
 
     Raises:
         DeliveryError: Not acknowledged within ``timeout`` (the message says why), or rejected.
-        ValueError: A setting is invalid (``url``, ``timeout``, an environment variable).
     """
-    from mlops_hooks.publisher import Publisher
-
-    publisher = Publisher(url, token=token, flush_timeout=timeout, backoff_cap=0.5)
     try:
         publisher.publish(event)
         delivered = publisher.flush()
@@ -64,6 +68,5 @@ def deliver(event: ev.Event, *, url: str | None = None, token: str | None = None
         raise DeliveryError(f"the server rejected the event: {reason}", rejected=True)
     if not delivered or status["last_seq"] is None:
         why = status["last_error"] or "no acknowledgement"
-        raise DeliveryError(f"no acknowledgement from {publisher.settings.url} within "
-                            f"{publisher.settings.flush_timeout:g}s ({why})")
+        raise DeliveryError(f"no acknowledgement from {url} within {timeout:g}s ({why})")
     return Ack(status["last_seq"], status["last_event_id"], bool(status["duplicates"]))

@@ -1,4 +1,4 @@
-"""What goes on the wire: preparing an event, and reading the server's replies.
+"""Preparing an event for the wire (the replies are :mod:`mlops_hooks.protocol`'s).
 
 An event is prepared once, in the background thread, the first time it is sent: a copy gets the
 enqueue time as ``timestamp`` when it has none and the process-unique ``event_id``, is encoded,
@@ -17,13 +17,10 @@ from typing import Any
 import msgspec
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
+from mlops_hooks.formatting import iso_utc
+from mlops_hooks.protocol import MAX_MESSAGE_BYTES
 
-__all__ = ["MAX_MESSAGE_BYTES", "EventIds", "Invalid", "Reply", "decode_reply", "prepare",
-           "retryable"]
-
-#: The server closes a publish connection on a message larger than this (docs/protocol.md).
-MAX_MESSAGE_BYTES = 64 * 1024
+__all__ = ["EventIds", "Invalid", "prepare"]
 
 
 class Invalid(Exception):
@@ -86,45 +83,3 @@ def prepare(event: ev.Event, enqueued: float, ids: EventIds) -> tuple[bytes, str
             f"{event.type}: {len(payload)} bytes encoded, over the server's "
             f"{MAX_MESSAGE_BYTES}-byte message limit", f"{event.type}:size")
     return payload, event_id
-
-
-class Reply(msgspec.Struct, kw_only=True):
-    """One message from ``/ws/publish``: ``ack``, ``error`` or ``pong``."""
-
-    type: str
-    seq: int | None = None
-    event_id: str | None = None
-    duplicate: bool = False
-    error: str | None = None
-    field: str | None = None
-    retry: bool | None = None
-    id: Any = None
-    server_time: str | None = None
-
-
-_reply_decoder = msgspec.json.Decoder(Reply)
-
-
-def decode_reply(data: str | bytes) -> Reply:
-    """Decode a reply from the server.
-
-    Raises:
-        ValueError: The message is not a JSON object with a string ``type``.
-    """
-    try:
-        return _reply_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-        raise ValueError(f"unexpected message from the server ({exc}): {text[:200]!r}") \
-            from None
-
-
-def retryable(reply: Reply) -> bool:
-    """Whether an ``error`` reply means "could not store it right now, send it again later".
-
-    The server says so with ``retry: true`` (docs/protocol.md); servers older than that flag
-    sent such errors with ``field: null``, and every other error named a field.
-    """
-    if reply.retry is not None:
-        return reply.retry
-    return reply.field is None

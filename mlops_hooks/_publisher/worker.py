@@ -29,89 +29,38 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import cast
 
-import msgspec
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from mlops_hooks import __version__
-from mlops_hooks._publisher.backoff import Backoff, quality
 from mlops_hooks._publisher.buffer import Entry, EventBuffer
 from mlops_hooks._publisher.config import Settings, is_loopback
+from mlops_hooks._publisher.connection import (
+    BROKEN,
+    Ping,
+    ProtocolError,
+    Stalled,
+    Unavailable,
+    clean_close,
+    describe,
+)
 from mlops_hooks._publisher.mailbox import (
     URGENT_CLASSES,
     FlushMarker,
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.wire import EventIds, Invalid, decode_reply, prepare, retryable
+from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
+from mlops_hooks.backoff import Backoff, quality
+from mlops_hooks.protocol import decode_reply, retryable, user_agent
+from mlops_hooks.protocol import ping as encode_ping
 
-__all__ = ["Worker", "describe"]
+__all__ = ["Worker"]
 
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
-_ping_encoder = msgspec.json.Encoder()
-_AGENT = f"mlops-hooks/{__version__} Python/{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-class _Ping:
-    __slots__ = ("id", "sent_at")
-
-    def __init__(self, ping_id: int, sent_at: float) -> None:
-        self.id = ping_id
-        self.sent_at = sent_at
-
-
-class _ProtocolError(Exception):
-    """The server's replies do not follow docs/protocol.md."""
-
-
-class _Stalled(Exception):
-    """No reply for longer than ``reply_timeout``."""
-
-
-class _Unavailable(Exception):
-    """The server could not take an event right now (an error reply with ``retry: true``).
-
-    Seen when its backend is down; the event is kept and sent again after a reconnect.
-    """
-
-
-_BROKEN = (ConnectionClosed, OSError, TimeoutError, _ProtocolError, _Stalled, _Unavailable,
-           ValueError)
-
-
-def _clean_close(exc: BaseException) -> bool:
-    """A close the server meant (normal, going away, restarting): not an error."""
-    if isinstance(exc, ConnectionClosedOK):
-        return True
-    rcvd = exc.rcvd if isinstance(exc, ConnectionClosed) else None
-    return rcvd is not None and rcvd.code in (1000, 1001, 1012)
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line account of a connection problem."""
-    if isinstance(exc, InvalidStatus):
-        code = exc.response.status_code
-        hint = " (check MLOPS_HOOKS_TOKEN)" if code in (401, 403) else ""
-        return f"the server refused the handshake with HTTP {code}{hint}"
-    if isinstance(exc, ConnectionClosed):
-        rcvd = exc.rcvd
-        if rcvd is None:
-            return "connection lost without a close frame"
-        reason = f": {rcvd.reason}" if rcvd.reason else ""
-        return f"connection closed by the server (code {rcvd.code}{reason})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running?)"
-    if isinstance(exc, _Unavailable):
-        return str(exc)
-    if isinstance(exc, TimeoutError):
-        return f"timed out{': ' + str(exc) if str(exc) else ''}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class Worker:
@@ -132,7 +81,7 @@ class Worker:
         self._notify = notify
         self._warn = warn
         self.buffer = EventBuffer(settings.buffer_size)
-        self.sent: collections.deque[Entry | _Ping] = collections.deque()
+        self.sent: collections.deque[Entry | Ping] = collections.deque()
         self.outstanding = 0
         self.ids = EventIds()
         self.backoff = Backoff(settings.backoff_base, settings.backoff_cap,
@@ -263,14 +212,14 @@ class Worker:
                 conn = stack.enter_context(connect(
                     self.s.url, additional_headers=headers, open_timeout=self.s.open_timeout,
                     ping_interval=None, ping_timeout=None, close_timeout=1.0, compression=None,
-                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=_AGENT,
+                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=user_agent(),
                 ))
                 self.conn = conn
                 ping = self.make_ping()
                 conn.send(self.ping_message(ping), text=True)
                 reply = decode_reply(conn.recv(self.s.open_timeout, decode=False))
                 if reply.type != "pong" or reply.id != ping.id:
-                    raise _ProtocolError(f"expected a pong to ping {ping.id}, got {reply.type!r}")
+                    raise ProtocolError(f"expected a pong to ping {ping.id}, got {reply.type!r}")
             except Exception as exc:
                 self.conn = None
                 self.failed(attempt, exc)
@@ -285,7 +234,7 @@ class Worker:
                 while not self.stopping:
                     self.drain()
                     self.pump(conn)
-            except _BROKEN as exc:
+            except BROKEN as exc:
                 self.lost(exc)
             except Exception as exc:
                 self.report_bug(exc)
@@ -314,11 +263,11 @@ class Worker:
         self.buffer.requeue(unacked)
         self.counts["reconnects"] += 1
         self.last_error = describe(exc)
-        if not _clean_close(exc):
+        if not clean_close(exc):
             self.notify("error", error=self.last_error)
         self.state = "disconnected"
         self.failures = 0
-        if isinstance(exc, _Unavailable):
+        if isinstance(exc, Unavailable):
             # Back off like failed attempts, and send one event at a time until one is stored:
             # with a full window, events behind a refused one could be stored before it.
             self.unavailable += 1
@@ -360,7 +309,7 @@ class Worker:
             self.idle(conn, now)
             return
         if now - self.sent[0].sent_at > self.s.reply_timeout:
-            raise _Stalled(f"no reply from the server in {self.s.reply_timeout:g}s")
+            raise Stalled(f"no reply from the server in {self.s.reply_timeout:g}s")
         try:
             data = conn.recv(self.s.poll_interval, decode=False)
         except TimeoutError:
@@ -430,11 +379,11 @@ class Worker:
         if reply.type not in ("ack", "error", "pong"):
             return  # a notice this client does not know: not a reply to anything
         if not self.sent:
-            raise _ProtocolError(f"{reply.type!r} received with nothing in flight")
+            raise ProtocolError(f"{reply.type!r} received with nothing in flight")
         head = self.sent[0]
-        if type(head) is _Ping:
+        if type(head) is Ping:
             if reply.type == "ack" or (reply.type == "pong" and reply.id != head.id):
-                raise _ProtocolError(f"expected the pong to ping {head.id}, got {data[:200]!r}")
+                raise ProtocolError(f"expected the pong to ping {head.id}, got {data[:200]!r}")
             self.sent.popleft()
             if reply.type == "pong":
                 self.measure(head)
@@ -442,10 +391,10 @@ class Worker:
         entry = cast(Entry, head)
         if reply.type == "pong" or (reply.event_id is not None
                                     and reply.event_id != entry.event_id):
-            raise _ProtocolError(f"expected the reply to event {entry.event_id}, "
+            raise ProtocolError(f"expected the reply to event {entry.event_id}, "
                                  f"got {data[:200]!r}")
         if reply.type == "error" and retryable(reply):
-            raise _Unavailable(f"the server could not take an event: {reply.error}")
+            raise Unavailable(f"the server could not take an event: {reply.error}")
         self.sent.popleft()
         self.outstanding -= 1
         if reply.type == "ack":
@@ -463,15 +412,15 @@ class Worker:
 
     # ------------------------------------------------------------------ helpers
 
-    def make_ping(self) -> _Ping:
+    def make_ping(self) -> Ping:
         self.ping_ids += 1
-        return _Ping(self.ping_ids, time.monotonic())
+        return Ping(self.ping_ids, time.monotonic())
 
     @staticmethod
-    def ping_message(ping: _Ping) -> bytes:
-        return _ping_encoder.encode({"type": "ping", "id": ping.id})
+    def ping_message(ping: Ping) -> bytes:
+        return encode_ping(ping.id)
 
-    def measure(self, ping: _Ping) -> None:
+    def measure(self, ping: Ping) -> None:
         """Record a round trip; report a change of quality level."""
         self.counts["pongs"] += 1
         self.latency_ms = round((time.monotonic() - ping.sent_at) * 1000.0, 3)

@@ -2,6 +2,9 @@
 
 ``memory://`` (the default) keeps everything in this process. ``redis://`` / ``rediss://``
 (the ``[redis]`` extra) lets several servers share one stream.
+
+:class:`Record` and :func:`make_record` are re-exported from the stream layer, which owns them,
+for the backends' convenience.
 """
 
 from __future__ import annotations
@@ -9,16 +12,9 @@ from __future__ import annotations
 import importlib
 from urllib.parse import urlsplit
 
-from mlops_hooks.server.backends.base import (
-    Backend,
-    Deliver,
-    Published,
-    Record,
-    coalesce_key,
-    control,
-    make_record,
-)
+from mlops_hooks.server.backends.base import Backend, Deliver, Published
 from mlops_hooks.server.backends.memory import MemoryBackend
+from mlops_hooks.server.stream.record import Record, make_record
 
 __all__ = [
     "BACKENDS",
@@ -27,17 +23,15 @@ __all__ = [
     "MemoryBackend",
     "Published",
     "Record",
-    "coalesce_key",
-    "control",
     "create_backend",
     "make_record",
 ]
 
-#: URL scheme → ``"module:factory"``; a factory takes ``(url, replay_size)``.
+#: URL scheme → ``"module:factory"``; a factory takes ``(url, *, replay_size)``.
 BACKENDS: dict[str, str] = {
     "memory": "mlops_hooks.server.backends.memory:MemoryBackend",
-    "redis": "mlops_hooks.server.backends.redis:create",
-    "rediss": "mlops_hooks.server.backends.redis:create",
+    "redis": "mlops_hooks.server.backends.redis:RedisBackend",
+    "rediss": "mlops_hooks.server.backends.redis:RedisBackend",
 }
 
 

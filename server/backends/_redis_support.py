@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["FLOOR_LUA", "PUBLISH_LUA", "RedisTarget", "parse_redis_url"]
+from mlops_hooks.server.stream.record import Record
+
+__all__ = ["FLOOR_LUA", "PUBLISH_LUA", "RedisTarget", "parse_redis_url", "record_seq", "seq_of"]
 
 #: Query parameters the backend itself reads (removed before redis-py sees the URL).
 OWN_PARAMS = ("prefix",)
@@ -172,3 +174,14 @@ def _redact(parts: SplitResult) -> str:
     except ValueError:
         port = "?"
     return f"{parts.scheme}://{host}:{port}/{parts.path.strip('/') or '0'}"
+
+
+def seq_of(entry_id: bytes | str) -> int:
+    """The ``seq`` of a stream entry id (``b"42-0"`` → 42)."""
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(raw.partition("-")[0])
+
+
+def record_seq(record: Record) -> int:
+    """A record's ``seq`` (a sort key)."""
+    return record.seq

@@ -7,7 +7,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
+from mlops_hooks.server.backends.base import Deliver, Published
+from mlops_hooks.server.stream.record import Record, make_record
 
 __all__ = ["MemoryBackend"]
 

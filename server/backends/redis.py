@@ -37,13 +37,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from mlops_hooks import events as ev
-from mlops_hooks._format import iso_utc
-from mlops_hooks._publisher.backoff import Backoff
+from mlops_hooks.backoff import Backoff
+from mlops_hooks.formatting import iso_utc
 from mlops_hooks.server.backends._redis_batch import Batcher
-from mlops_hooks.server.backends._redis_support import FLOOR_LUA, PUBLISH_LUA, parse_redis_url
-from mlops_hooks.server.backends.base import Deliver, Published, Record, make_record
+from mlops_hooks.server.backends._redis_support import (
+    FLOOR_LUA,
+    PUBLISH_LUA,
+    parse_redis_url,
+    record_seq,
+    seq_of,
+)
+from mlops_hooks.server.backends.base import Deliver, Published
+from mlops_hooks.server.stream.record import Record, make_record
 
-__all__ = ["RedisBackend", "create"]
+__all__ = ["RedisBackend"]
 
 log = logging.getLogger("mlops_hooks.server")
 
@@ -58,15 +65,6 @@ ECHO_TIMEOUT = 5.0
 STATS_EVERY = 2.0
 #: What a lost, refused or failing Redis raises.
 FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
-
-
-def _seq_of(entry_id: bytes | str) -> int:
-    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(raw.partition("-")[0])
-
-
-def _record_seq(record: Record) -> int:
-    return record.seq
 
 
 class RedisBackend:
@@ -322,7 +320,7 @@ class RedisBackend:
         streams = reply.items() if isinstance(reply, dict) else (reply or [])
         for _key, entries in streams:
             for entry_id, fields in entries:
-                self._apply(_seq_of(entry_id), fields)
+                self._apply(seq_of(entry_id), fields)
                 count += 1
         return count
 
@@ -374,7 +372,7 @@ class RedisBackend:
             pipe.xrange(stream_key, count=1)
             length, first = await pipe.execute()
         self._stream_length = int(length)
-        self._stream_first = _seq_of(first[0][0]) if first else None
+        self._stream_first = seq_of(first[0][0]) if first else None
 
     def _note(self, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -403,8 +401,8 @@ class RedisBackend:
             return []
         ring = self._ring
         if ring and ring[0].seq <= after + 1:
-            start = bisect.bisect_right(ring, after, key=_record_seq)
-            end = bisect.bisect_right(ring, upto, key=_record_seq)
+            start = bisect.bisect_right(ring, after, key=record_seq)
+            end = bisect.bisect_right(ring, upto, key=record_seq)
             return list(itertools.islice(ring, start, end))
         client = self._client
         if client is None or upto - after > self.replay_size:
@@ -414,10 +412,10 @@ class RedisBackend:
                                                max=f"{upto}-0", count=upto - after)
         except FAILURES:
             return None
-        if not entries or _seq_of(entries[0][0]) != after + 1:
+        if not entries or seq_of(entries[0][0]) != after + 1:
             return None
         try:
-            return [make_record(ev.decode(fields[b"d"]), _seq_of(entry_id))
+            return [make_record(ev.decode(fields[b"d"]), seq_of(entry_id))
                     for entry_id, fields in entries]
         except (KeyError, ev.EventError):
             return None
@@ -443,19 +441,3 @@ class RedisBackend:
             "publish_batches": self._batcher.batches,
             "gaps": self.gaps,
         }
-
-
-def create(url: str, *, replay_size: int = 10_000) -> RedisBackend:
-    """The factory :func:`mlops_hooks.server.backends.create_backend` calls for ``redis://``.
-
-    Args:
-        url: The backend URL.
-        replay_size: Stream length and replay ring size.
-
-    Returns:
-        The backend, not started yet.
-
-    Raises:
-        ValueError: The URL is invalid.
-    """
-    return RedisBackend(url, replay_size=replay_size)

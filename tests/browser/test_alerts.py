@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from mlops_hooks import events as ev
-from mlops_hooks.demo._health import DEMO_SOURCE
-from mlops_hooks.server.health import HealthTracker
-from mlops_hooks.server.monitor import _stall_events
+from mlops_hooks.cli.demo._health import DEMO_SOURCE
+from mlops_hooks.server.ops.health import HealthTracker
+from mlops_hooks.server.ops.monitor import _stall_events
 from tests.browser.conftest import Dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]

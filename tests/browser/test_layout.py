@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.health import HealthTracker
-from mlops_hooks.server.monitor import _stall_events
+from mlops_hooks.server.ops.health import HealthTracker
+from mlops_hooks.server.ops.monitor import _stall_events
 from tests.browser.conftest import ARTIFACTS, Dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]

@@ -4,9 +4,9 @@ import errno
 
 import pytest
 
-from mlops_hooks._format import format_bytes, format_duration, format_rate, iso_utc, to_float
 from mlops_hooks.events import decode
 from mlops_hooks.failures import classify
+from mlops_hooks.formatting import format_bytes, format_duration, format_rate, iso_utc, to_float
 
 
 class OutOfMemoryError(RuntimeError):

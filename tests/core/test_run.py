@@ -6,8 +6,8 @@ import pytest
 
 import mlops_hooks
 from mlops_hooks import events as ev
-from mlops_hooks import run as run_module
 from mlops_hooks.run import Run, track
+from mlops_hooks.run import lifecycle as run_module
 
 
 class Clock:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from mlops_hooks._publisher.backoff import Backoff, quality
+from mlops_hooks.backoff import Backoff, quality
 
 
 def test_ceilings_double_until_the_cap_and_stay_there_after_max_attempts():

@@ -6,14 +6,8 @@ import os
 import pytest
 
 from mlops_hooks import events as ev
-from mlops_hooks._publisher.wire import (
-    MAX_MESSAGE_BYTES,
-    EventIds,
-    Invalid,
-    decode_reply,
-    prepare,
-    retryable,
-)
+from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
+from mlops_hooks.protocol import MAX_MESSAGE_BYTES, decode_reply, retryable
 
 ENQUEUED = 1765017000.25  # 2025-12-06T10:30:00.250Z
 

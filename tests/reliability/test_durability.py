@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from mlops_hooks.server.ingest import CRASH_GAP
-from mlops_hooks.server.store import Store
+from mlops_hooks.server.state.store import Store
 from tests.live_server import LiveServer
 from tests.redis.fleet import lifecycle_event
 
@@ -52,7 +52,7 @@ def test_the_clean_flag_tells_a_crash_from_a_stop(tmp_path: Path) -> None:
     first = Store(path)
     assert first.open().result().unclean is False  # a new database
     first.close()
-    crash = ("import os, sys; from mlops_hooks.server.store import Store; "
+    crash = ("import os, sys; from mlops_hooks.server.state.store import Store; "
              "h = Store(sys.argv[1]).open().result(); print(h.unclean, flush=True); os._exit(0)")
     ran = subprocess.run([sys.executable, "-c", crash, path], capture_output=True, text=True,
                          timeout=30, check=True)

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from mlops_hooks.manager import create_plugin_manager, hookimpl
-from mlops_hooks.server import create_app, files
-from mlops_hooks.server.csvcheck import CsvProblem, validate_csv
-from mlops_hooks.server.files import safe_filename
+from mlops_hooks.server import create_app
+from mlops_hooks.server.endpoints import files
+from mlops_hooks.server.endpoints.csvcheck import CsvProblem, validate_csv
+from mlops_hooks.server.endpoints.files import safe_filename
 from tests.server.conftest import RefusingBackend, unit_config
 
 CSV = b"age,income,plan,churn_status\n34,52000,basic,yes\n45,61000,pro,no\n29,,basic,no\n"

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 from mlops_hooks import events as ev
 from mlops_hooks.manager import create_plugin_manager
 from mlops_hooks.server.backends import MemoryBackend, Published, make_record
-from mlops_hooks.server.store import Store
+from mlops_hooks.server.state.store import Store
 from tests.live_server import LiveServer
 from tests.redis.fleet import running
 from tests.redis_server import RedisServer, redis_server

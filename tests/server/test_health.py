@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.health import HYSTERESIS, HealthTracker
+from mlops_hooks.server.ops.health import HYSTERESIS, HealthTracker
 
 
 def sample(cpu=10.0, mem=10.0, disk=10.0):

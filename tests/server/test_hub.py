@@ -3,9 +3,9 @@ from __future__ import annotations
 import asyncio
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.backends.base import control, make_record
-from mlops_hooks.server.hub import BATCH_BYTES, Hub
-from mlops_hooks.server.metrics import Metrics
+from mlops_hooks.server.ops.metrics import Metrics
+from mlops_hooks.server.stream.hub import BATCH_BYTES, Hub
+from mlops_hooks.server.stream.record import control, make_record
 
 SEQ = iter(range(1, 10_000))
 

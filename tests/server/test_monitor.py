@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_hooks.server.monitor import check_stalls, sample_resources
+from mlops_hooks.server.ops.monitor import check_stalls, sample_resources
 from tests.server.conftest import progress
 
 pytestmark = pytest.mark.timeout(30)

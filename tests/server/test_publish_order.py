@@ -10,7 +10,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from mlops_hooks.server.backends._redis_batch import Batcher
-from mlops_hooks.server.publish import REFUSED_CLOSE
+from mlops_hooks.server.endpoints.publish import REFUSED_CLOSE
 from tests.server.conftest import RefusingBackend, activity
 
 pytestmark = pytest.mark.timeout(30)

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import time
 
-from mlops_hooks.server import rest
+from mlops_hooks import protocol
+from mlops_hooks.server.endpoints import rest
 from tests.server.conftest import activity, progress
 from tests.timestamps import assert_iso_utc_between
 
@@ -107,10 +108,10 @@ def test_healthz_looks_the_version_up_once_not_on_every_probe(client, monkeypatc
         looked_up.append(name)
         return "9.9.9"
 
-    monkeypatch.setattr(rest.metadata, "version", version)
-    rest._version.cache_clear()
+    monkeypatch.setattr(protocol.metadata, "version", version)
+    protocol.version.cache_clear()
     try:
         assert [client.get("/healthz").json()["version"] for _ in range(3)] == ["9.9.9"] * 3
     finally:
-        rest._version.cache_clear()
+        protocol.version.cache_clear()
     assert looked_up == ["mlops-hooks"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import msgspec
 
 from mlops_hooks import events as ev
-from mlops_hooks.server import runs as runs_module
-from mlops_hooks.server.runs import MAX_POINTS, RunState
-from mlops_hooks.server.state import MAX_ACTIVITY, State
+from mlops_hooks.server.state import runs as runs_module
+from mlops_hooks.server.state.runs import MAX_POINTS, RunState
+from mlops_hooks.server.state.state import MAX_ACTIVITY, State
 
 
 class Listener:
@@ -115,7 +115,7 @@ def test_alerts_auto_dismiss_after_a_minute(monkeypatch):
     import time as real_time
 
     later = real_time.monotonic() + 61
-    monkeypatch.setattr("mlops_hooks.server.state.time.monotonic", lambda: later)
+    monkeypatch.setattr("mlops_hooks.server.state.state.time.monotonic", lambda: later)
     assert [a["id"] for a in state.open_alerts()] == ["keep"]
 
 

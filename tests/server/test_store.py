@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from mlops_hooks.server import store as store_module
-from mlops_hooks.server.store import Store
+from mlops_hooks.server.state import store as store_module
+from mlops_hooks.server.state.store import Store
 
 
 def _open(path) -> Store:
@@ -97,7 +97,7 @@ def test_a_failing_write_is_reported_once_and_the_store_goes_on(tmp_path, caplog
 
 
 def test_pending_rows_are_bounded_when_the_disk_stalls(tmp_path, monkeypatch, caplog):
-    from mlops_hooks.server import store as store_module
+    from mlops_hooks.server.state import store as store_module
 
     monkeypatch.setattr(store_module, "MAX_PENDING_ROWS", 10)
     store = _open(tmp_path / "h.sqlite3")

@@ -1,0 +1,103 @@
+"""``mlops-hooks serve``: its arguments, and running the server from them.
+
+The demo's server process (:mod:`mlops_hooks.cli.demo._serve`) runs the same command through
+:func:`main`, without going through the whole command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+__all__ = ["add_serve", "main"]
+
+
+def _size(text: str) -> int:
+    """``'64MB'``, ``'512k'``, ``'1048576'`` → bytes (powers of 1024)."""
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2,
+             "g": 1024**3, "gb": 1024**3}
+    raw = text.strip().lower()
+    number = raw.rstrip("kmgb")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512KB or 100MB, "
+                                         f"got {text!r}")
+    return int(value * units[unit])
+
+
+def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``serve`` subcommand to ``sub``."""
+    sp = sub.add_parser(
+        "serve", help="run the WebSocket broadcaster and dashboard",
+        description="Serve the dashboard (GET /), subscribers (WS /ws), publishers "
+        "(WS /ws/publish, POST /api/events), the REST fallback, uploads and /metrics.")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+    sp.add_argument("--db", metavar="PATH", default=None,
+                    help="SQLite history file, or :memory: (default: "
+                    "~/.local/share/mlops-hooks/history.sqlite3)")
+    sp.add_argument("--token", default=None,
+                    help="publisher token (default: $MLOPS_HOOKS_TOKEN; none: open publishing)")
+    sp.add_argument("--subscriber-token", default=None,
+                    help="token dashboards must present (?token=); default: none")
+    sp.add_argument("--backend", metavar="URL", default="memory://",
+                    help="memory:// (default) or redis://host:port/db to share one stream "
+                    "between servers")
+    sp.add_argument("--metrics-interval", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds between system_metrics samples; 0 disables (default 5)")
+    sp.add_argument("--stall-timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="seconds without events before a running run is marked stalled; "
+                    "0 disables (default 120)")
+    sp.add_argument("--replay-size", type=int, default=10_000, metavar="N",
+                    help="events kept for ?since= replay (default 10000)")
+    sp.add_argument("--upload-dir", metavar="DIR", default=None,
+                    help="where uploaded files go (default: ~/.local/share/mlops-hooks/uploads)")
+    sp.add_argument("--max-upload-size", type=_size, default=100 * 1024**2, metavar="SIZE",
+                    help="largest accepted upload (default 100MB)")
+    sp.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                    help="extra browser origin allowed to connect (repeatable; * for any)")
+    sp.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="extra Host name accepted (DNS-rebinding guard; repeatable; * for any)")
+    sp.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                    help="cap on open WebSocket connections (default 1000)")
+    sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
+                    help="byte budget of one subscriber's queue before it is closed with 4008 "
+                    "(default 4MB)")
+    sp.add_argument("--log-level", default="warning",
+                    choices=("critical", "error", "warning", "info", "debug", "trace"),
+                    help="server log level (default warning)")
+    sp.set_defaults(handler=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mlops_hooks.server.config import ServerConfig
+
+    token = args.token if args.token is not None else os.environ.get("MLOPS_HOOKS_TOKEN") or None
+    try:
+        config = ServerConfig(
+            host=args.host, port=args.port, db=args.db, token=token,
+            subscriber_token=args.subscriber_token, backend=args.backend,
+            metrics_interval=args.metrics_interval, stall_timeout=args.stall_timeout,
+            replay_size=args.replay_size, upload_dir=args.upload_dir,
+            max_upload_bytes=args.max_upload_size,
+            allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),
+            max_connections=args.max_connections, queue_max_bytes=args.queue_size)
+    except ValueError as exc:
+        print(f"mlops-hooks serve: {exc}", file=sys.stderr)
+        return 2
+    from mlops_hooks.server.serve import run
+
+    return run(config, log_level=args.log_level)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``mlops-hooks serve`` with ``argv`` as its arguments; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="mlops-hooks")
+    add_serve(parser.add_subparsers(dest="command", required=True))
+    return _cmd_serve(parser.parse_args(["serve", *argv]))

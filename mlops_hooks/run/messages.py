@@ -1,0 +1,54 @@
+"""The English a run's events carry: progress messages, failure text, activity titles."""
+
+from __future__ import annotations
+
+from mlops_hooks import events as ev
+
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "STARTED",
+    "completed_summary",
+    "failure_text",
+    "progress_message",
+]
+
+#: Activity titles (and the spec's action types) of a run's start, completion and failure.
+STARTED = ("Model Training Started", "training_start")
+COMPLETED = ("Model Training Completed", "training_complete")
+FAILED = ("Model Training Failed", "training_failed")
+#: ``training_completed.message`` unless the caller gives one.
+COMPLETED_MESSAGE = "Training completed successfully!"
+#: Longest error text sent with ``training_failed`` (and shown in the activity feed).
+MAX_ERROR = 2000
+MAX_ACTIVITY_ERROR = 200
+
+
+def progress_message(stage: ev.TrainingStage, percent: float | None, epoch: int | None,
+                     total_epochs: int | None) -> str:
+    """``'Training 42% complete - Epoch 3/10'``, ``'Validation'``, ``'Training - Epoch 2'``."""
+    parts = []
+    if percent is not None:
+        label = "Training" if stage == "model_training" else ev.STAGE_TEXT[stage]
+        parts.append(f"{label} {int(percent)}% complete")
+    else:
+        parts.append(ev.STAGE_TEXT[stage])
+    if epoch is not None:
+        parts.append(f"Epoch {epoch}/{total_epochs}" if total_epochs else f"Epoch {epoch}")
+    return " - ".join(parts)
+
+
+def failure_text(exc: BaseException, error_code: str) -> str:
+    """The error as reported: the exception's text, prefixed with its type unless obvious."""
+    text = str(exc).strip() or type(exc).__name__
+    if type(exc).__name__ not in text and error_code not in ("INTERRUPTED",):
+        text = f"{type(exc).__name__}: {text}"
+    return text
+
+
+def completed_summary(name: str, training_time: str, accuracy: float | None) -> str:
+    """``'digits finished in 4m 23s with accuracy 0.973'``."""
+    summary = f"{name} finished in {training_time}"
+    if accuracy is not None:
+        summary += f" with accuracy {accuracy:.3f}"
+    return summary

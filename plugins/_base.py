@@ -1,0 +1,245 @@
+"""The adapter base: what every framework adapter shares, so each stays a thin translation.
+
+Adapters translate framework hooks into :class:`mlops_hooks.run.Run` calls (the logic all
+frameworks share, progress, ETA, stages, throttling, error codes, is the run's). This module
+holds the rest they have in common: :class:`Adapter` (constructor options checked at once, the
+run built from them, the guard "is there a run to report to"), never-raising hooks, metric
+lookup, and model sizes (a torch module's tensors, Keras weights, a pickled estimator).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pickle
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from math import prod
+from typing import Any, TypeGuard, TypeVar
+
+from mlops_hooks.formatting import to_float
+from mlops_hooks.run import Emit, Run
+
+__all__ = [
+    "Adapter",
+    "check_emit",
+    "check_metric_names",
+    "check_name",
+    "check_throttle",
+    "first_metric",
+    "fraction",
+    "keras_weights_bytes",
+    "missing_framework",
+    "never_raises",
+    "pickled_size",
+    "torch_module_bytes",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def missing_framework(framework: str, extra: str, error: ImportError) -> ImportError:
+    """Build the ImportError raised when an adapter's framework is not installed.
+
+    Args:
+        framework: What is missing, as users know it (``"PyTorch Lightning"``).
+        extra: The ``mlops-hooks`` extra that installs it (``"lightning"``).
+        error: The original import error (kept as the cause).
+
+    Returns:
+        An ImportError whose message names the extra to install.
+    """
+    message = (f"mlops_hooks.plugins.{extra} needs {framework}, which is not installed "
+               f"({error}); install it with: pip install 'mlops-hooks[{extra}]'")
+    result = ImportError(message)
+    result.__cause__ = error
+    return result
+
+
+def check_name(name: object) -> str | None:
+    """Return ``name`` if it is None or a non-empty string.
+
+    Raises:
+        ValueError: ``name`` is something else.
+    """
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"name must be a non-empty string or None, got {name!r}")
+    return name
+
+
+def check_throttle(throttle: object) -> float:
+    """Return ``throttle`` as seconds.
+
+    Raises:
+        ValueError: ``throttle`` is not a number >= 0.
+    """
+    if (isinstance(throttle, bool) or not isinstance(throttle, (int, float))
+            or not throttle >= 0 or math.isinf(throttle)):
+        raise ValueError(f"throttle must be a finite number of seconds >= 0, got {throttle!r}")
+    return float(throttle)
+
+
+def check_emit(emit: object) -> Emit | None:
+    """Return ``emit`` if it is None or callable.
+
+    Raises:
+        TypeError: ``emit`` is not callable.
+    """
+    if emit is not None and not callable(emit):
+        raise TypeError(f"emit must be a callable taking an event (e.g. pm.dispatch) or None, "
+                        f"got {type(emit).__name__}")
+    return emit
+
+
+def check_metric_names(argument: str, names: str | Iterable[str]) -> tuple[str, ...]:
+    """Normalise a metric name or a sequence of names (tried in order).
+
+    Raises:
+        ValueError: A name is empty or not a string, or no name was given.
+    """
+    values = (names,) if isinstance(names, str) else tuple(names)
+    bad = [n for n in values if not isinstance(n, str) or not n.strip()]
+    if bad or not values:
+        raise ValueError(f"{argument} must be a metric name or a non-empty sequence of names, "
+                         f"got {names!r}")
+    return values
+
+
+def first_metric(metrics: Mapping[str, Any], names: Sequence[str]) -> Any:
+    """Return the value of the first of ``names`` present in ``metrics``, else None."""
+    for name in names:
+        value = metrics.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def fraction(value: object) -> float | None:
+    """``value`` as a float if it lies in 0-1 (an accuracy), else None."""
+    number = to_float(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
+
+
+def never_raises(hook: F) -> F:
+    """Decorate an adapter hook so a bug in monitoring never reaches the training loop.
+
+    The first exception of each hook is reported as a warning naming the hook; training goes
+    on. ``BaseException`` (KeyboardInterrupt, SystemExit) is never swallowed.
+    """
+    reported: list[bool] = []
+
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(*args, **kwargs)
+        except Exception as exc:
+            if not reported:
+                reported.append(True)
+                try:
+                    warnings.warn(f"mlops-hooks: {hook.__qualname__} failed and was skipped: "
+                                  f"{type(exc).__name__}: {exc} (training goes on)",
+                                  RuntimeWarning, stacklevel=2)
+                except Exception:  # warnings turned into errors must not stop training
+                    sys.stderr.write(f"mlops-hooks: {hook.__qualname__} failed: {exc!r}\n")
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+class Adapter:
+    """Mixin of the three ``MLOpsCallback`` classes: their common options and run guards.
+
+    Call :meth:`configure` from the constructor (it checks every option at once, before the
+    framework calls anything), build each fit's run with :meth:`new_run`, and guard hooks with
+    :meth:`reporting`.
+
+    Attributes:
+        name: What is trained (``None``: the adapter picks the model's name).
+        model_id: Identifier of the produced model.
+        run_id: Identifier of the run (``None``: generated per fit).
+        throttle: Minimum seconds between progress events.
+        emit: Where events go (``None``: the process's plugin manager).
+    """
+
+    name: str | None
+    model_id: str | None
+    run_id: str | None
+    throttle: float
+    emit: Emit | None
+
+    def configure(self, name: object, *, model_id: object, run_id: object, throttle: object,
+                  emit: object) -> None:
+        """Check and keep the options every adapter takes.
+
+        Raises:
+            ValueError: A name is empty, or ``throttle`` is not a number of seconds >= 0.
+            TypeError: ``emit`` is not callable.
+        """
+        self.name = check_name(name)
+        self.model_id = check_name(model_id)
+        self.run_id = check_name(run_id)
+        self.throttle = check_throttle(throttle)
+        self.emit = check_emit(emit)
+
+    def new_run(self, default_name: str, *, run_id: str | None = None, throttle: bool = True,
+                total_epochs: int | None = None, steps_per_epoch: int | None = None) -> Run:
+        """A run with this adapter's options (``name`` or ``default_name``).
+
+        Args:
+            default_name: The name when none was given (the model's).
+            run_id: Overrides the configured ``run_id`` (a checkpoint's).
+            throttle: Use the configured throttle (``False``: the run's default).
+            total_epochs: Epochs planned, if known.
+            steps_per_epoch: Steps per epoch, if known.
+        """
+        options: dict[str, Any] = {"throttle": self.throttle} if throttle else {}
+        return Run(self.name or default_name, run_id=run_id or self.run_id,
+                   model_id=self.model_id, emit=self.emit, total_epochs=total_epochs,
+                   steps_per_epoch=steps_per_epoch, **options)
+
+    @staticmethod
+    def reporting(run: Run | None) -> TypeGuard[Run]:
+        """There is a run, started and not finished, to report to."""
+        return run is not None and run.active
+
+
+def torch_module_bytes(module: Any) -> int | None:
+    """Bytes of a torch module's parameters and buffers (what its checkpoint weighs)."""
+    try:
+        tensors = [*module.parameters(), *module.buffers()]
+    except Exception:  # not a torch module
+        return None
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
+def keras_weights_bytes(model: Any) -> int | None:
+    """Bytes of a Keras model's weights (elements times the dtype width)."""
+    try:
+        total = 0
+        for weight in model.weights:
+            bits = re.search(r"\d+", str(weight.dtype))
+            total += prod(weight.shape) * (int(bits.group()) // 8 if bits else 1)
+        return total
+    except Exception:
+        return None
+
+
+class _CountingFile:
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
+
+
+def pickled_size(estimator: Any) -> int | None:
+    """Bytes of the pickled estimator (what a deployment loads), counted without a copy."""
+    counter = _CountingFile()
+    try:
+        pickle.Pickler(counter, protocol=pickle.HIGHEST_PROTOCOL).dump(estimator)
+    except Exception:  # unpicklable parts (open handles, lambdas): size unknown
+        return None
+    return counter.size
