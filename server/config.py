@@ -63,7 +63,15 @@ class ServerConfig:
             (``0`` disables the watchdog).
         upload_dir: Where ``POST /api/files`` stores files (default: ``<data dir>/uploads``).
         max_upload_bytes: Largest accepted upload.
-        max_connections: Cap on concurrent WebSocket connections (subscribers and publishers).
+        max_connections: Cap on open dashboard (``/ws``) connections; past it a handshake is
+            refused with 503.
+        max_publishers: Cap on open ``/ws/publish`` connections, a budget of their own, so
+            dashboards never crowd publishers out (503 past it).
+        max_open_connections: Cap on all open TCP connections, HTTP and WebSocket (``None``:
+            as many as the descriptor limit allows); ``serve`` keeps it below the limit.
+        request_timeout: Seconds a client has to send a whole request (line and headers, a
+            WebSocket handshake included), and the longest pause inside a request body;
+            then the connection is closed.
         slow_close_timeout: Seconds to wait for a slow subscriber to take its close frame.
         probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
     """
@@ -84,6 +92,9 @@ class ServerConfig:
     upload_dir: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024
     max_connections: int = 1000
+    max_publishers: int = 100
+    max_open_connections: int | None = None
+    request_timeout: float = 5.0
     slow_close_timeout: float = 10.0
     probe: bool = True
 
@@ -94,11 +105,14 @@ class ServerConfig:
                 not 0 <= self.port <= 65535:
             raise ValueError(f"ServerConfig.port must be an integer 0-65535, got {self.port!r}")
         for name in ("replay_size", "queue_max_bytes", "queue_max_events", "max_upload_bytes",
-                     "max_connections"):
+                     "max_connections", "max_publishers"):
             _positive(name, getattr(self, name), integer=True)
+        if self.max_open_connections is not None:
+            _positive("max_open_connections", self.max_open_connections, integer=True)
         for name in ("metrics_interval", "stall_timeout"):
             _positive(name, getattr(self, name), zero=True)
         _positive("slow_close_timeout", self.slow_close_timeout)
+        _positive("request_timeout", self.request_timeout)
         for name in ("token", "subscriber_token"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):

@@ -175,12 +175,18 @@ class Guard:
         if not any(_token_matches(given, t) for t in accepted):
             raise Denied(401, "the subscriber token is wrong")
 
-    def check_capacity(self, connections: int) -> None:
-        """Refuse a WebSocket beyond the connection cap.
+    def check_capacity(self, connections: int, *, publisher: bool = False) -> None:
+        """Refuse a WebSocket beyond its budget: dashboards and publishers have one each.
+
+        Args:
+            connections: Open connections of the same kind (``/ws``, or ``/ws/publish``).
+            publisher: Check the publishers' budget instead of the dashboards'.
 
         Raises:
             Denied: 503 with the cap.
         """
-        cap = self.config.max_connections
+        cap = self.config.max_publishers if publisher else self.config.max_connections
         if connections >= cap:
-            raise Denied(503, f"too many connections ({connections} of {cap}); retry later")
+            kind = "publisher" if publisher else "dashboard"
+            raise Denied(503, f"too many {kind} connections ({connections} of {cap}); "
+                              "retry later")

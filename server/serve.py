@@ -19,15 +19,28 @@ import logging
 import os
 import sqlite3
 import sys
+from dataclasses import replace
 
 import uvicorn
 
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES
 from mlops_hooks.server.app import create_app
 from mlops_hooks.server.config import ServerConfig
-from mlops_hooks.server.stream.frames import FrameWebSocketProtocol
+from mlops_hooks.server.transport import (
+    AcceptErrors,
+    FrameWebSocketProtocol,
+    HttpProtocol,
+    Limits,
+    accept_batch,
+    descriptor_budget,
+    raise_descriptor_limit,
+)
 
-__all__ = ["check_database", "run"]
+__all__ = ["check_database", "fit_budgets", "run"]
+
+#: Open connections kept for plain HTTP requests (``/healthz``, REST) when the WebSocket
+#: budgets are fitted under the cap on open connections.
+HTTP_ROOM = 16
 
 
 def check_database(path: str) -> str | None:
@@ -69,6 +82,33 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def fit_budgets(config: ServerConfig, max_open: int) -> ServerConfig:
+    """``config`` with its WebSocket budgets lowered, when needed, to fit ``max_open``.
+
+    Dashboards alone must never fill the open connections: the publishers' budget and
+    :data:`HTTP_ROOM` stay free.
+    """
+    room = max(2, max_open - HTTP_ROOM)
+    if config.max_connections + config.max_publishers <= room:
+        return config
+    publishers = min(config.max_publishers, max(1, room // 4))
+    return replace(config, max_publishers=publishers,
+                   max_connections=max(1, min(config.max_connections, room - publishers)))
+
+
+def _serve_limits(config: ServerConfig) -> tuple[ServerConfig, Limits, int]:
+    """Raise the descriptor limit; the fitted config, uvicorn's limits and its backlog."""
+    descriptors = raise_descriptor_limit()
+    max_open = descriptor_budget(descriptors, config.max_open_connections)
+    fitted = fit_budgets(config, max_open)
+    if fitted is not config or (config.max_open_connections or 0) > max_open:
+        print(f"mlops-hooks: note: {descriptors} file descriptors allow {max_open} open "
+              f"connections: serving at most {fitted.max_connections} dashboards and "
+              f"{fitted.max_publishers} publishers", file=sys.stderr)
+    limits = Limits(max_open=max_open, request_timeout=config.request_timeout)
+    return fitted, limits, accept_batch(descriptors)
+
+
 def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = False) -> int:
     """Serve until interrupted.
 
@@ -84,6 +124,7 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
     if problem is not None:
         print(f"mlops-hooks serve: {problem}", file=sys.stderr)
         return 2
+    config, limits, backlog = _serve_limits(config)
     try:
         app = create_app(config)
     except ValueError as exc:
@@ -91,9 +132,11 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
         return 2
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", log_level=log_level,
-        access_log=access_log, ws=FrameWebSocketProtocol, ws_per_message_deflate=False,
-        ws_max_size=MAX_MESSAGE_BYTES, timeout_graceful_shutdown=5, server_header=False,
-        proxy_headers=False))
+        access_log=access_log, http=HttpProtocol, ws=FrameWebSocketProtocol,
+        ws_per_message_deflate=False, ws_max_size=MAX_MESSAGE_BYTES,
+        timeout_graceful_shutdown=5, server_header=False, proxy_headers=False,
+        backlog=backlog))
+    server.server_state = limits  # uvicorn hands it to every connection's protocol
     host = f"[{config.host}]" if ":" in config.host else config.host
     print(f"mlops-hooks: dashboard http://{host}:{config.port}/  ·  subscribe "
           f"ws://{host}:{config.port}/ws  ·  publish ws://{host}:{config.port}/ws/publish",
@@ -107,6 +150,7 @@ def run(config: ServerConfig, *, log_level: str = "warning", access_log: bool = 
               file=sys.stderr)
     sys.stderr.flush()
     logging.getLogger("asyncio").addFilter(_LostPeerWrites())
+    logging.getLogger("asyncio").addFilter(AcceptErrors())
     gc.collect()
     gc.freeze()
     try:

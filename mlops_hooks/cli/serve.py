@@ -65,7 +65,16 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="extra Host name accepted (DNS-rebinding guard; repeatable; * for any)")
     sp.add_argument("--max-connections", type=int, default=1000, metavar="N",
-                    help="cap on open WebSocket connections (default 1000)")
+                    help="cap on open dashboard (/ws) connections (default 1000)")
+    sp.add_argument("--max-publishers", type=int, default=100, metavar="N",
+                    help="cap on open /ws/publish connections, a budget of their own "
+                    "(default 100)")
+    sp.add_argument("--max-open-connections", type=int, default=None, metavar="N",
+                    help="cap on all open TCP connections (default: as many as the "
+                    "descriptor limit allows, less a reserve)")
+    sp.add_argument("--request-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds a client has to send a whole request or WebSocket "
+                    "handshake, and the longest pause in a request body (default 5)")
     sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
                     help="byte budget of one subscriber's queue before it is closed with 4008 "
                     "(default 4MB)")
@@ -87,7 +96,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             replay_size=args.replay_size, upload_dir=args.upload_dir,
             max_upload_bytes=args.max_upload_size,
             allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),
-            max_connections=args.max_connections, queue_max_bytes=args.queue_size)
+            max_connections=args.max_connections, max_publishers=args.max_publishers,
+            max_open_connections=args.max_open_connections,
+            request_timeout=args.request_timeout,
+            queue_max_bytes=args.queue_size)
     except ValueError as exc:
         print(f"mlops-hooks serve: {exc}", file=sys.stderr)
         return 2

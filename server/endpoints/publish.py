@@ -168,7 +168,7 @@ async def publish_ws(ws: WebSocket) -> None:
         core.guard.check_origin(ws.headers)
         core.guard.check_publisher(ws.headers)
         if not probe:
-            core.guard.check_capacity(core.connections)
+            core.guard.check_capacity(core.publishers, publisher=True)
     except Denied as denied:
         core.metrics.rejected[f"handshake_{denied.status}"] += 1
         await deny(ws, denied)

@@ -123,7 +123,7 @@ async def subscribe(ws: WebSocket, send: Send, sink: FrameSink | None = None) ->
         core.guard.check_host(ws.headers)
         core.guard.check_origin(ws.headers)
         core.guard.check_subscriber(ws.headers, ws.query_params)
-        core.guard.check_capacity(core.connections)
+        core.guard.check_capacity(len(core.hub))
         since, types = parse_subscription(ws.query_params)
     except Denied as denied:
         core.metrics.rejected[f"handshake_{denied.status}"] += 1

@@ -1,11 +1,12 @@
-"""uvicorn's sans-I/O WebSocket protocol, plus a way to write prebuilt frames to a connection.
+"""A way to write prebuilt frames to a connection of uvicorn's sans-I/O WebSocket protocol.
 
 Every subscriber receives the same bytes for an event: the server never negotiates compression,
 so the frame (:attr:`~mlops_hooks.server.stream.record.Record.frame`) is built once per event.
-:class:`FrameWebSocketProtocol` offers each accepted connection's :class:`FrameSink` to the app
-as the ASGI extension :data:`EXTENSION` (``scope["extensions"]["mlops_hooks.frames"]["sink"]``);
-the hub then writes queued frames to the transport synchronously, several per write, instead of
-one awaited ASGI ``websocket.send`` (and one ``send()`` system call) per message and subscriber.
+:class:`mlops_hooks.server.transport.FrameWebSocketProtocol` offers each accepted connection's
+:class:`FrameSink` to the app as the ASGI extension :data:`EXTENSION`
+(``scope["extensions"]["mlops_hooks.frames"]["sink"]``); the hub then writes queued frames to
+the transport synchronously, several per write, instead of one awaited ASGI ``websocket.send``
+(and one ``send()`` system call) per message and subscriber.
 Under any other ASGI server the extension is absent and the hub uses ``send`` as usual.
 
 Flow control is uvicorn's: :meth:`FrameSink.ready` is false while the transport's buffer is over
@@ -15,13 +16,12 @@ subscriber's bounded queue, where coalescing and the 4008 budget apply, not in t
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-__all__ = ["EXTENSION", "FrameSink", "FrameWebSocketProtocol", "frame_sink"]
+__all__ = ["EXTENSION", "FrameSink", "frame_sink"]
 
 #: Name of the ASGI extension carrying a connection's :class:`FrameSink`.
 EXTENSION = "mlops_hooks.frames"
@@ -61,20 +61,3 @@ def frame_sink(scope: Any) -> FrameSink | None:
     sink = extension.get("sink") if isinstance(extension, dict) else None
     return sink if isinstance(sink, FrameSink) else None
 
-
-class FrameWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol that offers a :class:`FrameSink`.
-
-    The sink is offered when no WebSocket extension was negotiated (frames are then the same
-    for every connection) and uvicorn does write flow control (its ``writable`` event, since
-    0.52.1); otherwise the app is served through ``send`` alone.
-    """
-
-    def handle_connect(self, event: Any) -> None:
-        """Accept the handshake as uvicorn does, then offer the sink."""
-        super().handle_connect(event)
-        scope: Any = getattr(self, "scope", None)
-        if scope is not None and self.response.status_code == 101 and \
-                not self.conn.extensions and \
-                isinstance(getattr(self, "writable", None), asyncio.Event):
-            scope["extensions"][EXTENSION] = {"sink": FrameSink(self)}

@@ -8,6 +8,7 @@ import pytest
 from mlops_hooks.cli import build_parser
 from mlops_hooks.server.backends import MemoryBackend, create_backend
 from mlops_hooks.server.config import ServerConfig, data_dir
+from mlops_hooks.server.serve import HTTP_ROOM, fit_budgets
 
 
 @pytest.mark.parametrize(("kwargs", "text"), [
@@ -16,6 +17,9 @@ from mlops_hooks.server.config import ServerConfig, data_dir
     ({"metrics_interval": -1}, "metrics_interval must be a number >= 0"),
     ({"token": " "}, "token must be a non-empty string"),
     ({"backend": "redis"}, "backend must be a URL"),
+    ({"max_publishers": 0}, "max_publishers must be an integer > 0"),
+    ({"max_open_connections": 0}, "max_open_connections must be an integer > 0"),
+    ({"request_timeout": 0}, "request_timeout must be a number > 0"),
 ])
 def test_bad_settings_are_named(kwargs, text):
     with pytest.raises(ValueError, match=text):
@@ -30,6 +34,14 @@ def test_defaults_live_under_the_data_dir(monkeypatch, tmp_path):
     assert data_dir() == tmp_path / "mlops-hooks"
     assert config.host == "127.0.0.1" and config.port == 8001
     assert ServerConfig(token="x").describe()["token"] == "set"
+
+
+def test_websocket_budgets_are_fitted_under_the_cap_on_open_connections():
+    config = ServerConfig(max_connections=1000, max_publishers=100)
+    assert fit_budgets(config, 10_000) is config
+    fitted = fit_budgets(config, 124)
+    assert fitted.max_connections + fitted.max_publishers <= 124 - HTTP_ROOM
+    assert fitted.max_publishers >= 1 and fitted.max_connections >= 1
 
 
 def test_backends_by_url():

@@ -12,13 +12,9 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
-from mlops_hooks.server.stream.frames import (
-    EXTENSION,
-    FrameSink,
-    FrameWebSocketProtocol,
-    frame_sink,
-)
+from mlops_hooks.server.stream.frames import EXTENSION, FrameSink, frame_sink
 from mlops_hooks.server.stream.record import control, text_frame
+from mlops_hooks.server.transport import FrameWebSocketProtocol
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 1000, 65535, 65536, 200_000])

@@ -79,14 +79,16 @@ def test_foreign_host_is_refused_and_the_server_keeps_serving(client):
         assert client.get("/healthz", headers={"Host": host}).status_code == 200
 
 
-def test_connection_cap(make_client):
-    client = make_client(max_connections=2)
+def test_dashboards_and_publishers_have_a_connection_budget_each(make_client):
+    client = make_client(max_connections=1, max_publishers=1)
     with client.websocket_connect("/ws") as a, client.websocket_connect("/ws/publish") as b:
         a.receive_json()
         b.send_json({"type": "ping", "id": 1})
         b.receive_json()
         status, error = _denied(client, "/ws")
-        assert status == 503 and "too many connections" in error
+        assert status == 503 and "too many dashboard connections (1 of 1)" in error
+        status, error = _denied(client, "/ws/publish")
+        assert status == 503 and "too many publisher connections (1 of 1)" in error
     with client.websocket_connect("/ws") as c:
         assert c.receive_json()["connections"] == 1
 
