@@ -53,8 +53,12 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    #: A frame that breaks RFC 6455 (e.g. an unmasked or reserved-bit frame).
+    PROTOCOL_ERROR = 1002
     #: A binary frame: the server takes JSON text only.
     UNSUPPORTED_DATA = 1003
+    #: A text message that is not valid UTF-8.
+    INVALID_DATA = 1007
     #: A refused handshake, on servers without the denial-response extension.
     POLICY_VIOLATION = 1008
     #: A message over :data:`MAX_MESSAGE_BYTES`.

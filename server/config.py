@@ -72,7 +72,9 @@ class ServerConfig:
         request_timeout: Seconds a client has to send a whole request (line and headers, a
             WebSocket handshake included), and the longest pause inside a request body;
             then the connection is closed.
-        slow_close_timeout: Seconds to wait for a slow subscriber to take its close frame.
+        slow_close_timeout: Seconds a connection closed by the server (a slow subscriber's
+            4008) may take to read the rest of its data and the close frame before it is
+            aborted.
         probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
     """
 
@@ -95,7 +97,7 @@ class ServerConfig:
     max_publishers: int = 100
     max_open_connections: int | None = None
     request_timeout: float = 5.0
-    slow_close_timeout: float = 10.0
+    slow_close_timeout: float = 30.0
     probe: bool = True
 
     def __post_init__(self) -> None:

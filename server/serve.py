@@ -105,7 +105,8 @@ def _serve_limits(config: ServerConfig) -> tuple[ServerConfig, Limits, int]:
         print(f"mlops-hooks: note: {descriptors} file descriptors allow {max_open} open "
               f"connections: serving at most {fitted.max_connections} dashboards and "
               f"{fitted.max_publishers} publishers", file=sys.stderr)
-    limits = Limits(max_open=max_open, request_timeout=config.request_timeout)
+    limits = Limits(max_open=max_open, request_timeout=config.request_timeout,
+                    linger=config.request_timeout)
     return fitted, limits, accept_batch(descriptors)
 
 

@@ -16,8 +16,11 @@ reach (each addition says which knob falls short):
   new one. :func:`descriptor_budget` keeps that cap below the descriptor limit.
 * **Accept errors.** asyncio logs a traceback for every failed ``accept()`` of a batch
   (``EMFILE``); :class:`AcceptErrors` turns them into one line per :data:`REPORT_INTERVAL`.
-* :class:`FrameWebSocketProtocol` is uvicorn's ``websockets-sansio`` protocol plus the frame
-  sink (:mod:`mlops_hooks.server.stream.frames`).
+* **Closes clients see.** :class:`FrameWebSocketProtocol` (uvicorn's ``websockets-sansio``
+  protocol plus the frame sink) closes after a protocol error (1002, 1007, 1009) as RFC 6455
+  asks: close frame, then EOF, then it reads and discards what the client still sends until
+  the client's EOF (or :attr:`Limits.linger`), so the kernel never answers unread bytes with a
+  reset. A refused handshake with the wrong ``Sec-WebSocket-Version`` names version 13.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from mlops_hooks.protocol import CloseCode
 from mlops_hooks.server.stream.frames import EXTENSION, FrameSink
 
 __all__ = ["BACKLOG", "REPORT_INTERVAL", "AcceptErrors", "FrameWebSocketProtocol",
@@ -75,15 +79,18 @@ class Limits(ServerState):
     Args:
         max_open: Cap on open TCP connections (HTTP and WebSocket).
         request_timeout: Seconds for a request to arrive whole (and longest pause in a body).
+        linger: Seconds to keep reading after a protocol-error close, for the client's EOF.
     """
 
-    def __init__(self, *, max_open: int, request_timeout: float) -> None:
+    def __init__(self, *, max_open: int, request_timeout: float, linger: float) -> None:
         super().__init__()
         self.max_open = max_open
         self.request_timeout = request_timeout
+        self.linger = linger
         #: Connections waiting for their request, oldest first (a dict keeps the order).
         self.waiting: dict[HttpProtocol, None] = {}
         self.shed_report = Throttle()
+        self.invalid_report = Throttle()
 
 
 class HttpProtocol(H11Protocol):
@@ -193,21 +200,107 @@ class HttpProtocol(H11Protocol):
 
 
 class FrameWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol that offers a :class:`FrameSink`.
+    """uvicorn's ``websockets-sansio`` protocol that offers a :class:`FrameSink` and closes cleanly.
 
     The sink is offered when no WebSocket extension was negotiated (frames are then the same
     for every connection) and uvicorn does write flow control (its ``writable`` event, since
     0.52.1); otherwise the app is served through ``send`` alone.
     """
 
+    def __init__(self, config: Any, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits = server_state if isinstance(server_state, Limits) else None
+        self._discarding = False
+
     def handle_connect(self, event: Any) -> None:
-        """Accept the handshake as uvicorn does, then offer the sink."""
+        """Accept the handshake as uvicorn does, then offer the sink.
+
+        A refusal for a ``Sec-WebSocket-Version`` other than 13 carries
+        ``Sec-WebSocket-Version: 13`` (RFC 6455, 4.4): the response is written here, before
+        uvicorn's, which websockets would send without it.
+        """
+        if event.headers.get("Sec-WebSocket-Version") not in (None, "13"):
+            response = self.conn.accept(event)
+            if response.status_code != 101:
+                response.headers["Sec-WebSocket-Version"] = "13"
+                self.request = event
+                self.response = response
+                self.handshake_initiated = self.handshake_complete = self.close_sent = True
+                self.conn.send_response(response)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.transport.close()
+                return
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)
         if scope is not None and self.response.status_code == 101 and \
                 not self.conn.extensions and \
                 isinstance(getattr(self, "writable", None), asyncio.Event):
             scope["extensions"][EXTENSION] = {"sink": FrameSink(self)}
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the connection, or discard what follows a protocol-error close."""
+        if not self._discarding:
+            super().data_received(data)
+
+    def send_receive_event_to_app(self) -> None:
+        """Hand a whole message to the app; invalid UTF-8 fails the connection with 1007.
+
+        uvicorn logs a traceback for each such message; this logs one line per
+        :data:`REPORT_INTERVAL` (with how many were held back).
+        """
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            state = self._limits
+            if state is None or state.invalid_report.ready():
+                held = state.invalid_report.held if state is not None else 0
+                log.warning("mlops-hooks: closed a WebSocket from %s with 1007: invalid UTF-8 "
+                            "at byte %d (%d more since the last report)",
+                            self.client[0] if self.client else "?", exc.start, held)
+                if state is not None:
+                    state.invalid_report.held = 0
+            self.conn.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            self.handle_parser_exception()
+            return
+        message: Any = {"type": "websocket.receive", "text": text}
+        self.queue.put_nowait(message)
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def handle_parser_exception(self) -> None:
+        """Close after a protocol error without a reset.
+
+        The close frame and EOF go out; what the client still sends is read and discarded
+        until its EOF, then the connection closes (after :attr:`Limits.linger` seconds at
+        the latest). uvicorn closes at once, so the client's unread bytes made the kernel
+        send a reset, and clients reported 1006 or ``ConnectionResetError`` instead of the code.
+        """
+        close = self.conn.close_sent
+        code, reason = (close.code, close.reason) if close is not None else (1006, "")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        output = self.conn.data_to_send()
+        self.transport.write(b"".join(output))
+        self.close_sent = True
+        self._discarding = True
+        self.stop_keepalive()
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.conn.eof_sent and self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        state = self._limits
+        linger = state.linger if state is not None else self.close_timeout
+        self.close_timer = self.loop.call_later(linger, self.transport.close)
+
 
 
 class AcceptErrors(logging.Filter):

@@ -75,6 +75,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--request-timeout", type=float, default=5.0, metavar="SECONDS",
                     help="seconds a client has to send a whole request or WebSocket "
                     "handshake, and the longest pause in a request body (default 5)")
+    sp.add_argument("--slow-close-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="seconds a closed slow dashboard has to read its close frame "
+                    "before the connection is aborted (default 30)")
     sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
                     help="byte budget of one subscriber's queue before it is closed with 4008 "
                     "(default 4MB)")
@@ -98,7 +101,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),
             max_connections=args.max_connections, max_publishers=args.max_publishers,
             max_open_connections=args.max_open_connections,
-            request_timeout=args.request_timeout,
+            request_timeout=args.request_timeout, slow_close_timeout=args.slow_close_timeout,
             queue_max_bytes=args.queue_size)
     except ValueError as exc:
         print(f"mlops-hooks serve: {exc}", file=sys.stderr)

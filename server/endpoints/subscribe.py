@@ -149,6 +149,10 @@ async def subscribe(ws: WebSocket, send: Send, sink: FrameSink | None = None) ->
         await core.hub.remove(sub)
     if sub.slow:
         close = (protocol.CloseCode.SLOW_CONSUMER, protocol.slow_reason(sub.last_seq))
-    if close is not None:
-        with suppress(Exception):  # the client is gone or never reads again
-            await asyncio.wait_for(ws.close(*close), core.config.slow_close_timeout)
+    if close is None:
+        return
+    if sink is not None:  # the close frame goes out now, behind what the client has not read
+        sink.close(*close, core.config.slow_close_timeout)
+        return
+    with suppress(Exception):  # the client is gone or never reads again
+        await asyncio.wait_for(ws.close(*close), core.config.slow_close_timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 from websockets.protocol import State
 
 __all__ = ["EXTENSION", "FrameSink", "frame_sink"]
@@ -53,6 +54,48 @@ class FrameSink:
         """Wait until the transport takes data again; ``False`` once the connection is closing."""
         await self._protocol.writable.wait()
         return self.ready()
+
+    def close(self, code: int, reason: str, grace: float) -> None:
+        """Close the connection now, whether or not the client reads.
+
+        The close frame goes behind what the transport holds, without waiting for it to
+        drain (an awaited ASGI ``websocket.close`` waits, so a client that had stopped reading
+        never got the code): a client that reads again within ``grace`` seconds receives the
+        rest of its data, then the close frame. The connection ends when the client answers
+        the close; ``grace`` seconds later it is aborted if the client still has data to read
+        (freeing it), or closed.
+
+        Args:
+            code: The close code.
+            reason: The close reason.
+            grace: Seconds before the connection is aborted.
+        """
+        protocol = self._protocol
+        if protocol.close_sent or protocol.transport.is_closing():
+            return
+        try:
+            protocol.conn.send_close(code, reason)
+        except InvalidState:  # pragma: no cover - the connection is already closing
+            return
+        protocol.stop_keepalive()
+        protocol.queue.put_nowait({"type": "websocket.disconnect", "code": code,
+                                   "reason": reason})
+        protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+        protocol.close_sent = True
+        if protocol.read_paused:  # read the client's answer to the close
+            protocol.read_paused = False
+            protocol.transport.resume_reading()
+        if protocol.close_timer is not None:
+            protocol.close_timer.cancel()
+        protocol.close_timer = protocol.loop.call_later(grace, _expire, protocol.transport)
+
+
+def _expire(transport: Any) -> None:
+    """End a closed connection whose client did not answer: gracefully if all was read."""
+    if transport.get_write_buffer_size():
+        transport.abort()  # a close() would wait for the client to read it all, for ever
+    else:
+        transport.close()
 
 
 def frame_sink(scope: Any) -> FrameSink | None:
