@@ -7,6 +7,7 @@ when it reads again, and one that never does is cut off.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import time
@@ -130,12 +131,14 @@ def test_a_stalled_dashboard_gets_4008_when_it_reads_again_and_a_gone_one_is_cut
                         assert ack["type"] == "ack", ack
                         n += 1
             await asyncio.sleep(OLD_CLOSE_WAIT + 1)  # the scenario: it reads again, late
+            seqs: list[int] = []
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
-                    await asyncio.wait_for(late.recv(), 60)
+                    seqs.append(json.loads(await asyncio.wait_for(late.recv(), 60))["seq"])
+            assert seqs and seqs == sorted(set(seqs))  # what it had not read, in order
             assert closed.value.rcvd is not None, closed.value
             assert closed.value.rcvd.code == CloseCode.SLOW_CONSUMER
-            assert closed.value.rcvd.reason.startswith("slow consumer: reconnect with ?since=")
+            assert closed.value.rcvd.reason == f"slow consumer: reconnect with ?since={seqs[-1]}"
             # The one that never reads is aborted after the grace, freeing what it held.
             deadline = time.monotonic() + 90
             while _server_holds(server, gone_port):
