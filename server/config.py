@@ -63,6 +63,8 @@ class ServerConfig:
             (``0`` disables the watchdog).
         upload_dir: Where ``POST /api/files`` stores files (default: ``<data dir>/uploads``).
         max_upload_bytes: Largest accepted upload.
+        upload_quota_bytes: Total size the upload directory may reach; an upload that would
+            pass it is refused with 507.
         max_connections: Cap on concurrent WebSocket connections (subscribers and publishers).
         slow_close_timeout: Seconds to wait for a slow subscriber to take its close frame.
         probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
@@ -83,6 +85,7 @@ class ServerConfig:
     stall_timeout: float = 120.0
     upload_dir: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024
+    upload_quota_bytes: int = 1024 * 1024 * 1024
     max_connections: int = 1000
     slow_close_timeout: float = 10.0
     probe: bool = True
@@ -94,7 +97,7 @@ class ServerConfig:
                 not 0 <= self.port <= 65535:
             raise ValueError(f"ServerConfig.port must be an integer 0-65535, got {self.port!r}")
         for name in ("replay_size", "queue_max_bytes", "queue_max_events", "max_upload_bytes",
-                     "max_connections"):
+                     "upload_quota_bytes", "max_connections"):
             _positive(name, getattr(self, name), integer=True)
         for name in ("metrics_interval", "stall_timeout"):
             _positive(name, getattr(self, name), zero=True)
