@@ -35,7 +35,7 @@ MAX_ACTIVITY_LIMIT = 500
 
 _MISSING_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlops-hooks</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto">
+<body>
 <h1>mlops-hooks server is running</h1>
 <p>The dashboard page is missing from this installation
 (<code>mlops_hooks/server/static/index.html</code>).</p>

@@ -119,7 +119,9 @@ export class WebSocketManager {
   /** The WebSocket URL, with `since` once a seq is known. */
   url() {
     const proto = this.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = new URL(this.config.wsPath, `${proto}//${this.location.host}`);
+    const base = `${proto}//${this.location.host}`;
+    let url = new URL(this.config.wsPath, base);
+    if (url.host !== this.location.host) url = new URL('/ws', base); // never another server
     if (this.lastSeq !== null) url.searchParams.set('since', String(this.lastSeq));
     if (this.config.types) url.searchParams.set('types', this.config.types);
     if (this.config.token) url.searchParams.set('token', this.config.token);
