@@ -373,6 +373,10 @@ export class WebSocketManager {
       } else {
         this._dispatch({ type: 'offline_refresh_failed', error: String(errors[0] && errors[0].message) });
       }
+      if (errors.some((e) => e && e.status === 401) && !this.socket) {
+        // The server answers but refuses us: with a subscriber token, REST reads need it too.
+        this._setState('max_reconnect_attempts', { attempts: this.config.maxReconnectAttempts, refused: true });
+      }
       if (!errors.length && this.state === 'max_reconnect_attempts' && !this.socket) {
         // The server answers again: try the live connection (it replays what we missed).
         this._probe = true;

@@ -2,17 +2,19 @@
 
 Security headers and framing, ``?wsPath=`` limited to a same-origin path, unbroken strings
 that wrap instead of widening the page, and bidirectional controls stripped from event text.
+The browser enforces the page's real Content-Security-Policy here, so these tests wait with
+``page.evaluate`` polls rather than ``wait_for_function`` (which the policy forbids).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import Dashboard
 
@@ -40,6 +42,28 @@ def wait_until(condition: Callable[[], Any], what: str, deadline: float = 20.0) 
     raise AssertionError(f"still not true after {deadline} s: {what}")
 
 
+@pytest.fixture(scope="module")
+def browser_context(chromium: Callable[..., BrowserContext]) -> Iterator[BrowserContext]:
+    """One browser for the module, under the page's real Content-Security-Policy."""
+    context = chromium(bypass_csp=False)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def go_live(dash: Dashboard, **config: Any) -> Page:
+    """Open the page and wait, without evaluating strings, until it is live."""
+    page = dash.open(**config)
+    expect(page.locator("#conn-text")).to_have_text("Connected", timeout=10_000)
+    wait_until(lambda: page.evaluate("() => window.wsManager.lastSeq !== null"), "a snapshot")
+    return page
+
+
+def wait_for_seq(page: Page, seq: int) -> None:
+    wait_until(lambda: page.evaluate("() => window.wsManager.lastSeq") >= seq, f"seq {seq}")
+
+
 def test_page_and_static_files_carry_security_headers(dash: Dashboard) -> None:
     for path in ("/", "/static/app.js", "/static/app.css", "/api/models"):
         headers = httpx.get(dash.server.http_url + path, timeout=10).headers
@@ -49,8 +73,7 @@ def test_page_and_static_files_carry_security_headers(dash: Dashboard) -> None:
         csp = headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, (path, csp)
     # The real page runs under that policy without a violation and goes live.
-    dash.open()
-    dash.wait_live()
+    go_live(dash)
     dash.console.assert_clean()
 
 
@@ -71,16 +94,14 @@ def test_ws_path_to_another_host_is_ignored(dash: Dashboard, ws_path: str) -> No
     page.on("websocket", lambda ws: urls.append(ws.url))
     warnings: list[str] = []
     page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
-    dash.open(wsPath=ws_path, token="secret-token")
-    dash.wait_live()  # connected, to its own server
+    go_live(dash, wsPath=ws_path, token="secret-token")  # connected, to its own server
     own = f"ws://127.0.0.1:{dash.server.port}/ws?"
     assert urls and all(url.startswith(own) for url in urls), urls
     assert any("wsPath" in w for w in warnings), warnings
 
 
 def test_unbroken_8192_character_strings_wrap(dash: Dashboard) -> None:
-    page = dash.open()
-    dash.wait_live()
+    page = go_live(dash)
     seqs = dash.post(
         {"type": "model_deployed", "model_name": "M" * 512, "model_version": "V" * 512,
          "model_id": "I" * 512},
@@ -96,7 +117,7 @@ def test_unbroken_8192_character_strings_wrap(dash: Dashboard) -> None:
                                            "priority": "high", "source": LONG}},
         {"type": "file_validated", "status": "error", "filename": "E" * 512, "error": LONG},
     )
-    dash.wait_for_seq(seqs[-1])
+    wait_for_seq(page, seqs[-1])
     expect(page.locator("#activity .activity-title")).to_have_count(1)
     for width in (1440, 390):  # desktop and phone
         page.set_viewport_size({"width": width, "height": 900})
@@ -106,8 +127,7 @@ def test_unbroken_8192_character_strings_wrap(dash: Dashboard) -> None:
 
 
 def test_bidi_controls_are_stripped_from_event_text(dash: Dashboard) -> None:
-    page = dash.open()
-    dash.wait_live()
+    page = go_live(dash)
     seqs = dash.post(
         {"type": "activity_update", "activity": {"id": "bidi", "title": "invoice\u202egnp.exe",
                                                  "description": f"a{BIDI}b", "user": "u\u2067x"}},
@@ -115,7 +135,7 @@ def test_bidi_controls_are_stripped_from_event_text(dash: Dashboard) -> None:
                                            "message": "m\u2066m", "priority": "high"}},
         {"type": "model_deployed", "model_name": "model\u202eexe.png"},
     )
-    dash.wait_for_seq(seqs[-1])
+    wait_for_seq(page, seqs[-1])
     expect(page.locator("#activity .activity-title")).to_have_text(["invoicegnp.exe"])
     expect(page.locator("#alerts .alert-title")).to_have_text(["alerttxt.exe"])
     text: str = page.evaluate("() => document.body.innerText")
