@@ -79,7 +79,8 @@ async def _prime(core: Core, sub: Subscriber, since: int | None,
                 sub.prime([control(header, "replay"), *records], since)
                 return
     snapshot = _encode(core.state.snapshot(core.connections)).decode()
-    sub.prime([control(snapshot, "snapshot")], core.state.seq)
+    # Bounded (state.summary), so it counts against the subscriber's byte budget.
+    sub.prime([control(snapshot, "snapshot")], core.state.seq, counted=True)
 
 
 async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] | None:
