@@ -12,11 +12,15 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
+__all__ = ["DEFAULT_PORT", "IDEMPOTENCY_WINDOW", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
 
 DEFAULT_PORT = 8001
 #: Largest ``POST /api/events`` body.
 MAX_BODY_BYTES = 1024 * 1024
+#: ``event_id`` keys recognised as re-sends: the newest this many, the same in memory (the
+#: backends) and on disk (the history), so a re-send within the window is recognised after a
+#: restart too.
+IDEMPOTENCY_WINDOW = 100_000
 
 
 def data_dir() -> Path:
