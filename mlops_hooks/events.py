@@ -33,6 +33,8 @@ __all__ = [
     "HEALTH_VALUES",
     "LIFECYCLE_TYPES",
     "MAX_INT",
+    "MAX_KEY",
+    "MAX_METRICS",
     "MODEL_STATUSES",
     "STAGE_TEXT",
     "TRAINING_STAGES",
