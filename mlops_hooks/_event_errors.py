@@ -1,17 +1,25 @@
 """Turn msgspec's validation errors into :class:`EventError` messages a person can act on.
 
 Decoding stays on msgspec's fast path; only a failed decode comes here, where the raw input is
-parsed once more to report what actually arrived at the offending field.
+parsed once more to report what actually arrived at the offending field. What msgspec refuses
+before any field (a duplicate key, a number out of range, a lone surrogate) is classified from
+the input itself, by a second parse with the standard library, not from msgspec's wording.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
 import msgspec
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
+_LENGTH = re.compile(r"^(object|array|string) of length <= (\d+)$")
+_LENGTH_TEXT = {"object": "a JSON object of at most {} keys",
+                "array": "a JSON array of at most {} items",
+                "string": "a string of at most {} characters"}
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 _MISSING = object()
 
@@ -77,6 +85,9 @@ def _expected(msg: str, classes: dict[str, Any], field_name: str) -> str:
         text = {"object": "a JSON object", "array": "a JSON array", "integer": "an integer"}.get(
             text, f"a {text}"
         )
+    length = _LENGTH.match(text)
+    if length is not None:
+        return _LENGTH_TEXT[length.group(1)].format(length.group(2))
     if "matching regex" in text and "\\d{4}" in text:
         return "an ISO-8601 date-time such as '2025-12-06T10:30:00Z'"
     if "matching regex '^[A-Z]" in text:
@@ -108,6 +119,100 @@ def _utf8_error(data: Any) -> UnicodeDecodeError | None:
     return None
 
 
+class _Found(Exception):
+    def __init__(self, error: EventError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise _Found(EventError(dup, "each key once in an object", f"duplicate key {dup!r}"))
+    return dict(pairs)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Found(EventError("", "numbers within the range of a 64-bit float",
+                                f"number out of range ({text[:40]})"))
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _Found(EventError("", "JSON numbers", f"{text} (not JSON)"))
+
+
+def _surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys included) holds a lone surrogate."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if any("\ud800" <= c <= "\udfff" for c in node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def diagnose(data: Any) -> EventError | None:
+    r"""Name what is wrong with JSON ``data`` as JSON, or ``None`` when it is sound JSON.
+
+    Duplicate keys, numbers out of a float's range (``1e400``), ``NaN``/``Infinity`` and lone
+    surrogate escapes (``"\ud800"``) are told apart from malformed JSON.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _not_utf8(exc)
+    if not isinstance(data, str):
+        return None
+    try:
+        value = json.loads(data, object_pairs_hook=_unique_keys, parse_float=_finite,
+                           parse_constant=_constant)
+    except _Found as found:
+        return found.error
+    except json.JSONDecodeError as exc:
+        return EventError("", "a JSON object", f"malformed JSON ({exc.msg} at line "
+                                               f"{exc.lineno} column {exc.colno})")
+    except RecursionError:
+        return _too_deep()
+    if _surrogate(value):
+        return EventError("", "text that is valid Unicode",
+                          "a lone surrogate escape such as '\\ud800' in a string")
+    return None
+
+
+def check_metadata(event: Any, where: str, depth: int, size: int) -> None:
+    """Refuse an ``activity.metadata`` nested deeper than ``depth`` or over ``size`` bytes.
+
+    Raises:
+        EventError: Naming ``activity.metadata`` (``where`` prefixes an array index).
+    """
+    metadata = getattr(getattr(event, "activity", None), "metadata", None)
+    if not metadata:
+        return
+    deepest, stack = 0, [(metadata, 1)]
+    while stack and deepest <= depth:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    encoded = len(msgspec.json.encode(metadata))
+    got = (f"nested {deepest} levels deep" if deepest > depth else
+           f"{encoded} bytes" if encoded > size else None)
+    if got is not None:
+        raise EventError(f"{where}activity.metadata", f"JSON nested at most {depth} levels "
+                         f"deep and at most {size} bytes encoded", got, event.type)
+
+
 def explain(
     exc: msgspec.ValidationError | msgspec.DecodeError | ValueError | RecursionError,
     data: Any,
@@ -120,10 +225,10 @@ def explain(
         return _not_utf8(exc)
     if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
         # Classified from the input, not from msgspec's wording (which changes between releases).
-        bad_text = _utf8_error(data)
-        if bad_text is not None:
-            return _not_utf8(bad_text)
-        return EventError("", "a JSON object", f"malformed JSON ({exc})")
+        return diagnose(data) or EventError("", "a JSON object", f"malformed JSON ({exc})")
+    found = diagnose(data)  # sound JSON for msgspec may still hold a duplicate key or 1e400
+    if found is not None:
+        return found
     message = str(exc)
     m = _AT.match(message)
     assert m is not None  # the pattern matches any string
@@ -153,6 +258,12 @@ def explain(
     event_type = event_obj.get("type") if isinstance(event_obj, dict) else None
     if not isinstance(event_type, str) or event_type not in classes:  # [] or {} are unhashable
         event_type = None
+    if m.group("key"):  # a key of a mapping (``metrics``, ``metadata``) is at fault
+        keys = [k for k in value if isinstance(k, str)] if isinstance(value, dict) else []
+        longest = max(keys, key=len, default="")
+        return EventError(dotted, "keys that are " + _expected(msg, classes, ""),
+                          f"a key of {len(longest)} characters ({_render(longest)})",
+                          event_type)
     if missing:
         name = missing.group(1)
         field = f"{prefix}.{name}" if prefix else name

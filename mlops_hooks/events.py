@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
-from mlops_hooks._event_errors import EventError, explain
+from mlops_hooks._event_errors import EventError, check_metadata, explain
 
 __all__ = [
     "ALERT_PRIORITIES",
@@ -32,6 +32,9 @@ __all__ = [
     "FILE_STATUSES",
     "HEALTH_VALUES",
     "LIFECYCLE_TYPES",
+    "MAX_INT",
+    "MAX_KEY",
+    "MAX_METRICS",
     "MODEL_STATUSES",
     "STAGE_TEXT",
     "TRAINING_STAGES",
@@ -86,15 +89,30 @@ STAGE_TEXT: dict[str, str] = {
 
 # --------------------------------------------------------------------------- field types
 
-_ISO = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+#: Largest integer an event may carry: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a dashboard
+#: reads it exactly); a count of 2**64 or a 30-digit number is refused.
+MAX_INT = 2**53 - 1
+#: Caps on nested values: keys of ``metrics``; keys, depth and encoded size of ``metadata``;
+#: items and length of ``actions``.
+MAX_METRICS, MAX_KEY = 256, 128
+MAX_METADATA_KEYS, MAX_METADATA_DEPTH, MAX_METADATA_BYTES = 64, 6, 16 * 1024
+MAX_ACTIONS, MAX_ACTION = 16, 256
+# A real calendar shape: month 01-12, day 01-31, hour 00-23, minute and second 00-59 (60: leap).
+_ISO = (r"^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:"
+        r"([0-5]\d|60)(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
 Timestamp = Annotated[str, msgspec.Meta(pattern=_ISO, description="ISO-8601 date-time")]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)] | Annotated[float, msgspec.Meta(ge=0, le=100)]
 Fraction = Annotated[int, msgspec.Meta(ge=0, le=1)] | Annotated[float, msgspec.Meta(ge=0, le=1)]
-NonNegative = Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Number = int | float
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+NonNegative = Count | Annotated[float, msgspec.Meta(ge=0)]
+Number = Annotated[int, msgspec.Meta(ge=-MAX_INT, le=MAX_INT)] | float
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Text = Annotated[str, msgspec.Meta(max_length=8192)]
+Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY)]
+Metrics = Annotated[dict[Key, Number], msgspec.Meta(max_length=MAX_METRICS)]
+Metadata = Annotated[dict[Key, Any], msgspec.Meta(max_length=MAX_METADATA_KEYS)]
+Actions = Annotated[list[Annotated[str, msgspec.Meta(max_length=MAX_ACTION)]],
+                    msgspec.Meta(max_length=MAX_ACTIONS)]
 ErrorCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 
 
@@ -114,7 +132,7 @@ class Event(
         event_id: Idempotency key: a re-sent event with the same key is accepted once.
     """
 
-    seq: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    seq: Count | None = None
     timestamp: Timestamp | None = None
     run_id: Name | None = None
     event_id: Name | None = None
@@ -183,7 +201,7 @@ class TrainingProgress(Event, tag="training_progress", kw_only=True):
     current_step: Count | None = None
     total_steps: Count | None = None
     current_accuracy: Fraction | None = None
-    metrics: dict[str, Number] | None = None
+    metrics: Metrics | None = None
 
 
 class TrainingCompleted(Event, tag="training_completed", kw_only=True):
@@ -206,7 +224,8 @@ class TrainingFailed(Event, tag="training_failed", kw_only=True):
     error_code: ErrorCode
     stage_failed: TrainingStage | None = None
     progress_when_failed: Percent | None = None
-    suggestions: list[Text] = msgspec.field(default_factory=list)
+    suggestions: Annotated[list[Text], msgspec.Meta(max_length=32)] = \
+        msgspec.field(default_factory=list)
     model_name: Name | None = None
 
 
@@ -235,7 +254,7 @@ class HealthChange(Event, tag="health_change", kw_only=True):
     current_health: Health
     previous_health: Health | None = None
     reason: Text | None = None
-    metrics: dict[str, Number] | None = None
+    metrics: Metrics | None = None
     recommended_action: Text | None = None
 
 
@@ -289,7 +308,7 @@ class Activity(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timestamp: Timestamp | None = None
     severity_level: Text | None = None
     duration: NonNegative | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class Alert(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -303,7 +322,7 @@ class Alert(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     source: Text | None = None
     timestamp: Timestamp | None = None
     auto_dismiss: bool = False
-    actions: list[Text] = msgspec.field(default_factory=list)
+    actions: Actions = msgspec.field(default_factory=list)
 
 
 class ActivityUpdate(Event, tag="activity_update", kw_only=True):
@@ -378,7 +397,12 @@ def decode(data: bytes | str) -> AnyEvent:
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
             UnicodeDecodeError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
+    _check_nested(event)
     return event
+
+
+def _check_nested(event: Event, where: str = "") -> None:
+    check_metadata(event, where, MAX_METADATA_DEPTH, MAX_METADATA_BYTES)
 
 
 def decode_many(data: bytes | str) -> list[AnyEvent]:
@@ -391,10 +415,13 @@ def decode_many(data: bytes | str) -> list[AnyEvent]:
     if stripped[:1] not in (b"[", "["):
         return [decode(data)]
     try:
-        return _many_decoder.decode(data)
+        events = _many_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
             UnicodeDecodeError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
+    for i, event in enumerate(events):
+        _check_nested(event, f"[{i}].")
+    return events
 
 
 def from_dict(data: Any) -> AnyEvent:
@@ -409,6 +436,7 @@ def from_dict(data: Any) -> AnyEvent:
         event: AnyEvent = msgspec.convert(data, AnyEvent)
     except (msgspec.ValidationError, RecursionError) as exc:
         raise explain(exc, data, EVENT_CLASSES) from None
+    _check_nested(event)
     return event
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops_hooks.manager import PluginManager, create_plugin_manager
 from mlops_hooks.protocol import problem
@@ -29,10 +30,29 @@ __all__ = ["create_app"]
 _DEFAULT: Any = object()
 #: Requests timed for ``api_response_time_ms`` (uploads are timed by their size, not the API).
 _TIMED_PREFIXES = ("/api/models", "/api/monitoring", "/api/activity", "/api/events", "/healthz")
+#: The page's Content-Security-Policy: its own scripts, styles and connections only, and no
+#: framing (clickjacking). ``{ws}`` names the page's own WebSocket origins for browsers whose
+#: ``'self'`` does not cover ``ws:``/``wss:``.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'{ws}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+#: Headers on every HTTP response (the page, its static files and the API alike).
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),  # the page's URL may carry ?token=
+)
+_PLAIN_HOST = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
+
+
+def security_headers(host: str) -> list[tuple[bytes, bytes]]:
+    """The headers :data:`SECURITY_HEADERS` plus the CSP for a request to ``host``."""
+    ws = f" ws://{host} wss://{host}" if _PLAIN_HOST.match(host) else ""
+    return [*SECURITY_HEADERS, (b"content-security-policy", CSP.format(ws=ws).encode())]
 
 
 class GuardMiddleware:
-    """Checks ``Host`` on every HTTP request and times API requests.
+    """Checks ``Host`` on every HTTP request, adds the security headers, times API requests.
 
     WebSockets check ``Host`` in their own handshake (to answer with a denial response).
 
@@ -54,11 +74,22 @@ class GuardMiddleware:
             self.core.guard.check_host(Headers(scope=scope))
         except Denied as denied:
             self.core.metrics.rejected["http_400_host"] += 1
-            response = JSONResponse(problem(denied.message), status_code=denied.status)
+            response = JSONResponse(problem(denied.message), status_code=denied.status,
+                                    headers=dict((k.decode(), v.decode())
+                                                 for k, v in SECURITY_HEADERS))
             await response(scope, receive, send)
             return
+        extra = security_headers(Headers(scope=scope).get("host", ""))
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *(h for h in extra if h[0] not in names)]
+            await send(message)
+
         started = time.perf_counter()
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send_secured)
         if scope["path"].startswith(_TIMED_PREFIXES):
             self.core.api_times.append((time.perf_counter() - started) * 1000)
 

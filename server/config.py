@@ -12,11 +12,15 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["DEFAULT_PORT", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
+__all__ = ["DEFAULT_PORT", "IDEMPOTENCY_WINDOW", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
 
 DEFAULT_PORT = 8001
 #: Largest ``POST /api/events`` body.
 MAX_BODY_BYTES = 1024 * 1024
+#: ``event_id`` keys recognised as re-sends: the newest this many, the same in memory (the
+#: backends) and on disk (the history), so a re-send within the window is recognised after a
+#: restart too.
+IDEMPOTENCY_WINDOW = 100_000
 
 
 def data_dir() -> Path:
@@ -63,6 +67,8 @@ class ServerConfig:
             (``0`` disables the watchdog).
         upload_dir: Where ``POST /api/files`` stores files (default: ``<data dir>/uploads``).
         max_upload_bytes: Largest accepted upload.
+        upload_quota_bytes: Total size the upload directory may reach; an upload that would
+            pass it is refused with 507.
         max_connections: Cap on open dashboard (``/ws``) connections; past it a handshake is
             refused with 503.
         max_publishers: Cap on open ``/ws/publish`` connections, a budget of their own, so
@@ -93,6 +99,7 @@ class ServerConfig:
     stall_timeout: float = 120.0
     upload_dir: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024
+    upload_quota_bytes: int = 1024 * 1024 * 1024
     max_connections: int = 1000
     max_publishers: int = 100
     max_open_connections: int | None = None
@@ -107,7 +114,7 @@ class ServerConfig:
                 not 0 <= self.port <= 65535:
             raise ValueError(f"ServerConfig.port must be an integer 0-65535, got {self.port!r}")
         for name in ("replay_size", "queue_max_bytes", "queue_max_events", "max_upload_bytes",
-                     "max_connections", "max_publishers"):
+                     "upload_quota_bytes", "max_connections", "max_publishers"):
             _positive(name, getattr(self, name), integer=True)
         if self.max_open_connections is not None:
             _positive("max_open_connections", self.max_open_connections, integer=True)

@@ -2,9 +2,11 @@
 
 * Publishers (``/ws/publish``, ``POST /api/events``) present ``Authorization: Bearer <token>``
   when the server has a token.
-* Dashboards (``/ws``, ``POST /api/files``) present the subscriber token, when one is set, as
-  ``?token=`` (browsers cannot set headers on WebSockets) or as a Bearer header; the publisher
-  token is accepted too.
+* Readers (``/ws``, every ``GET /api/...`` read, ``/metrics``) present the subscriber token,
+  when one is set, as ``?token=`` (browsers cannot set headers on WebSockets) or as a Bearer
+  header; the publisher token is accepted too.
+* Uploads (``POST /api/files``) are writes: with a publisher token they need it; with only a
+  subscriber token they need that one (docs/security.md).
 * A browser's ``Origin`` must be the page's own origin (same host and port as ``Host``), a
   loopback origin (``localhost``, ``127.0.0.1``, ``[::1]``, any port) or an allowed origin.
   Requests without ``Origin`` (scripts, the publisher) are not browsers and pass.
@@ -174,6 +176,27 @@ class Guard:
         accepted = [expected] + ([self.config.token] if self.config.token else [])
         if not any(_token_matches(given, t) for t in accepted):
             raise Denied(401, "the subscriber token is wrong")
+
+    def check_uploader(self, headers: Headers, query: QueryParams) -> None:
+        """Require the token an upload needs.
+
+        The publisher token when the server has one (an upload broadcasts events and writes
+        to disk), else the subscriber token when one is set.
+
+        Raises:
+            Denied: 401 saying which token is missing or wrong.
+        """
+        expected = self.config.token
+        if expected is None:
+            self.check_subscriber(headers, query)
+            return
+        given = _bearer(headers) or query.get("token")
+        if given is None:
+            raise Denied(401, "uploads on this server need the publisher token: send "
+                              "'Authorization: Bearer <token>' (open the dashboard with "
+                              "?token=<publisher token> to upload from it)")
+        if not _token_matches(given, expected):
+            raise Denied(401, "uploads need the publisher token, and the token sent is not it")
 
     def check_capacity(self, connections: int, *, publisher: bool = False) -> None:
         """Refuse a WebSocket beyond its budget: dashboards and publishers have one each.

@@ -60,6 +60,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="where uploaded files go (default: ~/.local/share/mlops-hooks/uploads)")
     sp.add_argument("--max-upload-size", type=_size, default=100 * 1024**2, metavar="SIZE",
                     help="largest accepted upload (default 100MB)")
+    sp.add_argument("--upload-quota", type=_size, default=1024**3, metavar="SIZE",
+                    help="total size the upload directory may reach; uploads beyond it get "
+                    "507 (default 1GB)")
     sp.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
                     help="extra browser origin allowed to connect (repeatable; * for any)")
     sp.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
@@ -97,7 +100,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             subscriber_token=args.subscriber_token, backend=args.backend,
             metrics_interval=args.metrics_interval, stall_timeout=args.stall_timeout,
             replay_size=args.replay_size, upload_dir=args.upload_dir,
-            max_upload_bytes=args.max_upload_size,
+            max_upload_bytes=args.max_upload_size, upload_quota_bytes=args.upload_quota,
             allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),
             max_connections=args.max_connections, max_publishers=args.max_publishers,
             max_open_connections=args.max_open_connections,

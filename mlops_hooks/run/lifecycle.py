@@ -307,9 +307,10 @@ class Run(Position):
             self._accuracy = acc if acc is not None and 0 <= acc <= 1 else self._accuracy
         if metrics:
             for key, value in metrics.items():
-                number = to_float(value)
-                if number is not None:
-                    self._metrics[str(key)] = number
+                number, name = to_float(value), str(key)[:ev.MAX_KEY]  # the event's caps
+                if number is not None and (name in self._metrics
+                                           or len(self._metrics) < ev.MAX_METRICS):
+                    self._metrics[name] = number
         now = _perf()
         self._estimator.epoch_ended(now)
         self._learn_epoch_length()

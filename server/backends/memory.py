@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from mlops_hooks import events as ev
 from mlops_hooks.server.backends.base import Deliver, Published
+from mlops_hooks.server.config import IDEMPOTENCY_WINDOW
 from mlops_hooks.server.stream.record import Record, make_record
 
 __all__ = ["MemoryBackend"]
@@ -26,7 +27,8 @@ class MemoryBackend:
 
     name = "memory"
 
-    def __init__(self, replay_size: int = 10_000, idempotency_size: int = 100_000) -> None:
+    def __init__(self, replay_size: int = 10_000,
+                 idempotency_size: int = IDEMPOTENCY_WINDOW) -> None:
         for label, value in (("replay_size", replay_size), ("idempotency_size", idempotency_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")

@@ -48,6 +48,7 @@ from mlops_hooks.server.backends._redis_support import (
     seq_of,
 )
 from mlops_hooks.server.backends.base import Deliver, Published
+from mlops_hooks.server.config import IDEMPOTENCY_WINDOW
 from mlops_hooks.server.stream.record import Record, make_record
 
 __all__ = ["RedisBackend"]
@@ -86,9 +87,9 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, url: str, *, replay_size: int = 10_000, idempotency_size: int = 100_000,
-                 max_connections: int = 64, backoff_base: float = 0.1,
-                 backoff_cap: float = 5.0) -> None:
+    def __init__(self, url: str, *, replay_size: int = 10_000,
+                 idempotency_size: int = IDEMPOTENCY_WINDOW, max_connections: int = 64,
+                 backoff_base: float = 0.1, backoff_cap: float = 5.0) -> None:
         for label, value in (("replay_size", replay_size), ("idempotency_size", idempotency_size),
                              ("max_connections", max_connections)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -6,8 +6,12 @@ upload directory through a worker thread. While bytes arrive, ``upload_progress`
 broadcast (at most four a second, plus the final one); then the file is validated and a
 ``file_validated`` event (success or error) is broadcast and returned. A file over the limit
 is cut off and removed. The stored name is the client's name reduced to a safe base name, so
-no crafted name can leave the upload directory. A client that disconnects mid-upload leaves no
-partial file behind; its upload is reported as an error so dashboards do not show it as in
+no crafted name can leave the upload directory; an upload never replaces an earlier file (a
+name already taken gets ``-1``, ``-2``... before its suffix), ``file_path`` is that stored name,
+relative to the upload directory, and the directory's total size is capped
+(``ServerConfig.upload_quota_bytes``, 507 above it). An upload is a write: it needs the
+publisher token when the server has one. A client that disconnects mid-upload leaves no partial
+file behind; its upload is reported as an error so dashboards do not show it as in
 progress forever. While the backend cannot accept events (Redis away) uploads still work: the
 progress is not broadcast and the returned ``file_validated`` carries no ``seq``.
 """
@@ -46,6 +50,8 @@ _WRITE_BATCH = 1024 * 1024
 _MAX_FIELD = 1024
 #: Form fields besides the file (``target_column``) accepted at most.
 _MAX_FIELDS = 16
+#: Numbered names tried for a file whose name is taken (``train-1.csv`` ... ``train-999.csv``).
+_MAX_SAME_NAME = 1000
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
@@ -147,6 +153,8 @@ class _Upload:
         self.pending = bytearray()
         self.started = time.monotonic()
         self.next_progress = 0.0
+        self.quota = core.config.upload_quota_bytes
+        self.used = 0
 
     def _estimate_total(self) -> int | None:
         if self.body_total is None:
@@ -169,7 +177,16 @@ class _Upload:
         if total is not None and total > self.limit:
             raise _UploadError(413, self._over_limit(total))
         directory = self.core.config.upload_path
+        self.used = await asyncio.to_thread(_usage, directory)
+        self._check_quota(total or 0)
         self.handle, self.temp = await asyncio.to_thread(_open_temp, directory)
+
+    def _check_quota(self, size: int) -> None:
+        if self.used + size > self.quota:
+            raise _UploadError(507, f"the upload directory is full: it holds "
+                                    f"{format_bytes(self.used)} of its "
+                                    f"{format_bytes(self.quota)} quota (--upload-quota), and "
+                                    f"this file needs {format_bytes(size)}")
 
     def _over_limit(self, size: int) -> str:
         return (f"the file is over the upload limit of {format_bytes(self.limit)} (at least "
@@ -179,6 +196,7 @@ class _Upload:
         self.file_bytes += len(chunk)
         if self.file_bytes > self.limit:
             raise _UploadError(413, self._over_limit(self.file_bytes))
+        self._check_quota(self.file_bytes)
         self.pending += chunk
         if len(self.pending) >= _WRITE_BATCH:
             await self._write()
@@ -245,13 +263,47 @@ def _open_temp(directory: Path) -> tuple[IO[bytes], Path]:
     return os.fdopen(fd, "wb"), Path(name)
 
 
+def _usage(directory: Path) -> int:
+    """Bytes of the files in the upload directory (in-flight uploads included)."""
+    total = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:  # removed meanwhile
+            continue
+    return total
+
+
 def _place(temp: Path, directory: Path, filename: str) -> Path:
+    """Move ``temp`` to ``filename`` in ``directory``, or to the first free numbered name.
+
+    The name is reserved with an exclusive create, so two uploads of the same name never
+    replace each other (nor an earlier file).
+
+    Raises:
+        CsvProblem: The name would leave the directory (never, after :func:`safe_filename`).
+        _UploadError: 409 when the name and all its numbered variants are taken.
+    """
     root = directory.resolve()
-    target = (root / filename).resolve()
-    if target.parent != root:  # defence in depth: safe_filename already prevents this
-        raise CsvProblem(f"refusing to store {filename!r} outside the upload directory")
-    os.replace(temp, target)
-    return target
+    stem, suffix = os.path.splitext(filename)
+    for n in range(_MAX_SAME_NAME):
+        target = (root / (filename if n == 0 else f"{stem}-{n}{suffix}")).resolve()
+        if target.parent != root:  # defence in depth: safe_filename already prevents this
+            raise CsvProblem(f"refusing to store {filename!r} outside the upload directory")
+        try:
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        os.replace(temp, target)  # replaces only the empty file reserved just now
+        return target
+    raise _UploadError(409, f"{filename!r} and {_MAX_SAME_NAME - 1} numbered copies of it are "
+                            "already stored; rename the file")
 
 
 async def _validated(core: Core, fields: dict[str, Any], status: int) -> Response:
@@ -270,7 +322,7 @@ async def upload(request: Request) -> Response:
     core: Core = request.app.state.core
     try:
         core.guard.check_origin(request.headers)
-        core.guard.check_subscriber(request.headers, request.query_params)
+        core.guard.check_uploader(request.headers, request.query_params)
     except Denied as denied:
         return JSONResponse(problem(denied.message), status_code=denied.status)
     media, options = parse_options_header(request.headers.get("content-type", ""))
@@ -345,7 +397,7 @@ async def _receive(core: Core, request: Request, state: _Upload, boundary: bytes
         report = await asyncio.to_thread(validate_csv, temp, filename, target)
         path = await asyncio.to_thread(_place, temp, directory, filename)
         state.temp = None  # stored under its name: nothing to discard
-    except (CsvProblem, OSError) as exc:  # the finally of upload() removes the temporary file
+    except (CsvProblem, _UploadError, OSError) as exc:  # upload()'s finally removes the temp
         status, message = (400, str(exc)) if isinstance(exc, CsvProblem) else \
             _problem(exc, directory)
         return await _validated(core, {
@@ -353,7 +405,7 @@ async def _receive(core: Core, request: Request, state: _Upload, boundary: bytes
             "file_size": format_bytes(state.file_bytes),
             "validation_time": round(time.perf_counter() - checked, 3)}, status)
     return await _validated(core, {
-        "status": "success", "filename": filename, "file_path": str(path),
+        "status": "success", "filename": filename, "file_path": path.name,
         "rows": report.rows, "columns": report.columns,
         "file_size": format_bytes(state.file_bytes), "target_column": report.target_column,
         "summary": report.summary,

@@ -7,12 +7,13 @@ import logging
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mlops_hooks import events as ev
-from mlops_hooks.protocol import CloseCode, problem
+from mlops_hooks.protocol import MAX_MESSAGE_BYTES, CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
 from mlops_hooks.server.endpoints._ws import deny, message_problem
 from mlops_hooks.server.ingest import Outcome
@@ -39,6 +40,10 @@ _Handling = asyncio.Queue["asyncio.Task[Outcome | None] | None"]
 log = logging.getLogger("mlops_hooks.server")
 #: Seconds a ``POST /api/events`` refused with 503 (backend unavailable) is told to wait.
 RETRY_AFTER = 1
+#: ``POST /api/events`` hands the event loop back after this many events of one request, so a
+#: 1 MiB body of ~37,000 small events never holds up other requests and connections.
+YIELD_EVERY = 256
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
 #: What sending to a client that has left raises.
 _GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
@@ -221,6 +226,26 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _oversize_event(body: bytes) -> tuple[int, int] | None:
+    """The index and size of the first event over :data:`MAX_MESSAGE_BYTES` in ``body``.
+
+    ``None`` when none is (or when the body is not a JSON array of values: decoding it then
+    reports the problem).
+    """
+    if body.lstrip()[:1] != b"[":
+        return (0, len(body)) if len(body) > MAX_MESSAGE_BYTES else None
+    if len(body) <= MAX_MESSAGE_BYTES:
+        return None
+    try:
+        items = _raw_list(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for i, item in enumerate(items):
+        if len(item) > MAX_MESSAGE_BYTES:
+            return i, len(item)
+    return None
+
+
 def _error(status: int, error: str, headers: dict[str, str] | None = None,
            **extra: Any) -> JSONResponse:
     return JSONResponse(problem(error, **extra), status_code=status, headers=headers)
@@ -255,6 +280,12 @@ async def post_events(request: Request) -> Response:
         core.metrics.rejected["http_413"] += 1
         return _error(413, f"the body is over the {MAX_BODY_BYTES // 1024} KiB limit; send "
                            "fewer events per request")
+    oversize = _oversize_event(body)
+    if oversize is not None:
+        core.metrics.rejected["http_413"] += 1
+        return _error(413, f"event {oversize[0]} is {oversize[1]} bytes, over the "
+                           f"{MAX_MESSAGE_BYTES // 1024} KiB limit of one event (the same as "
+                           "on /ws/publish)", field="", index=oversize[0])
     try:
         events = ev.decode_many(body)
     except ev.EventError as exc:
@@ -268,6 +299,8 @@ async def post_events(request: Request) -> Response:
     seqs: list[int] = []
     duplicates: list[int] = []
     for i, event in enumerate(events):
+        if i and i % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # other requests and connections get their turn
         try:
             result = await core.ingest.submit(event, durable=False)
         except ConnectionError as exc:

@@ -1,4 +1,10 @@
-"""The REST fallback (models, system, activity), operations (healthz, metrics) and the page."""
+"""The REST fallback (models, system, activity), operations (healthz, metrics) and the page.
+
+With a subscriber token every read needs it (``?token=`` or a Bearer header; the publisher
+token works too): the REST fallback and ``/metrics`` answer 401 without it, and ``/healthz``
+says only whether the server is up (``{"status": ...}``), for load balancers and probes.
+The page and its static files are public: they hold no data.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,12 @@ from starlette.responses import (
 )
 
 from mlops_hooks import protocol
+from mlops_hooks.server.security import Denied
 
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["STATIC_DIR", "activity", "healthz", "index", "metrics", "models", "system"]
+__all__ = ["STATIC_DIR", "activity", "healthz", "index", "metrics", "models", "refused", "system"]
 
 #: The dashboard's files (package data, written by the dashboard's own issue).
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -28,7 +35,7 @@ MAX_ACTIVITY_LIMIT = 500
 
 _MISSING_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mlops-hooks</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto">
+<body>
 <h1>mlops-hooks server is running</h1>
 <p>The dashboard page is missing from this installation
 (<code>mlops_hooks/server/static/index.html</code>).</p>
@@ -54,19 +61,34 @@ async def index(request: Request) -> Response:
     return HTMLResponse(_MISSING_PAGE)
 
 
+def refused(request: Request) -> Response | None:
+    """The 401 answering a read without the subscriber token (``None``: the read may go on)."""
+    core = _core(request)
+    try:
+        core.guard.check_subscriber(request.headers, request.query_params)
+    except Denied as denied:
+        core.metrics.rejected[f"http_{denied.status}"] += 1
+        return JSONResponse(protocol.problem(denied.message), status_code=denied.status,
+                            headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
 async def models(request: Request) -> Response:
     """``GET /api/models``."""
-    return JSONResponse(_core(request).state.models_view())
+    return refused(request) or JSONResponse(_core(request).state.models_view())
 
 
 async def system(request: Request) -> Response:
     """``GET /api/monitoring/system``."""
     core = _core(request)
-    return JSONResponse(core.state.system_view(core.connections))
+    return refused(request) or JSONResponse(core.state.system_view(core.connections))
 
 
 async def activity(request: Request) -> Response:
     """``GET /api/activity?limit=50`` (1-500)."""
+    denied = refused(request)
+    if denied is not None:
+        return denied
     raw = request.query_params.get("limit", "50")
     try:
         limit = int(raw)
@@ -84,11 +106,17 @@ async def healthz(request: Request) -> Response:
 
     ``status`` is ``degraded`` while the backend cannot accept events (Redis unreachable): the
     server still serves its subscribers, publishers get 503 / an error reply and resend later.
+    Without the subscriber token (when one is set) only ``status`` is answered.
     """
     core = _core(request)
     info = core.backend.describe()
+    status = "ok" if info.get("connected", True) else "degraded"
+    try:
+        core.guard.check_subscriber(request.headers, request.query_params)
+    except Denied:  # liveness only; not counted as a refusal (probes poll it)
+        return JSONResponse({"status": status})
     return JSONResponse({
-        "status": "ok" if info.get("connected", True) else "degraded",
+        "status": status,
         "seq": core.state.seq,
         "backend": core.backend.name,
         "replay_from": info.get("replay_from"),
@@ -103,6 +131,6 @@ async def healthz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """``GET /metrics`` in the Prometheus text format."""
-    return PlainTextResponse(_core(request).metrics.render(),
+    """``GET /metrics`` in the Prometheus text format (a read: subscriber token when set)."""
+    return refused(request) or PlainTextResponse(_core(request).metrics.render(),
                              media_type="text/plain; version=0.0.4; charset=utf-8")

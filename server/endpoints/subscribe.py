@@ -52,6 +52,9 @@ def parse_subscription(query: Any) -> tuple[int | None, frozenset[str] | None]:
     raw_types = query.get("types")
     if raw_types:
         names = [t.strip() for t in raw_types.split(",") if t.strip()]
+        if not names:  # ",,," would be a subscription that can never receive an event
+            raise Denied(400, f"types: no event type named in {raw_types!r}; name one or more "
+                              f"of {', '.join(ev.EVENT_TYPES)}, or leave types out for all")
         unknown = [t for t in names if t not in ev.EVENT_CLASSES]
         if unknown:
             raise Denied(400, f"types: unknown event type(s) {', '.join(map(repr, unknown))}; "
@@ -76,7 +79,8 @@ async def _prime(core: Core, sub: Subscriber, since: int | None,
                 sub.prime([control(header, "replay"), *records], since)
                 return
     snapshot = _encode(core.state.snapshot(core.connections)).decode()
-    sub.prime([control(snapshot, "snapshot")], core.state.seq)
+    # Bounded (state.summary), so it counts against the subscriber's byte budget.
+    sub.prime([control(snapshot, "snapshot")], core.state.seq, counted=True)
 
 
 async def _read(ws: WebSocket, sub: Subscriber, core: Core) -> tuple[int, str] | None:

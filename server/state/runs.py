@@ -5,12 +5,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ["MAX_POINTS", "RUN_STATUSES", "RunState"]
+__all__ = ["CHART_METRICS", "MAX_POINTS", "RUN_STATUSES", "RunState"]
 
 #: Chart points kept per run; older points are thinned so the chart spans the whole run.
 MAX_POINTS = 200
 RUN_STATUSES = ("running", "completed", "failed", "stalled")
+#: The ``metrics`` a chart point keeps (what the page's chart draws), not the whole dict.
+CHART_METRICS = ("val_loss", "val_accuracy", "val_acc", "accuracy", "acc")
 _TERMINAL = ("completed", "failed")
+
+
+def _chart_metrics(metrics: Any) -> dict[str, Any] | None:
+    if not isinstance(metrics, dict):
+        return None
+    kept = {k: metrics[k] for k in CHART_METRICS if k in metrics}
+    return kept or None
 
 
 class RunState:
@@ -67,7 +76,7 @@ class RunState:
             "step": data.get("current_step"),
             "loss": data.get("current_loss"),
             "accuracy": data.get("current_accuracy"),
-            "metrics": data.get("metrics"),
+            "metrics": _chart_metrics(data.get("metrics")),
         })
 
     def on_completed(self, data: dict[str, Any]) -> None:
@@ -127,7 +136,9 @@ class RunState:
         run.progress = data.get("progress")
         run.completed = data.get("completed")
         run.failed = data.get("failed")
-        run.points = list(data.get("points") or [])[-MAX_POINTS:]
+        run.points = [{**p, "metrics": _chart_metrics(p.get("metrics"))}
+                      for p in list(data.get("points") or [])[-MAX_POINTS:]
+                      if isinstance(p, dict)]
         run.updated = data.get("updated")
         run._count = len(run.points)
         return run

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.server.state.runs import RunState
+from mlops_hooks.server.state.summary import BUDGETS, fit, summarise, summarise_run
 
 __all__ = ["MODEL_FIELDS", "State", "StateListener", "run_key"]
 
@@ -290,18 +291,30 @@ class State:
         return [r.to_dict() for r in self.runs.values()]
 
     def snapshot(self, connections: int) -> dict[str, Any]:
-        """The first frame of ``/ws`` (docs/protocol.md, *Snapshot*)."""
+        """The first frame of ``/ws`` (docs/protocol.md, *Snapshot*).
+
+        Summaries, not series, and bounded whatever the history (:mod:`.summary`): newest
+        entries first within each section's byte budget; the full data is on REST.
+        """
+        models = fit((summarise(m) or {} for m in reversed(self.models.values())),
+                     BUDGETS["models"])
+        runs = fit((summarise_run(r.to_dict()) for r in reversed(self.runs.values())),
+                   BUDGETS["runs"], shrink="points")
+        uploads = fit(({"filename": u["filename"][:512], "upload": summarise(u["upload"]),
+                        "validation": summarise(u["validation"])}
+                       for u in reversed(self.uploads.values())), BUDGETS["uploads"])
         return {
             "type": "snapshot",
             "seq": self.seq,
             "server_time": iso_utc(),
-            "models": self.model_list(),
-            "runs": self.run_list(),
-            "system": self.system,
-            "health": self.health,
-            "activity": list(self.activity)[:SNAPSHOT_ACTIVITY],
-            "alerts": self.open_alerts(),
-            "uploads": [dict(u) for u in reversed(self.uploads.values())],
+            "models": models[::-1],
+            "runs": runs[::-1],
+            "system": summarise(self.system),
+            "health": summarise(self.health),
+            "activity": fit((summarise(a) or {} for a in
+                             list(self.activity)[:SNAPSHOT_ACTIVITY]), BUDGETS["activity"]),
+            "alerts": fit((summarise(a) or {} for a in self.open_alerts()), BUDGETS["alerts"]),
+            "uploads": uploads,
             "connections": connections,
         }
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import msgspec
 
+from mlops_hooks.server.config import IDEMPOTENCY_WINDOW
+
 __all__ = ["History", "Store"]
 
 log = logging.getLogger("mlops_hooks.server")
@@ -43,7 +45,10 @@ CREATE TABLE IF NOT EXISTS activity (seq INTEGER PRIMARY KEY, id TEXT, data TEXT
 CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 #: Rows kept per table (older ones are pruned).
-KEEP = {"runs": 1000, "activity": 10_000, "event_ids": 10_000, "deployments": 10_000}
+#: ``event_ids``: the idempotency window, as long as the backends' (re-sends are recognised
+#: after a restart as before it).
+KEEP = {"runs": 1000, "activity": 10_000, "event_ids": IDEMPOTENCY_WINDOW,
+        "deployments": 10_000}
 LOAD_RUNS = 50
 LOAD_ACTIVITY = 500
 #: Seconds the writer waits to gather a batch.

@@ -23,6 +23,15 @@ export const DEFAULTS = Object.freeze({
 
 const NUMERIC = new Set(Object.keys(DEFAULTS).filter((k) => typeof DEFAULTS[k] === 'number'));
 
+/**
+ * Whether `value` is a path on this page's own origin (`/ws`, `/prefix/ws`): no scheme, no
+ * host, no `//` or `/\` (which browsers read as another host). The page hands its token to
+ * whatever it connects to, so it connects to nothing else.
+ */
+export function isSameOriginPath(value) {
+  return typeof value === 'string' && /^\/(?![\/\\])/.test(value) && !/[\s\\]/.test(value);
+}
+
 function coerce(key, value) {
   if (!(key in DEFAULTS)) {
     throw new Error(`unknown setting "${key}"`);
@@ -36,6 +45,9 @@ function coerce(key, value) {
   }
   if (typeof value !== 'string') {
     throw new Error(`setting "${key}" must be a string, got ${JSON.stringify(value)}`);
+  }
+  if (key === 'wsPath' && !isSameOriginPath(value)) {
+    throw new Error(`setting "wsPath" must be a path on this server such as /ws, got ${JSON.stringify(value)}`);
   }
   return value;
 }

@@ -119,7 +119,9 @@ export class WebSocketManager {
   /** The WebSocket URL, with `since` once a seq is known. */
   url() {
     const proto = this.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = new URL(this.config.wsPath, `${proto}//${this.location.host}`);
+    const base = `${proto}//${this.location.host}`;
+    let url = new URL(this.config.wsPath, base);
+    if (url.host !== this.location.host) url = new URL('/ws', base); // never another server
     if (this.lastSeq !== null) url.searchParams.set('since', String(this.lastSeq));
     if (this.config.types) url.searchParams.set('types', this.config.types);
     if (this.config.token) url.searchParams.set('token', this.config.token);
@@ -370,6 +372,10 @@ export class WebSocketManager {
         this._dispatch({ type: 'offline_refresh', at: this.lastRefreshAt, failed: errors.length });
       } else {
         this._dispatch({ type: 'offline_refresh_failed', error: String(errors[0] && errors[0].message) });
+      }
+      if (errors.some((e) => e && e.status === 401) && !this.socket) {
+        // The server answers but refuses us: with a subscriber token, REST reads need it too.
+        this._setState('max_reconnect_attempts', { attempts: this.config.maxReconnectAttempts, refused: true });
       }
       if (!errors.length && this.state === 'max_reconnect_attempts' && !this.socket) {
         // The server answers again: try the live connection (it replays what we missed).

@@ -1,25 +1,33 @@
 // DOM helpers and formatting shared by every panel. Text always goes through textContent or
-// text nodes: event data is never parsed as HTML.
+// text nodes: event data is never parsed as HTML, and bidirectional control characters are
+// stripped from it (U+202E would show "file\u202Egnp.exe" as "fileexe.png").
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
+// Embeddings, overrides and isolates (U+202A-202E, U+2066-2069) and the marks LRM, RLM, ALM.
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/g;
+
+/** `value` as display text: a string without bidirectional control characters. */
+export function plain(value) {
+  return String(value).replace(BIDI_CONTROLS, '');
+}
 
 function applyProps(el, props) {
   for (const [key, value] of Object.entries(props || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key === 'class') el.setAttribute('class', value);
-    else if (key === 'text') el.textContent = String(value);
+    else if (key === 'text') el.textContent = plain(value);
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key === 'style') Object.assign(el.style, value);
     else if (key.startsWith('on') && typeof value === 'function') {
       el.addEventListener(key.slice(2), value);
-    } else el.setAttribute(key, value === true ? '' : String(value));
+    } else el.setAttribute(key, value === true ? '' : plain(value));
   }
 }
 
 function appendChildren(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
+    el.append(child instanceof Node ? child : plain(child));
   }
 }
 
@@ -48,7 +56,7 @@ export function byId(id) {
 
 /** Set text only when it changed (keeps screen readers and layout calm). */
 export function setText(el, value) {
-  const text = value === null || value === undefined ? '' : String(value);
+  const text = value === null || value === undefined ? '' : plain(value);
   if (el.textContent !== text) el.textContent = text;
 }
 

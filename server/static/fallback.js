@@ -18,7 +18,11 @@ async function fetchJson(path, token, signal) {
   } catch (err) {
     throw new Error(err && err.name === 'AbortError' ? 'timed out' : 'server unreachable');
   }
-  if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const err = new Error(`GET ${path}: HTTP ${response.status}`);
+    err.status = response.status; // 401: a subscriber token is required (reads need it too)
+    throw err;
+  }
   return response.json();
 }
 

@@ -131,7 +131,7 @@ class Subscriber:
         kept.reverse()
         return kept
 
-    def prime(self, records: Iterable[Record], last_seq: int) -> None:
+    def prime(self, records: Iterable[Record], last_seq: int, *, counted: bool = False) -> None:
         """Put ``records`` (snapshot or replay) ahead of the live events queued meanwhile.
 
         Args:
@@ -139,6 +139,8 @@ class Subscriber:
                 :meth:`coalesce` first).
             last_seq: The ``seq`` they bring the client to; queued live events at or below it
                 are skipped (the handoff has no duplicate).
+            counted: Their bytes count against the byte budget (the snapshot, which is
+                bounded); otherwise they are allowed on top of it until sent.
         """
         for record in reversed(list(records)):
             if record.key is not None:
@@ -146,7 +148,8 @@ class Subscriber:
             self._queue.appendleft(record)
             self.nbytes += record.nbytes
             self.nqueued += 1
-            self.allowance += record.nbytes
+            if not counted:
+                self.allowance += record.nbytes
             self._primed += 1
         self.last_seq = last_seq
 

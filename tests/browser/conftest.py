@@ -102,19 +102,25 @@ class Dashboard:
 
 
 @pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], BrowserContext]]:
-    """Launches Debian's Chromium with a fresh profile, as often as asked, for this module."""
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BrowserContext]]:
+    """Launches Debian's Chromium with a fresh profile, as often as asked, for this module.
+
+    The page's Content-Security-Policy forbids evaluating strings, which Playwright's
+    ``wait_for_function`` does while it polls; so the browsers bypass it, except where
+    ``launch(bypass_csp=False)`` asks for the page's real policy (test_page_hardening.py).
+    """
     executable = CHROMIUM.require()
     if sync_playwright is None:
         missing("the playwright Python package is not installed (`make install`, or "
                 "pip install -e '.[dev]')")
     with sync_playwright() as playwright:
 
-        def launch() -> BrowserContext:
+        def launch(*, bypass_csp: bool = True) -> BrowserContext:
             context = playwright.chromium.launch_persistent_context(
                 str(tmp_path_factory.mktemp("chromium-profile")),
                 executable_path=str(executable), args=CHROMIUM_ARGS, headless=True,
                 viewport={"width": 1440, "height": 900}, color_scheme="light",
+                bypass_csp=bypass_csp,
             )
             context.set_default_timeout(10_000)
             return context
@@ -123,7 +129,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], 
 
 
 @pytest.fixture(scope="module")
-def browser_context(chromium: Callable[[], BrowserContext]) -> Iterator[BrowserContext]:
+def browser_context(chromium: Callable[..., BrowserContext]) -> Iterator[BrowserContext]:
     """One browser for the module's tests."""
     context = chromium()
     try:
@@ -153,7 +159,7 @@ def dash(browser_context: BrowserContext, server: LiveServer) -> Iterator[Dashbo
 
 
 @pytest.fixture
-def clock_dash(chromium: Callable[[], BrowserContext], server: LiveServer) -> Iterator[Dashboard]:
+def clock_dash(chromium: Callable[..., BrowserContext], server: LiveServer) -> Iterator[Dashboard]:
     """A page in a browser of its own with Playwright's fake clock installed (flowing like the
     real one until the test pauses or moves it): for alerts that dismiss themselves, on the
     page's time rather than a race against it. Playwright's clock belongs to the whole context,

@@ -304,3 +304,14 @@ def test_progress_when_failed_counts_steps_since_the_last_throttled_event(pm, re
     assert progress(recorder)[-1].progress == 0  # throttled
     run.fail(RuntimeError("boom"))
     assert recorder.of_type("training_failed")[0].progress_when_failed == 43
+
+
+def test_metrics_are_kept_within_the_events_caps(pm, recorder, clock):
+    run = Run("wide", total_epochs=2, emit=pm.dispatch, throttle=0)
+    with run:
+        run.epoch_end(0, metrics={f"layer_{i}": 0.5 for i in range(300)} | {"k" * 200: 1.0})
+        run.epoch_end(1, metrics={"layer_0": 0.25})
+    last = progress(recorder)[-1]
+    assert last.metrics is not None and len(last.metrics) == ev.MAX_METRICS
+    assert last.metrics["layer_0"] == 0.25 and all(len(k) <= ev.MAX_KEY for k in last.metrics)
+    assert_valid_on_the_wire(progress(recorder))  # accepted by a server, not refused

@@ -39,7 +39,7 @@ def test_happy_path_stores_validates_and_broadcasts(client, tmp_path):
     assert body["file_size"] == f"{len(CSV)}B" and body["validation_time"] >= 0
     assert "3 features" in body["summary"] and "1 missing" in body["summary"]
     stored = tmp_path / "uploads" / "customers.csv"
-    assert body["file_path"] == str(stored.resolve()) and stored.read_bytes() == CSV
+    assert body["file_path"] == "customers.csv" and stored.read_bytes() == CSV
     assert progress["type"] == "upload_progress" and progress["progress_percent"] == 100
     assert progress["bytes_uploaded"] == progress["total_bytes"] == len(CSV)
     assert progress["upload_speed"].endswith("/s") and progress["estimated_time_remaining"] == 0

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from tests.spec_examples import optional_keys, payload_examples
 from tests.timestamps import assert_iso_utc_between
 
 TOKEN = "live-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
@@ -158,14 +158,15 @@ def test_upload_broadcasts_progress_then_validation(server, tmp_path):
         async with subscriber(f"{server.ws_url}?types=upload_progress,file_validated") as sub:
             await recv_json(sub)
             response = await asyncio.to_thread(
-                httpx.post, server.http_url + "/api/files",
+                httpx.post, server.http_url + "/api/files", headers=AUTH,  # a write: the token
                 files={"file": ("../../../etc/customers.csv", body, "text/csv")})
             assert response.status_code == 200, response.text
             result = response.json()
             assert result["status"] == "success" and result["filename"] == "customers.csv"
             assert result["rows"] == 2000 and result["columns"] == 3
             assert result["target_column"] == "churn"
-            assert Path(result["file_path"]).parent == Path(server.workdir / "uploads").resolve()
+            assert result["file_path"] == "customers.csv"  # relative to the upload directory
+            assert (server.workdir / "uploads" / result["file_path"]).read_bytes() == body
             progress = await next_of(sub, "upload_progress")
             assert progress["filename"] == "customers.csv"
             final = progress
@@ -176,7 +177,7 @@ def test_upload_broadcasts_progress_then_validation(server, tmp_path):
             assert validated == result  # the response is the broadcast event, seq included
 
     asyncio.run(scenario())
-    too_big = httpx.post(server.http_url + "/api/files",
+    too_big = httpx.post(server.http_url + "/api/files", headers=AUTH,
                          files={"file": ("big.csv", b"a,b\n" + b"1,2\n" * 20_000, "text/csv")})
     assert too_big.status_code == 413 and too_big.json()["status"] == "error"
     assert "upload limit" in too_big.json()["error"]

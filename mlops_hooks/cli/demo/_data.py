@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -119,10 +120,13 @@ def upload_csv(http_url: str, path: Path, target: str = TARGET, *,
     boundary = f"mlops-hooks-demo-{uuid.uuid4().hex}"
     parts = _body(path, target, boundary)
     length = sum(len(p) for p in parts)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
+               "Content-Length": str(length)}
+    token = os.environ.get("MLOPS_HOOKS_TOKEN")
+    if token:  # an upload is a write: a server with a publisher token requires it
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        http_url + "/api/files", data=_chunks(parts, seconds), method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
-                 "Content-Length": str(length)})
+        http_url + "/api/files", data=_chunks(parts, seconds), method="POST", headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as response:
