@@ -153,7 +153,7 @@ class MLOpsCallback(Adapter):
             return
         if not tree.root_done:  # the fit raised: teardown runs while it propagates
             error = sys.exc_info()[1] or RuntimeError("the fit ended without completing")
-            run.fail(error)
+            run.fail(error, stage=tree.failing_stage(estimator))
             return
         accuracy, score = completion_scores(estimator, self.validation_data, run)
         run.complete(final_accuracy=accuracy, validation_score=score,
