@@ -185,7 +185,7 @@ class Adapter:
 
     def new_run(self, default_name: str, *, run_id: str | None = None, throttle: bool = True,
                 total_epochs: int | None = None, total_steps: int | None = None,
-                steps_per_epoch: int | None = None) -> Run:
+                steps_per_epoch: int | None = None, emit: Emit | None = None) -> Run:
         """A run with this adapter's options (``name`` or ``default_name``).
 
         Args:
@@ -195,10 +195,11 @@ class Adapter:
             total_epochs: Epochs planned, if known.
             total_steps: Steps planned over the whole run, if known.
             steps_per_epoch: Steps per epoch, if known.
+            emit: Overrides the configured ``emit`` (a worker relaying to its main process).
         """
         options: dict[str, Any] = {"throttle": self.throttle} if throttle else {}
         return Run(self.name or default_name, run_id=run_id or self.run_id,
-                   model_id=self.model_id, emit=self.emit, total_epochs=total_epochs,
+                   model_id=self.model_id, emit=emit or self.emit, total_epochs=total_epochs,
                    total_steps=total_steps, steps_per_epoch=steps_per_epoch, **options)
 
     @staticmethod

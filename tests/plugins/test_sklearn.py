@@ -16,6 +16,7 @@ from sklearn.model_selection import (
     GridSearchCV,
     HalvingGridSearchCV,
     RandomizedSearchCV,
+    cross_validate,
     train_test_split,
 )
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -226,6 +227,25 @@ def test_a_failing_final_estimator_is_reported_at_model_training(pm, recorder, d
     (failed,) = recorder.of_type("training_failed")
     assert failed.stage_failed == "model_training" and failed.error_code == "INVALID_PARAMETER"
     assert failed.progress_when_failed == 50  # the scaler, one of two steps, was done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cross_validate_reports_each_fold_fit_to_the_callers_emitter(pm, recorder, digits,
+                                                                     n_jobs):
+    x, y = digits
+    model = LogisticRegression(max_iter=300)
+    model.set_callbacks(MLOpsCallback("digits-cv", emit=pm.dispatch, throttle=0))
+    scores = cross_validate(model, x, y, cv=3, n_jobs=n_jobs)["test_score"]
+    assert len(scores) == 3
+    done = recorder.of_type("training_completed")
+    assert len(done) == 3 and len({e.run_id for e in done}) == 3  # one run per fold's fit
+    for run_id in {e.run_id for e in done}:
+        values = [e.progress for e in recorder.progress() if e.run_id == run_id]
+        assert values == sorted(values) and values[-1] == 100
+    assert {e.model_name for e in done} == {"digits-cv"} and not recorder.of_type(
+        "training_failed")
+    assert_wire_valid(recorder)
 
 
 def test_randomized_search_sequential(pm, recorder, cancer):
