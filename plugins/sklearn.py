@@ -11,11 +11,13 @@ With estimators that support scikit-learn's callback protocol (``GridSearchCV``,
 
 The callback is a ``FitCallback`` and an ``AutoPropagatedCallback``: set on the outermost
 estimator, scikit-learn hands it to every sub-estimator (down to ``max_propagation_depth``
-levels). Progress is the completed fraction of the fit's task tree (candidate/split
-evaluations, refit, pipeline steps, solver iterations), with "12/20 fits, 340 iterations" in
-the message. With ``n_jobs`` > 1 the copies of the callback in worker processes send their
-task events to the main process over scikit-learn's callback transport, exactly as its
-``ProgressBar`` does; only the main process emits events. Stages: ``data_preparation`` at
+levels). Progress is the completed fraction of the fit's task tree, weighed by the fits each
+part holds (a search's refit is one fit among them; pipeline steps and solver iterations share
+their fit), with "12/20 fits, 340 iterations" in the message. With ``n_jobs`` > 1 the copies
+of the callback in worker processes send their task events to the main process over
+scikit-learn's callback transport, exactly as its ``ProgressBar`` does; only the main process
+emits events (a fit that starts in a worker, as in ``cross_validate(n_jobs=2)``, relays its
+events there). Stages: ``data_preparation`` at
 start, ``feature_engineering`` while a pipeline fits its transformers, ``model_training``,
 ``validation`` while scoring ``validation_data``, ``finalization`` at the end.
 ``training_completed`` carries the search's ``best_score_`` (or the score on
