@@ -239,7 +239,8 @@ class TaskTree:
                          f"{self.fits} fits, round {begun}")
         if self.iterations:
             parts.append(f"{self.iterations} iteration{'s' if self.iterations > 1 else ''}")
-        percent = 100.0 * self.root.value
+        # never below what was sent: a later step may turn out to hold a search (more weight)
+        percent = max(100.0 * self.root.value, self.run.progress or 0.0)
         message = f"Training {int(percent)}% complete"
         if parts:
             message += " - " + ", ".join(parts)

@@ -158,6 +158,20 @@ def test_grid_search_progress_is_the_fraction_of_fits_and_the_refit_is_one_of_th
                if e.progress == 100)
 
 
+def test_a_search_inside_a_pipeline_never_reports_less_than_it_sent(pm, recorder, digits):
+    x, y = digits
+    pipe = make_pipeline(StandardScaler(), GridSearchCV(LogisticRegression(max_iter=300),
+                                                        {"C": [0.1, 1.0]}, cv=2))
+    pipe.set_callbacks(MLOpsCallback(emit=pm.dispatch, throttle=0))
+    pipe.fit(x, y)
+    assert_progress_monotonic_to_100(recorder)
+    for event in recorder.progress():  # the message's percentage is the event's (truncated)
+        said = int(event.message.split("% complete")[0].rsplit(" ", 1)[1])
+        assert 0 <= event.progress - said <= 1, event  # progress is rounded to 0.1
+    # the scaler was half of the pipeline until the search's 5 fits weighed in: 1 of 6 units
+    assert [e.progress for e in recorder.progress() if "/5 fits" in e.message][-1] == 100
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
