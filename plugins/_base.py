@@ -184,7 +184,8 @@ class Adapter:
         self.emit = check_emit(emit)
 
     def new_run(self, default_name: str, *, run_id: str | None = None, throttle: bool = True,
-                total_epochs: int | None = None, steps_per_epoch: int | None = None) -> Run:
+                total_epochs: int | None = None, total_steps: int | None = None,
+                steps_per_epoch: int | None = None, emit: Emit | None = None) -> Run:
         """A run with this adapter's options (``name`` or ``default_name``).
 
         Args:
@@ -192,12 +193,14 @@ class Adapter:
             run_id: Overrides the configured ``run_id`` (a checkpoint's).
             throttle: Use the configured throttle (``False``: the run's default).
             total_epochs: Epochs planned, if known.
+            total_steps: Steps planned over the whole run, if known.
             steps_per_epoch: Steps per epoch, if known.
+            emit: Overrides the configured ``emit`` (a worker relaying to its main process).
         """
         options: dict[str, Any] = {"throttle": self.throttle} if throttle else {}
         return Run(self.name or default_name, run_id=run_id or self.run_id,
-                   model_id=self.model_id, emit=self.emit, total_epochs=total_epochs,
-                   steps_per_epoch=steps_per_epoch, **options)
+                   model_id=self.model_id, emit=emit or self.emit, total_epochs=total_epochs,
+                   total_steps=total_steps, steps_per_epoch=steps_per_epoch, **options)
 
     @staticmethod
     def reporting(run: Run | None) -> TypeGuard[Run]:

@@ -1,6 +1,8 @@
 """Keras 3 adapter: :class:`MLOpsCallback`, a real ``keras.callbacks.Callback``.
 
-Backend-agnostic (JAX, TensorFlow, PyTorch, NumPy)::
+Backend-agnostic (JAX, TensorFlow, PyTorch, NumPy). Imported before Keras with no backend
+chosen and TensorFlow missing, it picks an installed one (``KERAS_BACKEND=jax`` or ``torch``;
+see ``_keras_backend``)::
 
     from mlops_hooks.plugins.keras import MLOpsCallback
 
@@ -39,7 +41,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from mlops_hooks.plugins import _open_runs
+from mlops_hooks.plugins import _keras_backend, _open_runs
 from mlops_hooks.plugins._base import (
     Adapter,
     check_metric_names,
@@ -51,10 +53,12 @@ from mlops_hooks.plugins._base import (
 )
 from mlops_hooks.run import Emit, Run
 
+_keras_backend.choose_backend()  # Keras + torch without TensorFlow: import it on torch
 try:
     import keras
-except ImportError as _error:  # pragma: no cover - exercised with keras hidden
-    raise missing_framework("Keras 3", "keras", _error) from _error
+except ImportError as _error:  # pragma: no cover - exercised in subprocesses
+    raise (_keras_backend.backend_import_error(_error)
+           or missing_framework("Keras 3", "keras", _error)) from _error
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback"]
 

@@ -192,10 +192,11 @@ class _MLOpsCallbackImpl(Adapter):
         if not trainer.is_global_zero:
             return
         self._restored_run_id, restored = None, self._restored_run_id
-        epochs = trainer.max_epochs
+        epochs, steps = trainer.max_epochs, trainer.max_steps
         self._run = self.new_run(
             type(pl_module).__name__, run_id=restored,
-            total_epochs=epochs if epochs and epochs > 0 and trainer.max_steps == -1 else None,
+            total_epochs=epochs if epochs and epochs > 0 and steps == -1 else None,
+            total_steps=steps if steps and steps > 0 else None,  # a percentage from the start
         )
         if multiprocessing.parent_process() is not None:
             self._exit_guard = support.on_worker_exit(self._worker_exit)
@@ -208,6 +209,7 @@ class _MLOpsCallbackImpl(Adapter):
             return
         restoring_later = getattr(trainer.strategy, "restore_checkpoint_after_setup", False)
         if trainer.ckpt_path is None and not restoring_later:
+            self._continue_from(trainer, run)  # a second fit() of the same Trainer
             run.start()  # data_preparation: restoring, building the data loaders
 
     @never_raises
@@ -223,10 +225,16 @@ class _MLOpsCallbackImpl(Adapter):
         self._step_tracker = support.step_tracker(trainer)
         self._counting = True
         self._resume_batch_hook()
-        if not run.started:  # resumed: continue from the restored step and epoch
-            run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
-            run.start()
+        self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
+        run.start()
         run.stage("model_training")
+
+    @staticmethod
+    def _continue_from(trainer: Any, run: Run) -> None:
+        """Start the run's position at the trainer's (a resumed or repeated fit) once."""
+        if run.steps == 0 and run.epochs_done == 0 and (trainer.global_step
+                                                       or trainer.current_epoch):
+            run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
 
     @never_raises
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:

@@ -11,11 +11,13 @@ With estimators that support scikit-learn's callback protocol (``GridSearchCV``,
 
 The callback is a ``FitCallback`` and an ``AutoPropagatedCallback``: set on the outermost
 estimator, scikit-learn hands it to every sub-estimator (down to ``max_propagation_depth``
-levels). Progress is the completed fraction of the fit's task tree (candidate/split
-evaluations, refit, pipeline steps, solver iterations), with "12/20 fits, 340 iterations" in
-the message. With ``n_jobs`` > 1 the copies of the callback in worker processes send their
-task events to the main process over scikit-learn's callback transport, exactly as its
-``ProgressBar`` does; only the main process emits events. Stages: ``data_preparation`` at
+levels). Progress is the completed fraction of the fit's task tree, weighed by the fits each
+part holds (a search's refit is one fit among them; pipeline steps and solver iterations share
+their fit), with "12/20 fits, 340 iterations" in the message. With ``n_jobs`` > 1 the copies
+of the callback in worker processes send their task events to the main process over
+scikit-learn's callback transport, exactly as its ``ProgressBar`` does; only the main process
+emits events (a fit that starts in a worker, as in ``cross_validate(n_jobs=2)``, relays its
+events there). Stages: ``data_preparation`` at
 start, ``feature_engineering`` while a pipeline fits its transformers, ``model_training``,
 ``validation`` while scoring ``validation_data``, ``finalization`` at the end.
 ``training_completed`` carries the search's ``best_score_`` (or the score on
@@ -28,9 +30,11 @@ score, failure; per-epoch progress for estimators with ``partial_fit``).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
+from mlops_hooks.events import Event
 from mlops_hooks.plugins._base import Adapter, missing_framework, never_raises
 from mlops_hooks.plugins._sklearn_fallback import completion_scores, monitored_fit, pickled_size
 from mlops_hooks.plugins._sklearn_tasks import TaskTree, begin_message, end_message
@@ -102,6 +106,8 @@ class MLOpsCallback(Adapter):
         self._handles: dict[Any, Any] = {}  # root uuid -> listener handle (picklable)
         self._runs: dict[Any, Run] = {}  # this process's runs (dropped when pickled)
         self.last_run: Run | None = None
+        self._pid = os.getpid()  # the process the callback was made in (its copies keep it)
+        self._relay: Any = None  # listener for runs that start in worker processes
 
     @property
     def max_propagation_depth(self) -> int | None:
@@ -109,16 +115,35 @@ class MLOpsCallback(Adapter):
         return self._max_propagation_depth
 
     def __getstate__(self) -> dict[str, Any]:
+        if (self._relay is None and not self._runs and open_listener is not None
+                and os.getpid() == self._pid):
+            # Sent to workers outside a fit of ours (cross_validate(n_jobs=2)): a fit that
+            # starts there relays its events to this process, which emits them.
+            try:
+                self._relay = open_listener(_Relay(self.emit), owner=self)
+            except Exception:  # no local sockets: such runs report in their own process
+                self._relay = None
         state = self.__dict__.copy()  # workers only send messages: no emitter, no validation
         state.update(emit=None, validation_data=None, _runs={}, last_run=None)
         return state
+
+    def _relayed(self, event: Event) -> None:
+        if self._relay is not None:
+            try:
+                send(self._relay, event)
+                return
+            except Exception:  # the main process is gone (an unpickled model): report here
+                self._relay = None
+        _Relay(None)(event)
 
     # ------------------------------------------------------------------ protocol
 
     @never_raises
     def setup(self, estimator: Any, context: Any) -> None:
         """Start the run of the outermost estimator's fit and open the message listener."""
-        run = self.new_run(type(estimator).__name__)
+        in_worker = os.getpid() != self._pid and self._relay is not None
+        run = self.new_run(type(estimator).__name__,
+                           emit=self._relayed if in_worker else None)
         tree = TaskTree(run)
         key = context.root_uuid
         _trees[key] = tree
@@ -153,7 +178,7 @@ class MLOpsCallback(Adapter):
             return
         if not tree.root_done:  # the fit raised: teardown runs while it propagates
             error = sys.exc_info()[1] or RuntimeError("the fit ended without completing")
-            run.fail(error)
+            run.fail(error, stage=tree.failing_stage(estimator))
             return
         accuracy, score = completion_scores(estimator, self.validation_data, run)
         run.complete(final_accuracy=accuracy, validation_score=score,
@@ -167,3 +192,18 @@ class MLOpsCallback(Adapter):
         tree = _trees.get(key)  # no transport: only this process's tasks are seen
         if tree is not None:
             tree.consume(message)
+
+
+class _Relay:
+    """Emits in the main process the events of fits that started in worker processes."""
+
+    def __init__(self, emit: Emit | None) -> None:
+        self.emit = emit
+
+    def __call__(self, event: Event) -> None:
+        emit = self.emit
+        if emit is None:
+            from mlops_hooks.manager import get_plugin_manager
+
+            emit = get_plugin_manager("training").dispatch
+        emit(event)

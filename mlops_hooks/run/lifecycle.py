@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeGuard
+from typing import Literal, TypeGuard
 
 from mlops_hooks import events as ev
 from mlops_hooks.failures import classify
@@ -28,7 +27,7 @@ from mlops_hooks.run import messages as text
 from mlops_hooks.run.activity import run_activity
 from mlops_hooks.run.progress import Position
 
-__all__ = ["Emit", "Outcome", "Run", "track"]
+__all__ = ["Emit", "Outcome", "Run"]
 
 Emit = Callable[[ev.Event], object]
 #: How a finished run ended (:attr:`Run.finished`).
@@ -167,7 +166,8 @@ class Run(Position):
     def progress_event(self, message: str | None = None) -> ev.TrainingProgress:
         """Build (without sending) the ``training_progress`` event for the current state."""
         pct = self.progress
-        eta = self._estimator.eta(_perf(), self._plan, self._steps, self._epochs_done)
+        eta = 0.0 if pct is not None and pct >= 100 else self._estimator.eta(
+            _perf(), self._plan, self._steps, self._epochs_done)
         epoch = self.current_epoch
         if message is None:
             message = text.progress_message(self.stage_name, pct, epoch, self.total_epochs)
@@ -272,11 +272,11 @@ class Run(Position):
         value = to_float(percent)
         if value is None:
             raise ValueError(f"percent must be a finite number, got {percent!r}")
-        self._estimator.set_percent(value)
+        now = _perf()
+        self._estimator.set_percent(value, now)
         self.progress = self._percent()
         if steps is not None:
             self._steps = steps
-        now = _perf()
         if self.started and not self.finished and (now >= self._next_emit or value >= 100):
             self._send_progress(now, message)
 
@@ -327,15 +327,18 @@ class Run(Position):
     ) -> ev.TrainingCompleted | None:
         """Finish the run successfully; later calls do nothing.
 
-        Sends progress 100 at ``finalization``, then ``training_completed`` and an
-        ``activity_update``.
+        Sends progress 100 (ETA 0) at ``finalization``, then ``training_completed`` and an
+        ``activity_update``. A run that ends before its plan (an early stop) says so in the
+        message. A run whose last loss is NaN or infinite did not succeed: it is reported as
+        failed (``NUMERICAL_ERROR`` at ``model_training``) and None is returned.
 
         Args:
-            final_accuracy: Final accuracy, 0-1.
-            validation_score: Validation score (any scale the user reports).
+            final_accuracy: Final accuracy, 0-1; defaults to the last epoch's accuracy.
+            validation_score: Validation score (any scale the user reports); defaults to the
+                last ``val_score``/``val_accuracy``/``val_acc`` metric of an epoch.
             model_size: Bytes (formatted like ``'2.3MB'``) or an already formatted string.
             model_id: Overrides the run's ``model_id``.
-            message: Overrides ``'Training completed successfully!'``.
+            message: Overrides ``'Training completed successfully!'`` (or the early stop's).
 
         Raises:
             ValueError: ``final_accuracy`` is outside 0-1 or ``model_size`` is negative.
@@ -346,6 +349,18 @@ class Run(Position):
         size = format_bytes(model_size) if isinstance(model_size, (int, float)) else model_size
         if not self.started:
             self.start()
+        bad_loss = text.non_finite(self._loss)
+        if bad_loss is not None:
+            self.fail(FloatingPointError(text.non_finite_text(
+                bad_loss, self.current_epoch, self.total_epochs)), stage="model_training")
+            return None
+        if accuracy is None:
+            accuracy = self._accuracy
+        if validation_score is None:
+            validation_score = text.carried_score(self._metrics)
+        if message is None and self.stopped_early():
+            message = text.stopped_early_message(self._epochs_done, self.total_epochs,
+                                                 self._steps, self.planned_steps)
         if self.progress is not None:
             self.progress = 100.0
         self.stage_name = "finalization"
@@ -420,31 +435,3 @@ class Run(Position):
             self.fail(exc)
         elif not self.finished:
             self.complete()
-
-
-@contextmanager
-def track(
-    name: str,
-    *,
-    total_epochs: int | None = None,
-    total_steps: int | None = None,
-    **options: Any,
-) -> Iterator[Run]:
-    """Track a hand-written training loop; see :class:`Run` for the options.
-
-    An exception inside the block emits ``training_failed`` and is re-raised unchanged; a
-    block that ends normally completes the run (unless ``run.complete(...)`` was called).
-
-    Example:
-        >>> with track("mnist-cnn", total_epochs=3, steps_per_epoch=100) as run:  # doctest: +SKIP
-        ...     run.stage("model_training")
-        ...     for epoch in range(3):
-        ...         run.epoch_start(epoch)
-        ...         for batch in loader:
-        ...             run.step(loss=train_step(batch))
-        ...         run.epoch_end(epoch, metrics={"val_loss": validate()})
-        ...     run.complete(final_accuracy=0.97)
-    """
-    run = Run(name, total_epochs=total_epochs, total_steps=total_steps, **options)
-    with run:
-        yield run

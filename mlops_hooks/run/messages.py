@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from mlops_hooks import events as ev
 
 __all__ = [
     "COMPLETED",
     "FAILED",
     "STARTED",
+    "carried_score",
     "completed_summary",
     "failure_text",
+    "non_finite",
+    "non_finite_text",
     "progress_message",
+    "stopped_early_message",
 ]
 
 #: Activity titles (and the spec's action types) of a run's start, completion and failure.
@@ -22,6 +29,8 @@ COMPLETED_MESSAGE = "Training completed successfully!"
 #: Longest error text sent with ``training_failed`` (and shown in the activity feed).
 MAX_ERROR = 2000
 MAX_ACTIVITY_ERROR = 200
+#: Epoch metrics carried into ``training_completed.validation_score``, first found wins.
+SCORE_METRICS = ("val_score", "val_accuracy", "val_acc")
 
 
 def progress_message(stage: ev.TrainingStage, percent: float | None, epoch: int | None,
@@ -52,3 +61,37 @@ def completed_summary(name: str, training_time: str, accuracy: float | None) -> 
     if accuracy is not None:
         summary += f" with accuracy {accuracy:.3f}"
     return summary
+
+
+def stopped_early_message(epochs_done: int, total_epochs: int | None, steps: int,
+                          planned_steps: int | None) -> str:
+    """``'Training stopped early at epoch 3/10'`` (or at a step when epochs are unknown)."""
+    if total_epochs is not None:
+        return f"Training stopped early at epoch {epochs_done}/{total_epochs}"
+    return f"Training stopped early at step {steps}/{planned_steps}"
+
+
+def non_finite(loss: object) -> float | None:
+    """``loss`` as a float if it is NaN or infinite, else None (also when not a number)."""
+    if loss is None:
+        return None
+    try:
+        value = float(loss)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return None if math.isfinite(value) else value
+
+
+def non_finite_text(loss: float, epoch: int | None, total_epochs: int | None) -> str:
+    """Why a run that stopped on a NaN or infinite loss failed."""
+    where = f" in epoch {epoch}/{total_epochs}" if epoch and total_epochs else (
+        f" in epoch {epoch}" if epoch else "")
+    return f"training stopped: the loss became non-finite ({loss}){where}"
+
+
+def carried_score(metrics: Mapping[str, float]) -> float | None:
+    """The last validation score among an epoch's metrics (:data:`SCORE_METRICS`), if any."""
+    for name in SCORE_METRICS:
+        if name in metrics:
+            return metrics[name]
+    return None

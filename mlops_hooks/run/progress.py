@@ -58,6 +58,8 @@ class Estimator:
 
     __slots__ = (
         "_epoch_t",
+        "_first_percent",
+        "_first_t",
         "_rate_steps",
         "_rate_t",
         "_t0",
@@ -74,6 +76,8 @@ class Estimator:
         self._rate_t = 0.0
         self._rate_steps = 0
         self._epoch_t = 0.0
+        self._first_t: float | None = None  # when explicit progress first moved past 0
+        self._first_percent = 0.0
 
     @property
     def started_at(self) -> float:
@@ -83,6 +87,10 @@ class Estimator:
     def start(self, now: float, steps: int) -> None:
         """Start measuring at ``now``; a resumed run measures its rate from ``steps`` on."""
         self._t0 = self._rate_t = self._epoch_t = now
+        self._rate_steps = steps
+
+    def rebase(self, steps: int) -> None:
+        """Measure the step rate from ``steps`` on (a run that resumed after it started)."""
         self._rate_steps = steps
 
     def count(self, now: float, steps: int) -> None:
@@ -99,9 +107,16 @@ class Estimator:
         self._epoch_t = now
         self.epoch_secs = smooth(self.epoch_secs, sample)
 
-    def set_percent(self, percent: float) -> None:
-        """Progress from here on is given directly (clamped to 0-100, never going back)."""
+    def set_percent(self, percent: float, now: float) -> None:
+        """Progress from here on is given directly (clamped to 0-100, never going back).
+
+        The first time it moves past 0 is remembered: from then on the ETA is the rate of
+        the work itself (the time per unit of work done since), not the time spent before
+        the first unit ended (worker start-up, data loading).
+        """
         self.explicit = max(self.explicit or 0.0, min(max(percent, 0.0), 100.0))
+        if self._first_t is None and self.explicit > 0:
+            self._first_t, self._first_percent = now, self.explicit
 
     def percent(self, plan: Plan, steps: int, epochs_done: int,
                 previous: float | None) -> float | None:
@@ -123,6 +138,11 @@ class Estimator:
         """Seconds left, or ``None`` when there is nothing to extrapolate from yet."""
         if self.explicit is not None:
             done = self.explicit
+            if done >= 100.0:
+                return 0.0
+            since = now - self._first_t if self._first_t is not None else 0.0
+            if since > 0 and done > self._first_percent:  # seconds per percent of work
+                return since * (100.0 - done) / (done - self._first_percent)
             return (now - self._t0) * (100.0 - done) / done if done > 0 else None
         planned = plan.planned_steps
         if planned is not None and self.rate:
@@ -240,8 +260,22 @@ class Position:
                                f"{self._steps} were")
         if steps is not None:
             self._steps = _check_count("steps", steps)
+            self._estimator.rebase(self._steps)
         if epochs_done is not None:
             self._epochs_done = _check_count("epochs_done", epochs_done)
+        self._plan_changed()
+
+    def stopped_early(self) -> bool:
+        """The run ends before its plan: fewer epochs (and steps) done than planned.
+
+        Every known part of the plan must be unfinished, so a count lagging behind (steps
+        still queued in a worker thread) never makes a finished run look stopped.
+        """
+        planned = self._plan.planned_steps
+        checks = [self._steps < planned] if planned is not None else []
+        if self._plan.total_epochs is not None:
+            checks.append(self._epochs_done < self._plan.total_epochs)
+        return bool(checks) and all(checks)
 
     def catch_up(self, n: int) -> None:
         """Count ``n`` finished steps without sending anything.

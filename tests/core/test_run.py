@@ -315,3 +315,94 @@ def test_metrics_are_kept_within_the_events_caps(pm, recorder, clock):
     assert last.metrics is not None and len(last.metrics) == ev.MAX_METRICS
     assert last.metrics["layer_0"] == 0.25 and all(len(k) <= ev.MAX_KEY for k in last.metrics)
     assert_valid_on_the_wire(progress(recorder))  # accepted by a server, not refused
+
+
+def test_an_early_stop_completes_at_100_with_eta_0_and_says_so(pm, recorder, clock):
+    run = Run("early", total_epochs=10, steps_per_epoch=5, emit=pm.dispatch, throttle=0)
+    run.start()
+    for epoch in range(3):
+        run.epoch_start(epoch)
+        for _ in range(5):
+            clock.now += 1
+            run.step(loss=0.5)
+        run.epoch_end(epoch)
+    assert progress(recorder)[-1].estimated_time_remaining == 35  # 7 epochs of 5 s to go
+    done = run.complete()
+    last = progress(recorder)[-1]
+    assert (last.progress, last.estimated_time_remaining, last.stage) == (100, 0, "finalization")
+    assert done is not None and done.message == "Training stopped early at epoch 3/10"
+    assert done.total_epochs == 3
+
+
+def test_a_run_that_ends_on_plan_keeps_the_usual_message(pm, recorder, clock):
+    with track("on-plan", total_epochs=2, emit=pm.dispatch) as run:
+        for epoch in range(2):
+            run.epoch_end(epoch, loss=0.3)
+    (done,) = recorder.of_type("training_completed")
+    assert done.message == "Training completed successfully!"
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_completing_with_a_non_finite_loss_is_a_numerical_failure(pm, recorder, clock, loss):
+    run = Run("nan", total_epochs=4, emit=pm.dispatch)
+    run.start()
+    run.stage("model_training")
+    run.epoch_start(0)
+    run.epoch_end(0, loss=0.7)
+    run.epoch_start(1)
+    run.step(loss=loss)
+    run.stage("finalization")
+    assert run.complete() is None
+    assert not recorder.of_type("training_completed") and run.finished == "failed"
+    (failed,) = recorder.of_type("training_failed")
+    assert failed.error == (f"FloatingPointError: training stopped: the loss became "
+                            f"non-finite ({loss}) in epoch 2/4")
+    assert (failed.error_code, failed.stage_failed) == ("NUMERICAL_ERROR", "model_training")
+    assert failed.progress_when_failed == 25
+    assert failed.suggestions[0] == "Lower the learning rate"
+
+
+def test_track_carries_the_last_accuracy_and_validation_score_into_completion(pm, recorder,
+                                                                             clock):
+    with track("carried", total_epochs=3, emit=pm.dispatch) as run:
+        for epoch, acc in enumerate([0.5, 0.75, 0.875]):
+            run.epoch_end(epoch, accuracy=acc, metrics={"val_accuracy": acc - 0.125})
+    (done,) = recorder.of_type("training_completed")
+    assert (done.final_accuracy, done.validation_score) == (0.875, 0.75)
+    run2 = Run("explicit", total_epochs=1, emit=pm.dispatch)
+    run2.start()
+    run2.epoch_end(0, accuracy=0.5, metrics={"val_score": 0.25})
+    assert run2.complete(final_accuracy=0.625, validation_score=0.5) is not None
+    assert recorder.of_type("training_completed")[-1].final_accuracy == 0.625  # given wins
+
+
+def test_a_run_resumed_after_it_started_continues_from_there(pm, recorder, clock):
+    run = Run("second-fit", total_epochs=4, emit=pm.dispatch, throttle=0)
+    run.start()
+    run.resume(steps=20, epochs_done=2)  # the trainer's position, learnt after start()
+    run.set_totals(total_steps=40)
+    run.stage("model_training")
+    assert progress(recorder)[-1].progress == 50
+    clock.now += 10
+    run.step(n=10)  # 1 step/s from the resumed position, not 3
+    assert progress(recorder)[-1].estimated_time_remaining == 10
+
+
+def test_a_real_hand_written_loop_ends_with_the_accuracy_it_reported(pm, recorder):
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    model, scores = SGDClassifier(random_state=0), []
+    with track("cancer-sgd", total_epochs=3, emit=pm.dispatch) as run:  # no complete() call
+        for epoch in range(3):
+            run.epoch_start(epoch)
+            model.partial_fit(x[:400], y[:400], classes=[0, 1])
+            scores.append(model.score(x[400:], y[400:]))
+            run.epoch_end(epoch, accuracy=model.score(x[:400], y[:400]),
+                          metrics={"val_accuracy": scores[-1]})
+    (done,) = recorder.of_type("training_completed")
+    assert done.final_accuracy == model.score(x[:400], y[:400])
+    assert done.validation_score == scores[-1]

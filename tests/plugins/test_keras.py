@@ -281,6 +281,75 @@ def test_a_fit_resumed_at_initial_epoch_continues_the_progress_from_there(pm, re
     assert done.total_epochs == 5 and recorder.progress()[-1].progress == 100
 
 
+@pytest.mark.parametrize("raise_error", [False, True], ids=["stop-training", "raise"])
+@pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning")
+def test_terminate_on_nan_is_a_numerical_failure(pm, recorder, digits, raise_error):
+    x, y = digits
+    x = x.copy()
+    x[300:] = np.nan  # batch 4 of epoch 1 (100 samples a batch, not shuffled) is NaN
+    model = model_for()
+    try:
+        with MLOpsCallback(emit=pm.dispatch, throttle=0) as callback:
+            model.fit(x, y, epochs=5, batch_size=100, shuffle=False, verbose=0,
+                      callbacks=[keras.callbacks.TerminateOnNaN(raise_error=raise_error),
+                                 callback])
+    except RuntimeError as error:  # raised by TerminateOnNaN, outside a step: the `with`
+        assert raise_error and "NaN or Inf loss" in str(error)
+    assert not recorder.of_type("training_completed")
+    (failed,) = recorder.of_type("training_failed")
+    assert (failed.error_code, failed.stage_failed) == ("NUMERICAL_ERROR", "model_training")
+    assert failed.progress_when_failed == 10  # 4 of 40 steps
+    assert failed.suggestions and "learning rate" in failed.suggestions[0]
+    if not raise_error:  # stopped by model.stop_training: the epoch's NaN loss says why
+        assert failed.error == ("FloatingPointError: training stopped: the loss became "
+                                "non-finite (nan) in epoch 1/5")
+    assert 100 not in [e.progress for e in recorder.progress()]
+
+
+def test_early_stopping_completes_at_100_with_eta_0_and_says_it_stopped_early(pm, recorder,
+                                                                              digits):
+    x, y = digits
+    model = model_for()
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=1)
+    model.fit(x, y, epochs=5, batch_size=100, verbose=0,
+              callbacks=[stopper, MLOpsCallback(emit=pm.dispatch, throttle=0)])
+    assert stopper.stopped_epoch == 1  # after 2 of 5 epochs
+    (done,) = recorder.of_type("training_completed")
+    assert done.message == "Training stopped early at epoch 2/5" and done.total_epochs == 2
+    progress = recorder.progress()
+    assert [e.progress for e in progress
+            if e.current_step == 16 and e.stage == "model_training"][-1] == 40  # 2 of 5 epochs
+    finals = [e for e in progress if e.progress == 100]
+    assert finals and {e.estimated_time_remaining for e in finals} == {0}
+    assert finals[-1].stage == "finalization" and progress[-1] is finals[-1]
+
+
+def test_without_tensorflow_the_import_picks_an_installed_backend(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path)  # no keras.json: Keras' default would be TensorFlow
+    code = ("import importlib.util, os\n"
+            "assert importlib.util.find_spec('tensorflow') is None\n"
+            "import mlops_hooks.plugins.keras\n"
+            "import keras\n"
+            "print(keras.backend.backend(), os.environ['KERAS_BACKEND'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["torch", "torch"]
+
+
+def test_a_chosen_backend_that_is_missing_is_named_with_the_way_out(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "KERAS_HOME": str(tmp_path)}
+    code = ("try:\n import mlops_hooks.plugins.keras\n"
+            "except ImportError as e:\n print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, check=True).stdout
+    assert "Keras 3 is installed, but importing it failed with the backend 'tensorflow' " \
+           "(from KERAS_BACKEND): No module named 'tensorflow'" in out
+    assert "KERAS_BACKEND=torch (installed: torch)" in out
+    assert "pip install 'mlops-hooks[keras]'" not in out  # Keras is not what is missing
+
+
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"name": " "}, ValueError, "name"),
     ({"throttle": -0.5}, ValueError, "throttle"),

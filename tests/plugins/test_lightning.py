@@ -101,9 +101,10 @@ def test_sanity_check_is_not_reported(pm, recorder):
 
 def test_max_steps_sets_the_plan(pm, recorder):
     fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=100, max_steps=25))
-    events = [e for e in recorder.progress() if e.total_steps]
-    assert {e.total_steps for e in events} == {25}
-    assert {e.total_epochs for e in events} == {3}  # 10 steps per epoch: 25 steps end in epoch 3
+    events = recorder.progress()
+    assert {e.total_steps for e in events} == {25}  # known from the first event on
+    trained = [e for e in events if e.stage != "data_preparation"]  # the loaders' size known
+    assert {e.total_epochs for e in trained} == {3}  # 10 steps an epoch: 25 end in epoch 3
     assert_progress_monotonic_to_100(recorder)
 
 
@@ -295,6 +296,69 @@ def test_resumed_fit_continues_the_same_run(pm, recorder, tmp_path):
     values = [e.progress for e in recorder.progress()]
     assert values[0] == 50 and values == sorted(values) and values[-1] == 100
     assert [e.current_epoch for e in recorder.progress() if e.metrics][:1] == [3]
+
+
+def test_a_second_fit_of_the_same_trainer_continues_from_its_position(pm, recorder):
+    callback = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    t, module = trainer([callback], max_epochs=2, num_sanity_val_steps=0), DigitsMLP()
+    fit(t, module)  # 2 epochs of 10 steps
+    first_run = callback.run
+    recorder.events.clear()
+    t.fit_loop.max_epochs = 4  # two more epochs
+    fit(t, module)
+    assert callback.run is not first_run and assert_one_run(recorder) == callback.run.run_id
+    progress = recorder.progress()
+    assert progress[0].progress == 50 and progress[0].stage == "data_preparation"
+    assert_progress_monotonic_to_100(recorder)
+    third = [e for e in progress if e.message.endswith("Epoch 3/4") and e.current_step]
+    assert [(e.current_step, e.progress) for e in third][:2] == [(21, 52.5), (22, 55.0)]
+    assert (recorder.of_type("training_completed")[0].message
+            == "Training completed successfully!")
+
+
+def test_max_steps_without_max_epochs_has_a_percentage_from_the_first_event(pm, recorder):
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0)], max_epochs=None, max_steps=25))
+    progress = recorder.progress()
+    assert None not in [e.progress for e in progress]
+    assert (progress[0].progress, progress[0].total_steps) == (0, 25)
+    assert {e.total_steps for e in progress} == {25}
+    assert next(e.progress for e in progress if e.current_step == 5) == 20
+    assert_progress_monotonic_to_100(recorder)
+
+
+def test_early_stopping_completes_at_100_with_eta_0_and_says_it_stopped_early(pm, recorder):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    stopper = EarlyStopping("val_loss", min_delta=10.0, patience=1)
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0), stopper], max_epochs=10))
+    assert stopper.stopped_epoch == 1  # after 2 of 10 epochs
+    (done,) = recorder.of_type("training_completed")
+    assert done.message == "Training stopped early at epoch 2/10" and done.total_epochs == 2
+    progress = recorder.progress()
+    assert [e.progress for e in progress if e.stage == "model_training"][-1] == 20
+    finals = [e for e in progress if e.progress == 100]
+    assert finals and progress[-1] is finals[-1] and finals[-1].stage == "finalization"
+    assert {e.estimated_time_remaining for e in finals} == {0}
+
+
+def test_a_non_finite_loss_stopped_by_early_stopping_is_a_numerical_failure(pm, recorder):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    class Diverging(DigitsMLP):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            return loss * float("nan") if self.current_epoch == 1 else loss
+
+    stopper = EarlyStopping("train_loss", check_finite=True, patience=100)
+    fit(trainer([MLOpsCallback(emit=pm.dispatch, throttle=0), stopper], max_epochs=5),
+        Diverging())
+    assert stopper.stopped_epoch == 1
+    assert not recorder.of_type("training_completed")
+    (failed,) = recorder.of_type("training_failed")
+    assert (failed.error_code, failed.stage_failed) == ("NUMERICAL_ERROR", "model_training")
+    assert failed.error == ("FloatingPointError: training stopped: the loss became "
+                            "non-finite (nan) in epoch 2/5")
+    assert failed.progress_when_failed == 40  # 20 of 50 steps
 
 
 # ---------------------------------------------------------------------- flavours and rank

@@ -10,15 +10,26 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.callback import AutoPropagatedCallback, FitCallback
 from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - HalvingGridSearchCV
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, train_test_split
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    RandomizedSearchCV,
+    cross_validate,
+    train_test_split,
+)
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from mlops_hooks import events as ev
 from mlops_hooks.plugins import _sklearn_fallback as fallback
 from mlops_hooks.plugins import sklearn as sklearn_plugin
+from mlops_hooks.plugins._sklearn_tasks import TaskTree
 from mlops_hooks.plugins.sklearn import MLOpsCallback, monitored_fit
+from mlops_hooks.run import Run
+from mlops_hooks.run import lifecycle as run_lifecycle
 from tests.plugins.conftest import (
     assert_one_run,
     assert_progress_monotonic_to_100,
@@ -122,6 +133,135 @@ def test_grid_search_with_two_worker_processes_reports_fits_and_best_score(pm, r
     assert pids == {os.getpid()}  # only the main process emits
 
 
+SVC_GRID = {"C": [0.1, 1, 10], "gamma": [0.0001, 0.001, 0.01, 0.1]}  # 12 candidates
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:The estimator SVC does not support callbacks")
+def test_grid_search_progress_is_the_fraction_of_fits_and_the_refit_is_one_of_them(
+        pm, recorder):
+    x, y = load_digits(return_X_y=True)
+    search = GridSearchCV(SVC(), SVC_GRID, cv=3, n_jobs=2)  # 36 fits, then the refit
+    search.set_callbacks(MLOpsCallback("digits-svc", emit=pm.dispatch, throttle=0))
+    search.fit(x, y)
+    assert_one_run(recorder)
+    assert_progress_monotonic_to_100(recorder)
+    counted = [e for e in recorder.progress() if "/37 fits" in e.message]
+    assert [e.current_step for e in counted] == sorted(e.current_step for e in counted)
+    assert {e.current_step for e in counted} == set(range(1, 38))  # every fit and the refit
+    for event in counted:  # each fit is 1/37 of the run: the refit is no bigger than a fit
+        assert event.progress == round(100 * event.current_step / 37, 1), event
+        assert event.message.endswith(f"- {event.current_step}/37 fits")
+    before_refit = [e.progress for e in counted if e.current_step == 36]
+    assert before_refit and before_refit[0] == 97.3  # the refit is the last 2.7%
+    assert all(e.estimated_time_remaining == 0 for e in recorder.progress()
+               if e.progress == 100)
+
+
+def test_a_search_inside_a_pipeline_never_reports_less_than_it_sent(pm, recorder, digits):
+    x, y = digits
+    pipe = make_pipeline(StandardScaler(), GridSearchCV(LogisticRegression(max_iter=300),
+                                                        {"C": [0.1, 1.0]}, cv=2))
+    pipe.set_callbacks(MLOpsCallback(emit=pm.dispatch, throttle=0))
+    pipe.fit(x, y)
+    assert_progress_monotonic_to_100(recorder)
+    for event in recorder.progress():  # the message's percentage is the event's (truncated)
+        said = int(event.message.split("% complete")[0].rsplit(" ", 1)[1])
+        assert 0 <= event.progress - said <= 1, event  # progress is rounded to 0.1
+    # the scaler was half of the pipeline until the search's 5 fits weighed in: 1 of 6 units
+    assert [e.progress for e in recorder.progress() if "/5 fits" in e.message][-1] == 100
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_search_eta_is_the_time_per_fit_times_the_fits_left(pm, recorder, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(run_lifecycle, "_perf", clock)
+    run = Run("search", emit=pm.dispatch, throttle=0)
+    tree = TaskTree(run)
+    run.advance(0)
+    run.start()
+    # the messages of a GridSearchCV with 4 evaluations and a refit (what workers send)
+    tree.consume({"event": "begin", "path": (0,), "max_subtasks": 2, "task_name": "fit"})
+    tree.consume({"event": "begin", "path": (0, 0), "max_subtasks": 4, "task_name": "search"})
+    clock.now += 10  # worker start-up and the first fit
+    etas = []
+    for task_id in range(4):
+        tree.consume({"event": "end", "path": (0, 0, task_id),
+                      "task_name": "candidate-split-evaluation", "leaf": True})
+        last = recorder.progress()[-1]
+        etas.append((last.progress, last.estimated_time_remaining))
+        clock.now += 2  # two seconds per fit from then on
+    assert etas == [(20, 40), (40, 6), (60, 4), (80, 2)]  # then 3, 2 and 1 fits of 2 s left
+    tree.consume({"event": "begin", "path": (0, 1), "max_subtasks": 0,
+                  "task_name": "refit-with-best-params"})
+    tree.consume({"event": "end", "path": (0, 1), "task_name": "refit-with-best-params",
+                  "leaf": True})
+    last = recorder.progress()[-1]
+    assert (last.progress, last.estimated_time_remaining, last.message) == (
+        100, 0, "Training 100% complete - 5/5 fits")
+
+
+@pytest.mark.filterwarnings("ignore:The estimator SVC does not support callbacks")
+def test_halving_search_weighs_each_round_like_the_first(pm, recorder):
+    x, y = load_digits(return_X_y=True)
+    search = HalvingGridSearchCV(SVC(), SVC_GRID, cv=3, factor=3, random_state=0)
+    search.set_callbacks(MLOpsCallback("digits-halving", emit=pm.dispatch, throttle=0))
+    search.fit(x, y)
+    assert search.n_candidates_ == [12, 4, 2]  # rounds of 36, 12 and 6 fits
+    assert_progress_monotonic_to_100(recorder)
+    by_fits: dict[int, ev.TrainingProgress] = {}
+    for event in recorder.progress():
+        if "round" in event.message:
+            by_fits.setdefault(event.current_step, event)
+    # 3 rounds of 36 units (a fit of round 2 is 3 units, of round 3 is 6) and the refit: 109
+    assert by_fits[36].progress == round(100 * 36 / 109, 1)
+    assert by_fits[36 + 12].progress == round(100 * 72 / 109, 1)
+    assert by_fits[36 + 12 + 6].progress == round(100 * 108 / 109, 1)
+    assert by_fits[36].message.endswith("- 36 fits, round 1/3")
+    assert by_fits[40].message.endswith("- 40 fits, round 2/3")
+    assert by_fits[54].message.endswith("- 54 fits, round 3/3")
+
+
+@pytest.mark.parametrize("final", [LogisticRegression(C=-1.0), SVC(C=-1.0)],
+                         ids=["with-callback-support", "without-callback-support"])
+@pytest.mark.filterwarnings("ignore:The estimator SVC does not support callbacks")
+def test_a_failing_final_estimator_is_reported_at_model_training(pm, recorder, digits, final):
+    x, y = digits
+    pipe = Pipeline([("scale", StandardScaler()), ("model", final)])
+    pipe.set_callbacks(MLOpsCallback(emit=pm.dispatch))
+    with pytest.raises(ValueError, match="'C' parameter"):
+        pipe.fit(x, y)
+    (failed,) = recorder.of_type("training_failed")
+    assert failed.stage_failed == "model_training" and failed.error_code == "INVALID_PARAMETER"
+    assert failed.progress_when_failed == 50  # the scaler, one of two steps, was done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cross_validate_reports_each_fold_fit_to_the_callers_emitter(pm, recorder, digits,
+                                                                     n_jobs):
+    x, y = digits
+    model = LogisticRegression(max_iter=300)
+    model.set_callbacks(MLOpsCallback("digits-cv", emit=pm.dispatch, throttle=0))
+    scores = cross_validate(model, x, y, cv=3, n_jobs=n_jobs)["test_score"]
+    assert len(scores) == 3
+    done = recorder.of_type("training_completed")
+    assert len(done) == 3 and len({e.run_id for e in done}) == 3  # one run per fold's fit
+    for run_id in {e.run_id for e in done}:
+        values = [e.progress for e in recorder.progress() if e.run_id == run_id]
+        assert values == sorted(values) and values[-1] == 100
+    assert {e.model_name for e in done} == {"digits-cv"} and not recorder.of_type(
+        "training_failed")
+    assert_wire_valid(recorder)
+
+
 def test_randomized_search_sequential(pm, recorder, cancer):
     x_train, _, y_train, _ = cancer
     search = RandomizedSearchCV(LogisticRegression(max_iter=200), {"C": [0.01, 0.1, 1, 10]},
@@ -170,7 +310,7 @@ def test_failure_in_a_search_candidate(pm, recorder, cancer):
     (failed,) = recorder.of_type("training_failed")
     assert str(raised.value) in failed.error and failed.error_code == "INVALID_PARAMETER"
     assert failed.stage_failed == "model_training"
-    assert failed.progress_when_failed == pytest.approx(25, abs=0.1)  # 2 of 4 fits of 50%
+    assert failed.progress_when_failed == 40  # 2 of 4 fits and the refit to come: 2/5
 
 
 def test_callback_pickles_without_its_emitter_and_data(pm, cancer):
