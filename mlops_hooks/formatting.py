@@ -59,9 +59,12 @@ def format_rate(bytes_per_second: float) -> str:
     return f"{number} {text[len(number):]}/s"
 
 
+_wall = time.time  # bound at import: code that patches the time module never feeds us
+
+
 def iso_utc(epoch_seconds: float | None = None) -> str:
     """ISO-8601 UTC time with millisecond precision and a ``Z`` suffix."""
-    t = time.time() if epoch_seconds is None else epoch_seconds
+    t = _wall() if epoch_seconds is None else epoch_seconds
     stamp = datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 

@@ -24,8 +24,10 @@ of problem (event type and field); :meth:`Publisher.status` counts them.
 Nothing starts until the first event: no thread, no socket. A forked child (DataLoader workers,
 ``multiprocessing``) drops the parent's state, never touches its socket, and starts its own
 thread on its first event. At exit (and at the end of a ``multiprocessing`` child) the publisher
-waits up to ``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for delivery, and if the server is
-gone prints one warning line and lets the process end on time.
+waits up to ``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for delivery; a server that was
+never reached is not waited for. What is not delivered is kept on disk
+(:mod:`mlops_hooks._publisher.offline`, under ``MLOPS_HOOKS_DIR``) and one line says where.
+Clocks are bound at import, so a test patching ``time.monotonic`` never feeds this thread.
 
 Example:
     >>> from mlops_hooks.publisher import Publisher
@@ -42,9 +44,11 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from mlops_hooks import events as ev
+from mlops_hooks._publisher import offline
 from mlops_hooks._publisher.buffer import is_droppable
 from mlops_hooks._publisher.config import (
     DEFAULT_BUFFER,
@@ -67,7 +71,9 @@ from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
 __all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
 
-_time = time.time
+_time = time.time  # clocks bound at import: patching the time module never reaches us
+_monotonic = time.monotonic
+_GIVE_UP_POLL = 0.02  # at exit: how often to look whether the server was found unreachable
 
 
 class Publisher:
@@ -203,10 +209,9 @@ class Publisher:
                 self._hot_dropped += 1
             first = not self._mailbox.dropping
             self._mailbox.dropping = True
-        if first:
-            worker = self._worker
-            _warn(overflow_warning(self._inbox_limit, self.settings.url,
-                                   worker.last_error if worker else None))
+        worker = self._worker
+        if first and worker is not None and worker.reached:  # never reached: the exit line
+            _warn(overflow_warning(self._inbox_limit, self.settings.url, worker.last_error))
 
     def _start(self) -> None:
         """Start this process's background thread (called with the lock held).
@@ -241,6 +246,10 @@ class Publisher:
             True when everything was delivered in time; False otherwise (the events stay
             queued and delivery goes on in the background).
         """
+        return self._flush(timeout)
+
+    def _flush(self, timeout: float | None, give_up: Callable[[], bool] | None = None) -> bool:
+        """:meth:`flush`, which also stops waiting as soon as ``give_up()`` is true."""
         if self._thread is None or self._pid != os.getpid():
             return True
         if self._closed:
@@ -251,7 +260,13 @@ class Publisher:
         marker = FlushMarker()
         self._mailbox.inbox.append(marker)
         self._mailbox.wake.set()
-        marker.done.wait(wait)
+        if give_up is None:
+            marker.done.wait(wait)
+            return marker.delivered
+        end = _monotonic() + wait
+        while not marker.done.wait(min(_GIVE_UP_POLL, max(0.0, end - _monotonic()))):
+            if give_up() or _monotonic() >= end:
+                break
         return marker.delivered
 
     def close(self, timeout: float | None = None) -> bool:
@@ -267,8 +282,9 @@ class Publisher:
         """
         return self._close(timeout, join=self.settings.open_timeout + 2.0)
 
-    def _close(self, timeout: float | None, join: float) -> bool:
-        delivered = self.flush(timeout)
+    def _close(self, timeout: float | None, join: float,
+               give_up: Callable[[], bool] | None = None) -> bool:
+        delivered = self._flush(timeout, give_up)
         with self._lock:
             self._closed = True
             worker, thread = self._worker, self._thread
@@ -285,23 +301,41 @@ class Publisher:
         return delivered
 
     def _at_exit(self) -> None:
-        """Interpreter (or multiprocessing child) exit: bounded flush, at most one warning."""
-        if self._exit_done or self._thread is None or self._pid != os.getpid() \
-                or self._closed:
+        """Interpreter (or multiprocessing child) exit: bounded flush, at most one line.
+
+        A server never reached is not waited for (once one attempt has failed); what is not
+        delivered is kept on disk (:mod:`~mlops_hooks._publisher.offline`).
+        """
+        worker = self._worker
+        if self._exit_done or worker is None or self._pid != os.getpid() or self._closed:
             return
         self._exit_done = True
         timeout = self.settings.flush_timeout
         try:
-            if self._close(timeout, join=0.5):
+            if self._close(timeout, join=0.5,
+                           give_up=lambda: not worker.reached and worker.failures > 0):
                 return
-        except KeyboardInterrupt:  # Ctrl-C while waiting at exit: stop waiting, say what is lost
+        except KeyboardInterrupt:  # Ctrl-C while waiting at exit: stop waiting, keep the rest
             pass
-        st = self.status()
-        lost = st["buffered"]
-        dropped = f", {st['dropped']} dropped earlier" if st["dropped"] else ""
-        _warn(f"mlops-hooks: {lost} event(s) not delivered to {self.settings.url} within "
-              f"{timeout:g}s at exit ({st['last_error'] or 'no reply from the server'}"
-              f"{dropped}); set MLOPS_HOOKS_FLUSH_TIMEOUT to wait longer")
+        dropped = self.status()["dropped"]
+        payloads = offline.undelivered(worker)
+        if not payloads and not dropped:
+            return
+        try:
+            files = offline.keep(payloads)
+            where = str(files[0]) if len(files) == 1 else f"{len(files)} files in " \
+                f"{offline.runs_dir()}"
+            kept = f"{len(payloads)} event(s) kept in {where}" if files else "nothing to keep"
+        except OSError as exc:
+            kept = f"{len(payloads)} event(s) could not be kept on disk ({exc})"
+        lost = f"; {dropped} superseded progress/metrics event(s) dropped" if dropped else ""
+        why = worker.last_error or "no reply from the server"
+        if not worker.reached:
+            _warn(f"mlops-hooks: {self.settings.url} was never reached ({why}); {kept}{lost}")
+        else:
+            _warn(f"mlops-hooks: events not delivered to {self.settings.url} within "
+                  f"{timeout:g}s at exit ({why}); {kept}{lost}; set MLOPS_HOOKS_FLUSH_TIMEOUT "
+                  "to wait longer")
 
     # ------------------------------------------------------------------ state
 

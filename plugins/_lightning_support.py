@@ -18,6 +18,7 @@ from mlops_hooks.plugins._base import missing_framework
 
 __all__ = [
     "FLAVOURS",
+    "UNUSED_BATCH_HOOKS",
     "auto_enabled",
     "callback_bases",
     "callbacks_being_configured",
@@ -184,3 +185,22 @@ def on_worker_exit(report: Callable[[BaseException | None], None]) -> _ExitGuard
     ``cancel()`` the guard once the run has completed or failed.
     """
     return _ExitGuard(report)
+
+
+#: Per-batch hooks this callback does not use. Lightning calls every callback's hook inside a
+#: profiler context unless the attribute is not callable (``_call_callback_hooks`` checks
+#: ``callable(fn)``), so setting these to ``None`` removes the floor any callback costs per step.
+#: Only per-batch hooks are listed: Lightning calls them through that one function alone.
+UNUSED_BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+    "on_validation_batch_start",
+    "on_validation_batch_end",
+    "on_test_batch_start",
+    "on_test_batch_end",
+    "on_predict_batch_start",
+    "on_predict_batch_end",
+)

@@ -2,11 +2,14 @@
 
 Stage changes, epoch ends, completion and failure each print one line on stderr; throttled
 progress between them prints nothing, so a run of a million steps prints a few dozen lines.
-Disable it with ``MLOPS_HOOKS_DISABLE=console``.
+Disable it with ``MLOPS_HOOKS_DISABLE=console``. Under zero-code attach (``MLOPS_HOOKS_AUTO=1``)
+it is off unless ``MLOPS_HOOKS_CONSOLE=1``: a user who attached nothing in code hears nothing
+unless something is wrong.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -72,6 +75,12 @@ class ConsolePlugin:
         self._write(f"deployed {event.model_name} {event.model_version or ''}".rstrip())
 
 
-def make_plugin() -> ConsolePlugin:
-    """Factory used by the plugin manager."""
+def _on(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def make_plugin() -> ConsolePlugin | None:
+    """Factory used by the plugin manager (``None``: off under auto-attach by default)."""
+    if _on("MLOPS_HOOKS_AUTO") and not _on("MLOPS_HOOKS_CONSOLE"):
+        return None
     return ConsolePlugin()

@@ -31,7 +31,8 @@ callback never calls a collective. With spawn-based strategies (``ddp_spawn``) L
 process exits (see ``_lightning_support.on_worker_exit``).
 
 **Resuming.** ``state_dict``/``load_state_dict`` keep the ``run_id`` in the checkpoint, so
-``trainer.fit(..., ckpt_path=...)`` continues the same run on the dashboard.
+``trainer.fit(..., ckpt_path=...)`` continues the same run on the dashboard. An auto-attached
+callback keeps nothing in checkpoints (``state_dict`` is ``{}``; resuming needs no callback).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from mlops_hooks.plugins._base import (
     never_raises,
     torch_module_bytes,
 )
-from mlops_hooks.plugins._rearm import rearm_at
+from mlops_hooks.plugins._rearm import rearm_at, release
 from mlops_hooks.run import Emit, Run
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
@@ -68,6 +69,8 @@ DEFAULT_LOSS_METRICS = ("train_loss_epoch", "train_loss", "loss")
 
 #: The per-batch hook pauses itself when the next progress event is at least this far away.
 MIN_PAUSE = 0.02
+
+_now = time.perf_counter  # bound at import: patching the time module never reaches us
 
 _CALLBACK_BASES = support.callback_bases()  # ImportError naming the extra when missing
 
@@ -156,7 +159,12 @@ class _MLOpsCallbackImpl(Adapter):
         return self._run
 
     def state_dict(self) -> dict[str, Any]:
-        """Keep the run id in checkpoints so a resumed fit continues the same run."""
+        """Keep the run id in checkpoints so a resumed fit continues the same run.
+
+        An auto-attached callback returns ``{}``: Lightning then stores nothing for it.
+        """
+        if self.auto:
+            return {}
         run_id = self._run.run_id if self._run is not None else self.run_id
         return {"run_id": run_id} if run_id else {}
 
@@ -266,7 +274,7 @@ class _MLOpsCallbackImpl(Adapter):
             run.step(loss, step - self._last_step)
             self._last_step = step
             wake = run.next_progress_at
-            if self._may_pause and wake != math.inf and wake - time.perf_counter() >= MIN_PAUSE:
+            if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE:
                 self.on_train_batch_end = None  # type: ignore[method-assign,assignment]
                 rearm_at(self, "on_train_batch_end", wake)
         except Exception as exc:
@@ -274,6 +282,11 @@ class _MLOpsCallbackImpl(Adapter):
 
     def _resume_batch_hook(self) -> None:
         self.__dict__.pop("on_train_batch_end", None)
+
+    def _end_pauses(self) -> None:
+        """The fit's batches are over: no re-arm pending, and the re-arm thread ends."""
+        self._resume_batch_hook()
+        release(self)
 
     def _catch_up(self, trainer: Any | None) -> None:
         """Count the steps of the batches the paused hook did not see."""
@@ -331,7 +344,7 @@ class _MLOpsCallbackImpl(Adapter):
         if self._run is not None:
             self._catch_up(trainer)
             self._counting = False
-            self._resume_batch_hook()
+            self._end_pauses()
             self._run.stage("finalization")
 
     @never_raises
@@ -349,6 +362,12 @@ class _MLOpsCallbackImpl(Adapter):
         self._disarm()
 
     @never_raises
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """End the batch hook's pauses (and the re-arm thread) however the fit ended."""
+        if stage == "fit":
+            self._end_pauses()
+
+    @never_raises
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Report the failure (KeyboardInterrupt and SIGTERM included) of a fit."""
         run = self._run
@@ -359,7 +378,7 @@ class _MLOpsCallbackImpl(Adapter):
             run = self._run = self.new_run(type(pl_module).__name__, throttle=False)
         self._catch_up(trainer)
         self._counting = False
-        self._resume_batch_hook()
+        self._end_pauses()
         run.fail(exception)
         self._disarm()
 
@@ -378,30 +397,11 @@ class _MLOpsCallbackImpl(Adapter):
             self._exit_guard = None
 
 
-#: Per-batch hooks this callback does not use. Lightning calls every callback's hook inside a
-#: profiler context unless the attribute is not callable (``_call_callback_hooks`` checks
-#: ``callable(fn)``), so setting these to ``None`` removes the floor any callback costs per step.
-#: Only per-batch hooks are listed: Lightning calls them through that one function alone.
-UNUSED_BATCH_HOOKS = (
-    "on_train_batch_start",
-    "on_before_backward",
-    "on_after_backward",
-    "on_before_optimizer_step",
-    "on_before_zero_grad",
-    "on_validation_batch_start",
-    "on_validation_batch_end",
-    "on_test_batch_start",
-    "on_test_batch_end",
-    "on_predict_batch_start",
-    "on_predict_batch_end",
-)
-
-
 def _build_class() -> type[_MLOpsCallbackImpl]:
     cls = types.new_class("MLOpsCallback", (_MLOpsCallbackImpl, *_CALLBACK_BASES))
     cls.__module__ = __name__
     cls.__doc__ = _MLOpsCallbackImpl.__doc__
-    for hook in UNUSED_BATCH_HOOKS:
+    for hook in support.UNUSED_BATCH_HOOKS:
         if hook not in vars(_MLOpsCallbackImpl):
             setattr(cls, hook, None)
     return cls

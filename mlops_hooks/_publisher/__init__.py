@@ -9,5 +9,6 @@ Shared with the server, hence outside this package: :mod:`mlops_hooks.protocol` 
 * :mod:`.mailbox`: what the training thread shares with the background thread;
 * :mod:`.connection`: pings, and the exceptions that end a connection (described in a line);
 * :mod:`.worker`: the background thread that owns the WebSocket;
-* :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``).
+* :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``);
+* :mod:`.offline`: what the exit flush could not deliver, kept on disk (offline run files).
 """

@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from mlops_hooks._publisher.buffer import Entry, EventBuffer
-from mlops_hooks._publisher.config import Settings, is_loopback
+from mlops_hooks._publisher.config import Settings
 from mlops_hooks._publisher.connection import (
     BROKEN,
     Ping,
@@ -45,6 +45,7 @@ from mlops_hooks._publisher.connection import (
     Unavailable,
     clean_close,
     describe,
+    open_connection,
 )
 from mlops_hooks._publisher.mailbox import (
     URGENT_CLASSES,
@@ -54,11 +55,12 @@ from mlops_hooks._publisher.mailbox import (
 )
 from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
 from mlops_hooks.backoff import Backoff, quality
-from mlops_hooks.protocol import decode_reply, retryable, user_agent
+from mlops_hooks.protocol import decode_reply, retryable
 from mlops_hooks.protocol import ping as encode_ping
 
 __all__ = ["Worker"]
 
+_now = time.monotonic  # bound at import: a test patching the time module never feeds this thread
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
 
@@ -92,12 +94,13 @@ class Worker:
         self.failures = 0
         self.unavailable = 0  # events refused in a row because the server could not store them
         self.attempted = False
+        self.reached = False  # a connection was opened once: the server exists
         self.next_attempt = 0.0
         self.last_attempt = 0.0
         self.urgent = False
         self.markers: list[FlushMarker] = []
         self.n = 0
-        self.last_activity = time.monotonic()
+        self.last_activity = _now()
         self.next_ping = 0.0
         self.ping_ids = 0
         self.counts = {"sent": 0, "acked": 0, "duplicates": 0, "invalid": 0, "rejected": 0,
@@ -141,8 +144,10 @@ class Worker:
                 event = item[0]
                 if buffer.add(Entry(self.n, event, item[1]), self.outstanding) \
                         and not self.mailbox.dropping:
-                    self.mailbox.dropping = True
-                    self._warn(overflow_warning(buffer.capacity, self.s.url, self.last_error))
+                    self.mailbox.dropping = True  # never reached: the exit line tells
+                    if self.reached:
+                        self._warn(overflow_warning(buffer.capacity, self.s.url,
+                                                    self.last_error))
                 if type(event) in URGENT_CLASSES:
                     self.urgent = True
             else:
@@ -151,7 +156,7 @@ class Worker:
                 self.urgent = True
             moved = True
         if moved:
-            self.last_activity = time.monotonic()
+            self.last_activity = _now()
         if self.markers:
             self.check_markers()
 
@@ -185,7 +190,7 @@ class Worker:
 
     def connection_due(self) -> bool:
         """While disconnected: whether to attempt now; if not, wait a little."""
-        now = time.monotonic()
+        now = _now()
         due = self.next_attempt
         if self.markers:
             due = min(due, self.last_attempt + _FLUSH_RETRY)
@@ -201,19 +206,14 @@ class Worker:
         broken connection requeues what was not acknowledged and schedules a reconnect.
         """
         self.urgent = False
-        self.last_attempt = time.monotonic()
+        self.last_attempt = _now()
         attempt = self.failures + 1
         if self.attempted:
             self.notify("reconnecting", attempt=attempt)
         self.attempted = True
-        headers = {"Authorization": f"Bearer {self.s.token}"} if self.s.token else None
         with contextlib.ExitStack() as stack:
             try:
-                conn = stack.enter_context(connect(
-                    self.s.url, additional_headers=headers, open_timeout=self.s.open_timeout,
-                    ping_interval=None, ping_timeout=None, close_timeout=1.0, compression=None,
-                    proxy=None if is_loopback(self.s.url) else True, user_agent_header=user_agent(),
-                ))
+                conn = stack.enter_context(open_connection(self.s))
                 self.conn = conn
                 ping = self.make_ping()
                 conn.send(self.ping_message(ping), text=True)
@@ -225,9 +225,10 @@ class Worker:
                 self.failed(attempt, exc)
                 return
             self.failures = 0
+            self.reached = True
             self.measure(ping)
             self.state = "connected"
-            self.next_ping = time.monotonic() + self.s.ping_interval
+            self.next_ping = _now() + self.s.ping_interval
             self.notify("connected", attempt=attempt, latency_ms=self.latency_ms,
                         quality=self.quality)
             try:
@@ -247,7 +248,7 @@ class Worker:
         self.failures += 1
         self.last_error = describe(exc)
         delay = self.backoff.delay(self.failures)
-        self.next_attempt = time.monotonic() + delay
+        self.next_attempt = _now() + delay
         self.state = "error"
         self.notify("error", attempt=attempt, error=self.last_error, delay=round(delay, 3))
         if self.failures == self.s.max_reconnect_attempts:
@@ -272,7 +273,7 @@ class Worker:
             # with a full window, events behind a refused one could be stored before it.
             self.unavailable += 1
         delay = self.backoff.delay(max(1, self.unavailable))
-        self.next_attempt = time.monotonic() + delay
+        self.next_attempt = _now() + delay
         self.notify("disconnected", error=self.last_error, delay=round(delay, 3),
                     resending=len(unacked))
 
@@ -298,7 +299,7 @@ class Worker:
 
     def pump(self, conn: ClientConnection) -> None:
         """One round on an open connection: ping when due, send, read replies or idle."""
-        now = time.monotonic()
+        now = _now()
         if now >= self.next_ping:
             ping = self.make_ping()
             self.sent.append(ping)
@@ -414,7 +415,7 @@ class Worker:
 
     def make_ping(self) -> Ping:
         self.ping_ids += 1
-        return Ping(self.ping_ids, time.monotonic())
+        return Ping(self.ping_ids, _now())
 
     @staticmethod
     def ping_message(ping: Ping) -> bytes:
@@ -423,7 +424,7 @@ class Worker:
     def measure(self, ping: Ping) -> None:
         """Record a round trip; report a change of quality level."""
         self.counts["pongs"] += 1
-        self.latency_ms = round((time.monotonic() - ping.sent_at) * 1000.0, 3)
+        self.latency_ms = round((_now() - ping.sent_at) * 1000.0, 3)
         level = quality(self.latency_ms)
         changed = self.quality is not None and level != self.quality
         self.quality = level

@@ -76,3 +76,15 @@ def test_jsonl_reopens_in_a_forked_child(tmp_path):
     recorder.close()
     healths = [json.loads(line)["current_health"] for line in path.read_text().splitlines()]
     assert sorted(healths) == ["critical", "healthy", "warning"]
+
+
+def test_console_is_off_under_auto_attach_unless_asked_for(monkeypatch):
+    from mlops_hooks.plugins import console
+
+    monkeypatch.delenv("MLOPS_HOOKS_CONSOLE", raising=False)
+    monkeypatch.delenv("MLOPS_HOOKS_AUTO", raising=False)
+    assert isinstance(console.make_plugin(), ConsolePlugin)
+    monkeypatch.setenv("MLOPS_HOOKS_AUTO", "1")
+    assert console.make_plugin() is None  # a user who attached nothing in code hears nothing
+    monkeypatch.setenv("MLOPS_HOOKS_CONSOLE", "yes")
+    assert isinstance(console.make_plugin(), ConsolePlugin)

@@ -519,7 +519,7 @@ def test_auto_callbacks_is_off_without_the_variable(monkeypatch):
 def test_lightning_never_enters_a_per_batch_hook_the_callback_does_not_use(pm, recorder):
     from lightning.pytorch.profilers import SimpleProfiler
 
-    from mlops_hooks.plugins.lightning import UNUSED_BATCH_HOOKS
+    from mlops_hooks.plugins._lightning_support import UNUSED_BATCH_HOOKS
 
     class WithBackwardHook(MLOpsCallback):
         def __init__(self, **kwargs):

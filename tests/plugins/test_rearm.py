@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 import pytest
 
-from mlops_hooks.plugins._rearm import rearm_at
+from mlops_hooks.plugins._rearm import rearm_at, release
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -83,3 +84,24 @@ def test_a_forked_child_gets_its_own_thread():
         queue.join_thread()
     assert child.exitcode == 0
     assert parent.hook is None  # the parent's schedule is untouched
+
+
+def _rearm_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mlops-hooks-rearm"]
+
+
+def test_release_forgets_a_callbacks_rearms_and_ends_the_thread_when_none_is_left():
+    first, second = Hooked(), Hooked()
+    first.hook = second.hook = None
+    rearm_at(first, "hook", time.perf_counter() + 60)
+    rearm_at(second, "hook", time.perf_counter() + 60)
+    (thread,) = _rearm_threads()
+    release(first)
+    assert thread.is_alive()  # the second still waits
+    release(second)
+    assert not thread.is_alive() and _rearm_threads() == []  # joined before returning
+    assert first.hook is None and second.hook is None  # not re-armed: the caller does that
+    rearm_at(first, "hook", time.perf_counter() + 0.01)  # a new run gets a new thread
+    wait_until(lambda: "hook" not in vars(first))
+    release(first)
+    assert _rearm_threads() == []

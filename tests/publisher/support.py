@@ -98,19 +98,40 @@ def marks(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run_script(code: str, env: dict[str, str] | None = None, timeout: float = 60.0,
-               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+               cwd: Path | None = None, stdin_hook: Callable[[], object] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
     """Run ``code`` as a script file in a fresh interpreter (the project importable).
 
     A file rather than ``-c`` so that ``multiprocessing``'s spawn can re-import ``__main__``.
+    With ``stdin_hook``, the script's first line of output is read, the hook called, and a line
+    written to its stdin (the script waits for it with ``sys.stdin.readline()``).
     """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_DISABLE": "console",
                 **(env or {})}
     full_env.pop("MLOPS_HOOKS_JSONL", None)
     with tempfile.TemporaryDirectory() as tmp:
+        # undelivered events are kept on disk at exit: in the test's own folder unless it says
+        full_env.setdefault("MLOPS_HOOKS_DIR", str(Path(tmp) / "mlops-hooks-runs"))
         script = Path(tmp) / "script.py"
         script.write_text(textwrap.dedent(code))
+        if stdin_hook is not None:
+            return _run_with_hook(script, full_env, timeout, cwd or ROOT, stdin_hook)
         return subprocess.run([sys.executable, str(script)], env=full_env, capture_output=True,
                               text=True, timeout=timeout, cwd=cwd or ROOT)
+
+
+def _run_with_hook(script: Path, env: dict[str, str], timeout: float, cwd: Path,
+                   hook: Callable[[], object]) -> subprocess.CompletedProcess[str]:
+    with subprocess.Popen([sys.executable, str(script)], env=env, cwd=cwd, text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        first = proc.stdout.readline()
+        hook()
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, first + out, err)
 
 
 __all__ = ["FAST", "Server", "States", "activity", "free_port", "marks", "progress",

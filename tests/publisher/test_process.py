@@ -11,25 +11,60 @@ from tests.publisher.support import free_port, marks, run_script
 pytestmark = pytest.mark.timeout(90)
 
 
-def test_server_never_up_the_script_ends_within_the_flush_timeout_with_one_warning():
+def test_server_never_up_the_script_ends_at_once_and_keeps_its_events_on_disk(tmp_path):
     url = f"ws://127.0.0.1:{free_port()}/ws"
+    runs = tmp_path / "runs"
     result = run_script("""
         import mlops_hooks
-        with mlops_hooks.track("never-up", total_epochs=2, steps_per_epoch=3) as run:
+        with mlops_hooks.track("never-up", total_epochs=2, steps_per_epoch=3,
+                               run_id="never-up") as run:
             for epoch in range(2):
                 run.epoch_start(epoch)
                 for _ in range(3):
                     run.step(loss=0.5)
                 run.epoch_end(epoch)
         print("training done")
-    """, env={"MLOPS_HOOKS_URL": url, "MLOPS_HOOKS_FLUSH_TIMEOUT": "1"}, timeout=30)
+    """, env={"MLOPS_HOOKS_URL": url, "MLOPS_HOOKS_DIR": str(runs)}, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "training done\n"
+    kept = runs / "never-up.jsonl"
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("mlops-hooks: ") and "not delivered" in lines[0]
-    assert url.replace("/ws", "/ws/publish") in lines[0] and "within 1s" in lines[0]
-    assert "connection refused" in lines[0] and "MLOPS_HOOKS_FLUSH_TIMEOUT" in lines[0]
+    assert lines[0].startswith("mlops-hooks: ") and "was never reached" in lines[0]
+    assert url.replace("/ws", "/ws/publish") in lines[0] and "connection refused" in lines[0]
+    assert f"kept in {kept}" in lines[0]
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert f"{len(rows)} event(s) kept" in lines[0]
+    types = [r["type"] for r in rows]
+    assert types.count("training_completed") == 1 and types.count("training_progress") >= 3
+    first = next(r for r in rows if r["type"] == "training_progress")
+    assert first["stage"] == "data_preparation"
+    assert {r["run_id"] for r in rows} == {"never-up"}
+    assert all(r["event_id"] and r["timestamp"] for r in rows)
+    assert len({r["event_id"] for r in rows}) == len(rows)
+
+
+def test_a_server_that_went_away_is_waited_for_within_the_timeout_then_kept(server, tmp_path):
+    runs = tmp_path / "runs"
+    result = run_script("""
+        import sys
+        from mlops_hooks import emit, events as ev
+        from mlops_hooks.manager import get_plugin_manager
+
+        emit(ev.ActivityUpdate(run_id="gone", activity=ev.Activity(id="a0", title="#0")))
+        assert get_plugin_manager().get_plugin("publisher").flush(10)  # the server was reached
+        print("stop", flush=True)
+        sys.stdin.readline()  # the test stops the server
+        emit(ev.ActivityUpdate(run_id="gone", activity=ev.Activity(id="a1", title="#1")))
+    """, env={"MLOPS_HOOKS_URL": server.ws_url, "MLOPS_HOOKS_DIR": str(runs),
+              "MLOPS_HOOKS_FLUSH_TIMEOUT": "1"}, timeout=30, stdin_hook=server.stop)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "not delivered" in lines[0] and "within 1s at exit" in lines[0]
+    assert "MLOPS_HOOKS_FLUSH_TIMEOUT" in lines[0] and f"kept in {runs / 'gone.jsonl'}" in lines[0]
+    rows = [json.loads(line) for line in (runs / "gone.jsonl").read_text().splitlines()]
+    assert [r["activity"]["title"] for r in rows] == ["#1"]  # the delivered one is not kept
 
 
 def test_the_exit_flush_delivers_the_end_of_a_run(shared_server):
@@ -84,8 +119,10 @@ def test_100k_emits_with_the_server_down_keep_memory_bounded():
     assert report["dropped"] >= 102_010 - 5000
     # keeping 100k progress events would take ~30 MB; the publisher holds 5,000 at most
     assert report["growth"] < 20 * 1024 * 1024, report
-    warnings = [line for line in result.stderr.splitlines() if "dropping" in line]
-    assert len(warnings) == 1  # warned once
+    # the server was never reached: no line while running, one at exit with the count
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "was never reached" in lines[0], result.stderr
+    assert f"{report['dropped']} superseded progress/metrics event(s) dropped" in lines[0]
 
 
 def test_a_fork_after_the_first_emit_works_in_the_child(shared_server):
