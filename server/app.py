@@ -21,7 +21,7 @@ from mlops_hooks.protocol import problem
 from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
-from mlops_hooks.server.endpoints import files, publish, rest, subscribe
+from mlops_hooks.server.endpoints import files, pages, publish, rest, subscribe
 from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
@@ -126,6 +126,9 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
 
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),
+        Route("/runs", pages.runs_page, methods=["GET", "HEAD"]),
+        Route("/runs/{run_id}", pages.run_page, methods=["GET", "HEAD"]),
+        Route("/compare", pages.compare_page, methods=["GET", "HEAD"]),
         WebSocketRoute("/ws", subscribe.Subscribe()),
         WebSocketRoute("/ws/publish", publish.publish_ws),
         Route("/api/events", publish.post_events, methods=["POST"]),
