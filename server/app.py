@@ -127,7 +127,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),
         Route("/runs", pages.runs_page, methods=["GET", "HEAD"]),
-        Route("/runs/{run_id}", pages.run_page, methods=["GET", "HEAD"]),
+        Route("/runs/{run_id:path}", pages.run_page, methods=["GET", "HEAD"]),
         Route("/compare", pages.compare_page, methods=["GET", "HEAD"]),
         WebSocketRoute("/ws", subscribe.Subscribe()),
         WebSocketRoute("/ws/publish", publish.publish_ws),

@@ -208,7 +208,7 @@ def create_app(token: str | None = None) -> Any:
     app = Starlette(routes=[
         Route("/", rest.index),
         Route("/runs", pages.runs_page),
-        Route("/runs/{run_id}", pages.run_page),
+        Route("/runs/{run_id:path}", pages.run_page),
         Route("/compare", pages.compare_page),
         Route("/api/runs", guarded(list_runs)),
         Route("/api/runs/{run_id}", guarded(one_run)),

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tests.browser.conftest import ConsoleWatch
+from tests.browser.conftest import ConsoleWatch, Dashboard
 from tests.browser.runs_stub import StubServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -59,7 +59,7 @@ def row_ids(page: Page) -> list[str]:
 
 def test_vendored_uplot_is_served_with_the_security_headers(stub: StubServer) -> None:
     for path in ("/static/vendor/uplot/uPlot.esm.js", "/static/vendor/uplot/uPlot.min.css",
-                 "/runs", "/runs/abc", "/compare"):
+                 "/runs", "/runs/abc", "/runs/a%2Fb", "/compare"):
         response = httpx.get(stub.http_url + path, timeout=10)
         assert response.status_code == 200, path
         assert "script-src 'self'" in response.headers["content-security-policy"], path
@@ -297,3 +297,15 @@ def test_the_token_goes_along_to_rest_ws_and_links(page: Page, tmp_path: Path) -
         console.assert_clean()
     finally:
         stub.stop()
+
+
+def test_the_dashboard_links_to_the_runs_and_each_run_page(dash: Dashboard) -> None:
+    page = dash.open(token="")
+    dash.wait_live()
+    expect(page.locator("#runs-link")).to_have_attribute("href", "/runs")
+    seq = dash.post({"type": "training_progress", "run_id": "run/1 x", "stage": "model_training",
+                     "progress": 10})[-1]
+    dash.wait_for_seq(seq)
+    link = page.locator('article.run[data-run-id="run/1 x"] a.run-history')
+    expect(link).to_have_attribute("href", "/runs/run%2F1%20x")
+    dash.console.assert_clean()
