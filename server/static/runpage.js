@@ -83,7 +83,19 @@ function draw(key) {
 
 async function load() {
   const path = `/api/runs/${encodeURIComponent(runId)}`;
-  const [detail, metrics] = await Promise.all([getJson(config, path), getJson(config, `${path}/metrics`)]);
+  let detail;
+  let metrics;
+  try {
+    [detail, metrics] = await Promise.all([getJson(config, path), getJson(config, `${path}/metrics`)]);
+  } catch (err) {
+    if (err.status !== 404) throw err;
+    // Not (yet) known to the server: the page waits for the run's first live event.
+    detail = { run: { run_id: runId, status: 'unknown' } };
+    metrics = { series: {} };
+    const box = byId('page-error');
+    box.hidden = false;
+    setText(box, `The server has no run "${runId}" (yet): it appears here when it reports.`);
+  }
   state.run = { params: {}, metadata: {}, last_metrics: {}, ...detail.run };
   renderHeader();
   state.series.clear();
@@ -100,6 +112,10 @@ async function load() {
 let headerFrame = 0;
 function apply(event) {
   if (event.run_id !== runId) return;
+  if (state.run.status === 'unknown') {
+    state.run.status = '';
+    byId('page-error').hidden = true;
+  }
   if (applyRunEvent(state.run, event) && !headerFrame) {
     headerFrame = requestAnimationFrame(() => {
       headerFrame = 0;

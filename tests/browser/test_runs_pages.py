@@ -309,3 +309,14 @@ def test_the_dashboard_links_to_the_runs_and_each_run_page(dash: Dashboard) -> N
     link = page.locator('article.run[data-run-id="run/1 x"] a.run-history')
     expect(link).to_have_attribute("href", "/runs/run%2F1%20x")
     dash.console.assert_clean()
+
+
+def test_a_run_page_opened_before_the_run_starts_fills_in_live(page: Page,
+                                                               stub: StubServer) -> None:
+    console = open_page(page, stub.http_url + "/runs/early")
+    expect(page.locator("#page-error")).to_contain_text('no run "early"')
+    stub.post(progress("early", 1, loss=0.9), progress("early", 2, loss=0.8))
+    chart_points(page, "loss").to_have_attribute("data-points", "2")
+    expect(page.locator("#page-error")).to_be_hidden()
+    expect(page.locator("#run-status")).to_have_text("running")
+    console.assert_clean(network_noise=True)  # the 404 of the first read
