@@ -13,22 +13,44 @@ const PALETTE = ['#4f46e5', '#0891b2', '#16a34a', '#d97706', '#dc2626', '#9333ea
 /** The color of line `i`. */
 export const colorOf = (i) => PALETTE[i % PALETTE.length];
 
-function themeColor(name, fallback) {
-  const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  return value || fallback;
+// The theme's colors, read once (reading computed styles forces a style recalculation).
+let theme = null;
+function themeColors() {
+  if (!theme) {
+    const style = getComputedStyle(document.documentElement);
+    const read = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
+    theme = { muted: read('--muted', '#6b7280'), border: read('--border', '#e3e8ef') };
+  }
+  return theme;
 }
 
 function axes(xLabel) {
-  const stroke = themeColor('--muted', '#6b7280');
-  const grid = { stroke: themeColor('--border', '#e3e8ef'), width: 1 };
+  const { muted: stroke, border } = themeColors();
+  const grid = { stroke: border, width: 1 };
   return [
     { stroke, grid, ticks: grid, label: xLabel, labelSize: 18, size: 32 },
     { stroke, grid, ticks: grid, size: 56, values: (u, splits) => splits.map(fmtValue) },
   ];
 }
 
-function widthOf(el) {
-  return Math.max(240, Math.floor(el.clientWidth || 320));
+const MIN_WIDTH = 240;
+const widthOf = (px) => Math.max(MIN_WIDTH, Math.floor(px || 320));
+
+/**
+ * Follow the width of `el` (measured once now, then from ResizeObserver entries, so redrawing
+ * never forces a layout): calls `onResize(width)` when it changes.
+ */
+function watchWidth(el, onResize) {
+  const box = { width: widthOf(el.clientWidth) };
+  box.observer = new ResizeObserver((entries) => {
+    const width = widthOf(entries[entries.length - 1].contentRect.width);
+    if (width !== box.width) {
+      box.width = width;
+      onResize(width);
+    }
+  });
+  box.observer.observe(el);
+  return box;
 }
 
 function countPoints(data) {
@@ -48,8 +70,9 @@ export class SeriesChart {
     container.dataset.key = plain(key);
     container.dataset.points = '0';
     this.data = [[], ...labels.map(() => [])];
+    this._size = watchWidth(container, (width) => this.plot.setSize({ width, height }));
     this.plot = new uPlot({
-      width: widthOf(container),
+      width: this._size.width,
       height,
       legend: { show: labels.length > 1 },
       cursor: { drag: { x: true, y: false } },
@@ -63,11 +86,6 @@ export class SeriesChart {
         })),
       ],
     }, this.data, container);
-    this._resize = new ResizeObserver(() => {
-      const width = widthOf(container);
-      if (width !== this.plot.width) this.plot.setSize({ width, height });
-    });
-    this._resize.observe(container);
   }
 
   /** Replace the data: `xs` ascending, `lines[i]` the values of label `i` (null: no point). */
@@ -78,7 +96,7 @@ export class SeriesChart {
   }
 
   destroy() {
-    this._resize.disconnect();
+    this._size.observer.disconnect();
     this.plot.destroy();
   }
 }
@@ -140,17 +158,17 @@ export class Scatter {
     this.yLabel = yLabel;
     this.height = height;
     this.plot = null;
-    this.categories = null;
-    this._resize = new ResizeObserver(() => {
-      if (this.plot && widthOf(container) !== this.plot.width) {
-        this.plot.setSize({ width: widthOf(container), height });
-      }
+    this.drawn = '';
+    this._size = watchWidth(container, (width) => {
+      if (this.plot) this.plot.setSize({ width, height });
     });
-    this._resize.observe(container);
   }
 
   /** Draw `points` ({x, y}); `categories`: names of the x values 0, 1, ... when categorical. */
   set(points, categories = null, labels = { x: this.xLabel, y: this.yLabel }) {
+    const drawn = JSON.stringify([points, categories, labels]);
+    if (drawn === this.drawn) return; // live updates that change nothing drawn cost nothing
+    this.drawn = drawn;
     const sorted = [...points].sort((a, b) => a.x - b.x);
     const data = [sorted.map((p) => p.x), sorted.map((p) => p.y)];
     this.container.dataset.points = String(sorted.length);
@@ -164,7 +182,7 @@ export class Scatter {
     yAxis.label = plain(labels.y);
     yAxis.labelSize = 18;
     this.plot = new uPlot({
-      width: widthOf(this.container),
+      width: this._size.width,
       height: this.height,
       legend: { show: false },
       scales: {
@@ -180,7 +198,7 @@ export class Scatter {
   }
 
   destroy() {
-    this._resize.disconnect();
+    this._size.observer.disconnect();
     if (this.plot) this.plot.destroy();
   }
 }
