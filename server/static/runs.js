@@ -19,7 +19,7 @@ const query = new URLSearchParams(window.location.search);
 const filter = {
   q: query.get('q') || '', status: query.get('status') || '', group: query.get('group') || '',
 };
-const limit = Math.max(1, Math.min(1000, Number(query.get('limit')) || 50));
+const limit = Math.max(1, Math.min(500, Number(query.get('limit')) || 50)); // the server's most
 
 const state = {
   runs: new Map(), // run_id → run record, in the server's order (newest first)
@@ -217,7 +217,8 @@ function updateCompare() {
 
 async function fetchPage(cursor) {
   const data = await getJson(config, '/api/runs', {
-    status: filter.status, q: filter.q, group: filter.group, limit, cursor,
+    status: filter.status, q: filter.q, group: filter.group,
+    limit: group && !query.get('limit') ? 500 : limit, cursor,
   });
   for (const run of data.runs || []) state.runs.set(run.run_id, { params: {}, last_metrics: {}, ...run });
   state.nextCursor = data.next_cursor || null;

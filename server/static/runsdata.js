@@ -7,8 +7,8 @@ import { isNum, plain } from './dom.js';
 /** Run states in which nothing more is expected (everything but running and stalled). */
 export const LIVE_STATES = new Set(['running', 'stalled']);
 
-/** Statuses the status filter offers (docs/dashboard.md). */
-export const STATUSES = ['running', 'stalled', 'completed', 'finished', 'failed', 'interrupted', 'killed', 'crashed'];
+/** Statuses the status filter offers: the server's run states (`?status=` refuses others). */
+export const STATUSES = ['running', 'stalled', 'completed', 'failed'];
 
 /** The run's display name: its model name, else its id. */
 export const runName = (run) => plain(run.model_name || run.run_id || '');

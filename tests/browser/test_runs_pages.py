@@ -101,7 +101,9 @@ def test_a_thousand_runs_with_load_more(page: Page, stub: StubServer) -> None:
     stub.seed([run(f"r{i:04d}", started_at=f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:"
                    f"{i % 60:02d}Z", params={"lr": i / 1000}, last_metrics={"loss": 1 - i / 1000})
                for i in range(1050)])
-    console = open_page(page, stub.http_url + "/runs?limit=1000")
+    console = open_page(page, stub.http_url + "/runs?limit=500")
+    expect(page.locator("#runs-body tr")).to_have_count(500)
+    page.locator("#runs-more").click()
     expect(page.locator("#runs-body tr")).to_have_count(1000)
     assert page.locator("#runs-body input[type=checkbox]").count() == 1000
     page.locator("#runs-more").click()
