@@ -3,7 +3,7 @@
 // per run (legend by run name), on the union of their steps; live runs extend their lines.
 
 import { byId, h, replaceChildren, setText } from './dom.js';
-import { snapshotThenLive, startPage } from './pagekit.js';
+import { onProgressGap, snapshotThenLive, startPage } from './pagekit.js';
 import { align, colorOf, Series, SeriesChart } from './plots.js';
 import {
   applyRunEvent, fmtValue, getJson, pageUrl, progressPoint, RUN_EVENTS, runName,
@@ -97,9 +97,38 @@ function apply(event) {
     const lines = state.series.get(key);
     if (!lines[index]) lines[index] = new Series();
     lines[index].add(point.step, value);
+    if (refreshing.has(index)) refreshing.get(index).push([key, point.step, value]);
     draw(key);
   }
 }
+
+// A gap before a run's progress event (the server coalesced some): read that run's series
+// again, then add the points that arrived meanwhile.
+const refreshing = new Map(); // run index → points [key, step, value] that arrived meanwhile
+async function refreshRun(index) {
+  if (refreshing.has(index)) return;
+  refreshing.set(index, []);
+  try {
+    const id = state.runs[index].run_id;
+    const metrics = await getJson(config, `/api/runs/${encodeURIComponent(id)}/metrics`);
+    const arrived = refreshing.get(index);
+    for (const [key, points] of Object.entries(metrics.series || {})) {
+      if (!state.series.has(key)) state.series.set(key, state.runs.map(() => null));
+      const series = new Series(points);
+      for (const [k, x, y] of arrived) if (k === key) series.add(x, y);
+      state.series.get(key)[index] = series;
+      draw(key);
+    }
+  } catch (err) {
+    console.warn(`mlops-hooks: ${err.message}`);
+  } finally {
+    refreshing.delete(index);
+  }
+}
+onProgressGap(manager, (event) => {
+  const index = state.runs.findIndex((run) => run.run_id === event.run_id);
+  if (index >= 0) refreshRun(index);
+});
 
 snapshotThenLive(manager, RUN_EVENTS, load, apply);
 window.mlopsCompare = { config, manager, state };

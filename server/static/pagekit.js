@@ -96,3 +96,18 @@ export function snapshotThenLive(manager, types, load, apply) {
     });
   }
 }
+
+/**
+ * Call `onGap(event)` for a `training_progress` event that follows a gap in `seq`: the server
+ * coalesces a run's progress events for a subscriber that is behind (docs/protocol.md,
+ * delivery), so points of that run may have been skipped and its series should be read again.
+ */
+export function onProgressGap(manager, onGap) {
+  let seen = null; // the seq of the last message: '*' handlers run after the type's handlers
+  manager.addWebSocketHandler('*', (msg) => {
+    if (typeof msg.seq === 'number') seen = msg.seq;
+  });
+  manager.addWebSocketHandler('training_progress', (event) => {
+    if (seen !== null && typeof event.seq === 'number' && event.seq > seen + 1) onGap(event);
+  });
+}

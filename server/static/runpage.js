@@ -4,7 +4,7 @@
 // `training_progress` events (the same points the server stores, so a reload shows them all).
 
 import { byId, fmtDateTime, fmtDuration, fmtFraction, h, isNum, replaceChildren, setText } from './dom.js';
-import { snapshotThenLive, startPage } from './pagekit.js';
+import { onProgressGap, snapshotThenLive, startPage } from './pagekit.js';
 import { Series, SeriesChart } from './plots.js';
 import {
   applyRunEvent, fmtValue, getJson, LIVE_STATES, pageUrl, progressPoint, RUN_EVENTS, runName,
@@ -128,7 +128,45 @@ function apply(event) {
   for (const [key, value] of Object.entries(point.values)) {
     if (!state.series.has(key)) state.series.set(key, new Series());
     state.series.get(key).add(point.step, value);
+    if (refreshing) refreshing.push([key, point.step, value]);
     draw(key);
+  }
+}
+
+// The server coalesces a run's `training_progress` events for a subscriber that is behind
+// (docs/protocol.md, delivery), so the stream may skip points: a gap in `seq` before one of this
+// run's progress events reads the series again (once per burst), keeping the points that
+// arrive meanwhile. Triggered by the stream, never by a timer.
+let refreshing = null; // live points that arrived while the series are read again
+let refreshAgain = false;
+onProgressGap(manager, (event) => {
+  if (event.run_id === runId) refreshSeries();
+});
+
+async function refreshSeries() {
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
+  refreshing = [];
+  try {
+    const metrics = await getJson(config, `/api/runs/${encodeURIComponent(runId)}/metrics`);
+    const arrived = refreshing;
+    refreshing = null;
+    for (const [key, points] of Object.entries(metrics.series || {})) {
+      const series = new Series(points);
+      for (const [k, x, y] of arrived) if (k === key) series.add(x, y);
+      state.series.set(key, series);
+      draw(key);
+    }
+  } catch (err) {
+    console.warn(`mlops-hooks: ${err.message}`);
+  } finally {
+    refreshing = null;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refreshSeries();
+    }
   }
 }
 

@@ -45,7 +45,7 @@ function matches(run) {
   if (filter.group && run.group !== filter.group) return false;
   if (!filter.q) return true;
   const needle = filter.q.toLowerCase();
-  return [run.model_name, run.run_id, run.group].some((v) => v && String(v).toLowerCase().includes(needle));
+  return [run.model_name, run.run_id].some((v) => v && String(v).toLowerCase().includes(needle));
 }
 
 const visible = () => [...state.runs.values()].filter(matches);

@@ -1,7 +1,7 @@
 """The run history pages (issue 16) in real Chromium: `/runs`, `/runs/{id}`, `/compare`.
 
-Served by the stub of the run history routes (:mod:`tests.browser.runs_stub`): the real pages
-and static files, canned REST answers per the contract, live events on ``/ws``.
+A real server (``mlops-hooks serve``) fed by real events through ``POST /api/events``: the
+pages read its ``GET /api/runs...`` routes and follow its ``/ws``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,61 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import ConsoleWatch, Dashboard
-from tests.browser.runs_stub import StubServer
+from tests.live_server import LiveServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 XSS = '<img src=x onerror="window.__xss=1">'
+SERVER_ARGS = ["--metrics-interval", "0", "--stall-timeout", "0"]
+
+
+class History:
+    """The server, and the events that make its run history."""
+
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.http_url = server.http_url
+
+    def post(self, *events: dict[str, Any]) -> list[int]:
+        seqs: list[int] = []
+        for start in range(0, len(events), 500):  # well under the 1 MiB body limit
+            response = httpx.post(self.http_url + "/api/events",
+                                  json=list(events[start:start + 500]), timeout=30)
+            assert response.status_code == 200, response.text
+            seqs += response.json()["seqs"]
+        return seqs
+
+    def seed(self, runs: list[dict[str, Any]]) -> None:
+        """Runs as the events a training script sends: params, one progress event with the
+        last metrics, then the end the run's status names."""
+        events: list[dict[str, Any]] = []
+        for run in runs:
+            at = run["started_at"]
+            params = {"type": "run_params", "run_id": run["run_id"], "timestamp": at,
+                      "model_name": run["model_name"], "params": run["params"]}
+            if run.get("group"):
+                params["group"] = run["group"]
+            metrics = dict(run["last_metrics"])
+            progress_event: dict[str, Any] = {
+                "type": "training_progress", "run_id": run["run_id"], "timestamp": at,
+                "stage": "model_training", "current_step": 1, "progress": 50}
+            if "loss" in metrics:
+                progress_event["current_loss"] = metrics.pop("loss")
+            if metrics:
+                progress_event["metrics"] = metrics
+            events += [params, progress_event]
+            if run["status"] == "completed":
+                events.append({"type": "training_completed", "run_id": run["run_id"],
+                               "timestamp": at, "final_accuracy": run.get("final_accuracy")})
+            elif run["status"] == "failed":
+                events.append({"type": "training_failed", "run_id": run["run_id"],
+                               "timestamp": at, "error": "boom", "error_code": "MEMORY_ERROR"})
+        self.post(*events)
 
 
 @pytest.fixture
-def stub(tmp_path: Path) -> Iterator[StubServer]:
-    server = StubServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def stub(server: LiveServer) -> History:
+    return History(server)
 
 
 @pytest.fixture
@@ -57,7 +98,7 @@ def row_ids(page: Page) -> list[str]:
         "rows => rows.map(r => r.dataset.runId)"))
 
 
-def test_vendored_uplot_is_served_with_the_security_headers(stub: StubServer) -> None:
+def test_vendored_uplot_is_served_with_the_security_headers(stub: History) -> None:
     for path in ("/static/vendor/uplot/uPlot.esm.js", "/static/vendor/uplot/uPlot.min.css",
                  "/runs", "/runs/abc", "/runs/a%2Fb", "/compare"):
         response = httpx.get(stub.http_url + path, timeout=10)
@@ -66,7 +107,7 @@ def test_vendored_uplot_is_served_with_the_security_headers(stub: StubServer) ->
         assert response.headers["x-frame-options"] == "DENY", path
 
 
-def test_table_renders_sorts_and_filters(page: Page, stub: StubServer) -> None:
+def test_table_renders_sorts_and_filters(page: Page, stub: History) -> None:
     stub.seed([
         run("alpha", params={"lr": 0.1, "opt": "adam"}, last_metrics={"loss": 0.5},
             final_accuracy=0.81, started_at="2026-01-01T00:00:03Z", duration_s=30),
@@ -97,7 +138,7 @@ def test_table_renders_sorts_and_filters(page: Page, stub: StubServer) -> None:
     console.assert_clean()
 
 
-def test_a_thousand_runs_with_load_more(page: Page, stub: StubServer) -> None:
+def test_a_thousand_runs_with_load_more(page: Page, stub: History) -> None:
     stub.seed([run(f"r{i:04d}", started_at=f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:"
                    f"{i % 60:02d}Z", params={"lr": i / 1000}, last_metrics={"loss": 1 - i / 1000})
                for i in range(1050)])
@@ -114,7 +155,7 @@ def test_a_thousand_runs_with_load_more(page: Page, stub: StubServer) -> None:
     console.assert_clean()
 
 
-def test_live_events_add_a_row_and_update_status_in_place(page: Page, stub: StubServer) -> None:
+def test_live_events_add_a_row_and_update_status_in_place(page: Page, stub: History) -> None:
     stub.seed([run("old", started_at="2026-01-01T00:00:00Z", last_metrics={"loss": 0.5})])
     console = open_page(page, stub.http_url + "/runs")
     expect(page.locator("#runs-body tr")).to_have_count(1)
@@ -138,7 +179,7 @@ def test_live_events_add_a_row_and_update_status_in_place(page: Page, stub: Stub
     console.assert_clean()
 
 
-def test_xss_in_names_and_params_is_text(page: Page, stub: StubServer) -> None:
+def test_xss_in_names_and_params_is_text(page: Page, stub: History) -> None:
     stub.seed([run("x1", model_name=XSS, params={"evil": XSS}, group=XSS),
                run("x2", params={"evil": "fine"})])
     console = open_page(page, stub.http_url + "/runs")
@@ -167,7 +208,7 @@ def chart_points(page: Page, key: str) -> Any:
 
 
 def test_run_page_charts_every_series_live_and_after_reload(page: Page,
-                                                           stub: StubServer) -> None:
+                                                           stub: History) -> None:
     stub.post({"type": "run_params", "run_id": "r1", "model_name": "ResNet", "group": "sweep",
                "params": {"lr": 0.01, "batch_size": 32, "note": XSS},
                "metadata": {"host": "gpu-box", "pid": 42, "python": "3.12.1",
@@ -206,7 +247,7 @@ def test_run_page_charts_every_series_live_and_after_reload(page: Page,
 
 
 def test_compare_overlays_series_and_highlights_differing_params(page: Page,
-                                                                 stub: StubServer) -> None:
+                                                                 stub: History) -> None:
     stub.post({"type": "run_params", "run_id": "a", "model_name": "A",
                "params": {"lr": 0.1, "opt": "adam", "evil": XSS}},
               {"type": "run_params", "run_id": "b", "model_name": "B",
@@ -234,7 +275,7 @@ def test_compare_overlays_series_and_highlights_differing_params(page: Page,
     console.assert_clean()
 
 
-def test_group_view_counts_best_and_scatter(page: Page, stub: StubServer) -> None:
+def test_group_view_counts_best_and_scatter(page: Page, stub: History) -> None:
     stub.seed([
         run("g1", group="sweep", params={"lr": 0.1}, final_accuracy=0.7),
         run("g2", group="sweep", params={"lr": 0.01}, final_accuracy=0.9),
@@ -258,7 +299,7 @@ def test_group_view_counts_best_and_scatter(page: Page, stub: StubServer) -> Non
 
 
 def test_the_pages_run_under_the_real_content_security_policy(
-        chromium: Any, stub: StubServer) -> None:
+        chromium: Any, stub: History) -> None:
     stub.post({"type": "run_params", "run_id": "c1", "params": {"lr": 0.1}},
               {"type": "run_params", "run_id": "c2", "params": {"lr": 0.2}},
               *[progress("c1", s, loss=1 / s) for s in range(1, 4)],
@@ -282,7 +323,9 @@ def test_the_pages_run_under_the_real_content_security_policy(
 
 
 def test_the_token_goes_along_to_rest_ws_and_links(page: Page, tmp_path: Path) -> None:
-    stub = StubServer(tmp_path, token="s3cret").start()
+    server = LiveServer(tmp_path, extra_args=[*SERVER_ARGS, "--subscriber-token", "s3cret"])
+    server.start()
+    stub = History(server)
     try:
         stub.post({"type": "run_params", "run_id": "t1", "params": {"lr": 1}},
                   progress("t1", 1, loss=0.5), progress("t1", 2, loss=0.4))
@@ -298,7 +341,7 @@ def test_the_token_goes_along_to_rest_ws_and_links(page: Page, tmp_path: Path) -
         chart_points(page, "loss").to_have_attribute("data-points", "3")
         console.assert_clean()
     finally:
-        stub.stop()
+        server.stop()
 
 
 def test_the_dashboard_links_to_the_runs_and_each_run_page(dash: Dashboard) -> None:
@@ -314,7 +357,7 @@ def test_the_dashboard_links_to_the_runs_and_each_run_page(dash: Dashboard) -> N
 
 
 def test_a_run_page_opened_before_the_run_starts_fills_in_live(page: Page,
-                                                               stub: StubServer) -> None:
+                                                               stub: History) -> None:
     console = open_page(page, stub.http_url + "/runs/early")
     expect(page.locator("#page-error")).to_contain_text('no run "early"')
     stub.post(progress("early", 1, loss=0.9), progress("early", 2, loss=0.8))
