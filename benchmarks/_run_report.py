@@ -234,7 +234,7 @@ def history_rows(r: dict[str, Any]) -> list[Row]:
     rows.append(("run history", f"ingest of training_progress ({ingest['events']:,} events)",
                  f"{_median(ingest['with']):,.0f} events/s with series",
                  f"{_median(ingest['without']):,.0f} events/s without",
-                 f"{ingest['ratio']:.3f}", "-", "-"))
+                 f"{ingest['ratio']:.3f} (CPU/event: {ingest['cpu_ratio']:.3f})", "-", "-"))
     return rows
 
 

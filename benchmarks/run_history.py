@@ -190,6 +190,7 @@ def _events(n: int, offset: int) -> list[dict[str, Any]]:
 def ingest(events: int, rounds: int, log: Log) -> dict[str, Any]:
     """Events per second into the real app, with and without series storage, interleaved."""
     rates: dict[str, list[float]] = {"with": [], "without": []}
+    cpu: dict[str, list[float]] = {"with": [], "without": []}
     original = Store.points_added
     batch = 250
     for r in range(rounds):
@@ -202,16 +203,21 @@ def ingest(events: int, rounds: int, log: Log) -> dict[str, Any]:
                                       allowed_hosts=("testserver",),
                                       upload_dir=str(Path(tmp) / "up"))
                 with TestClient(create_app(config, plugins=None)) as client:
-                    t0 = time.perf_counter()
-                    for start in range(0, events, batch):
-                        response = client.post("/api/events", json=_events(batch, start))
+                    bodies = [_events(batch, start) for start in range(0, events, batch)]
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    for body in bodies:
+                        response = client.post("/api/events", json=body)
                         assert response.status_code == 200, response.text
                     rates[mode].append(events / (time.perf_counter() - t0))
-            log(f"ingest {mode:8} round {r + 1}: {rates[mode][-1]:,.0f} events/s")
+                    cpu[mode].append((time.process_time() - c0) / events * 1e6)
+            log(f"ingest {mode:8} round {r + 1}: {rates[mode][-1]:,.0f} events/s, "
+                f"{cpu[mode][-1]:.1f} µs CPU/event (all threads, client included)")
     Store.points_added = original  # type: ignore[method-assign]
     with_, without = statistics.median(rates["with"]), statistics.median(rates["without"])
     return {"events": events, "rounds": rounds, "with": rates["with"],
-            "without": rates["without"], "ratio": with_ / without}
+            "without": rates["without"], "ratio": with_ / without,
+            "cpu_with": cpu["with"], "cpu_without": cpu["without"],
+            "cpu_ratio": statistics.median(cpu["with"]) / statistics.median(cpu["without"])}
 
 
 def measure(quick: bool, log: Log = _log) -> dict[str, Any]:
@@ -237,7 +243,10 @@ def report(result: dict[str, Any]) -> list[str]:
                         f"{naive['median_ms'] / ours['median_ms']:.1f}x |" if naive else "- | - |"))
     lines += ["", f"ingest: with series {statistics.median(i['with']):,.0f} events/s, without "
                   f"{statistics.median(i['without']):,.0f} events/s: ratio {i['ratio']:.3f} "
-                  f"(medians of {i['rounds']} interleaved rounds of {i['events']:,} events)"]
+                  f"(medians of {i['rounds']} interleaved rounds of {i['events']:,} events); "
+                  f"CPU per event (process, all threads) {statistics.median(i['cpu_with']):.1f} "
+                  f"µs with / {statistics.median(i['cpu_without']):.1f} µs without: "
+                  f"{i['cpu_ratio']:.3f}"]
     return lines
 
 
