@@ -100,13 +100,17 @@ class SeriesWriter:
 
         A step a series already has gets the new value (the later point wins).
         """
-        touched: dict[int, _Series] = {}
+        cache = self._cache
+        touched: dict[tuple[str, str], _Series] = {}
         for run_id, key, step, value in points:
-            series = self._series(db, run_id, key)
+            series = cache.get((run_id, key))
             if series is None:
-                continue
-            touched[series.id] = series
-            if step in series.pending:
+                series = self._series(db, run_id, key)
+                if series is None:
+                    continue
+            touched[(run_id, key)] = series
+            pending = series.pending
+            if step in pending:
                 pass
             elif series.last_step is None or step > series.last_step:
                 series.n += 1
@@ -115,7 +119,7 @@ class SeriesWriter:
                     "SELECT 1 FROM points WHERE series_id = ? AND step = ?",
                     (series.id, step)).fetchone() is None:
                 series.n += 1
-            series.pending[step] = value
+            pending[step] = value
             series.last_value = value
             if series.n > MAX_POINTS:
                 self._insert(db, [series])
@@ -123,14 +127,13 @@ class SeriesWriter:
         self._insert(db, touched.values())
         db.executemany("UPDATE series SET n = ?, last_step = ?, last_value = ? WHERE id = ?",
                        [(s.n, s.last_step, s.last_value, s.id) for s in touched.values()])
-        while len(self._cache) > CACHED_SERIES:
-            self._cache.popitem(last=False)
+        for name in touched:  # least recently written first out of the cache
+            cache.move_to_end(name)
+        while len(cache) > CACHED_SERIES:
+            cache.popitem(last=False)
 
     def _series(self, db: sqlite3.Connection, run_id: str, key: str) -> _Series | None:
-        found = self._cache.get((run_id, key))
-        if found is not None:
-            self._cache.move_to_end((run_id, key))
-            return found
+        """Load or create the series ``(run_id, key)`` into the cache (``None``: over the cap)."""
         row = db.execute("SELECT id, n, last_step, last_value FROM series "
                          "WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
         if row is None:
@@ -148,9 +151,12 @@ class SeriesWriter:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, touched: Iterable[_Series]) -> None:
-        rows = [(s.id, step, value) for s in touched for step, value in s.pending.items()]
+        rows: list[tuple[int, int, Any]] = []
         for s in touched:
-            s.pending = {}
+            if s.pending:
+                sid = s.id
+                rows += [(sid, step, value) for step, value in s.pending.items()]
+                s.pending = {}
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[start:start + _ROWS_PER_INSERT]
             db.execute("INSERT OR REPLACE INTO points (series_id, step, value) VALUES "
