@@ -181,8 +181,11 @@ def test_live_events_add_a_row_and_update_status_in_place(page: Page, stub: Hist
 
 def test_xss_in_names_and_params_is_text(page: Page, stub: History) -> None:
     stub.seed([run("x1", model_name=XSS, params={"evil": XSS}, group=XSS),
-               run("x2", params={"evil": "fine"})])
+               run("x2", model_name="file\u202egnp.exe", params={"evil": "fine\u2066"})])
     console = open_page(page, stub.http_url + "/runs")
+    expect(page.locator('#runs-body tr[data-run-id="x2"] .run-link')).to_have_text("filegnp.exe")
+    expect(page.locator('#runs-body tr[data-run-id="x2"] td[data-col="p:evil"]')).to_have_text(
+        "fine")
     expect(page.locator('#runs-body tr[data-run-id="x1"] td[data-col="p:evil"]')).to_have_text(XSS)
     expect(page.locator('#runs-body tr[data-run-id="x1"] .run-link')).to_have_text(XSS)
     assert page.locator("#runs-body img").count() == 0
