@@ -96,11 +96,14 @@ def build(path: str, runs: int, points: int, keys: int, log: Log) -> tuple[float
         naive.execute("INSERT INTO runs VALUES (?, ?)",
                       (run["run_id"], json.dumps({**run, "params": params})))
         naive.executemany("INSERT INTO points VALUES (?, ?, ?, ?)", rows)
-        if i % 50 == 49:
-            store.flush().result()  # keep the pending rows under the store's bound
+        store.flush().result()  # a run at a time: under the store's bound of pending rows
+        if i % 100 == 99:
             naive.commit()
             log(f"history: {i + 1} runs written")
+    dropped = store.dropped
     store.close()
+    if dropped:
+        raise RuntimeError(f"the store dropped {dropped} rows while the history was built")
     naive.commit()
     naive.close()
     return time.perf_counter() - started, runs * points * keys

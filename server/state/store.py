@@ -213,7 +213,11 @@ class Store:
             db = sqlite3.connect(uri, uri=True, isolation_level=None)
             db.execute("PRAGMA busy_timeout = 5000")
             self._reader_db = db
-        return read(self._reader_db)
+        self._reader_db.execute("BEGIN")  # one snapshot for all of the read's statements
+        try:
+            return read(self._reader_db)
+        finally:
+            self._reader_db.execute("COMMIT")
 
     def _close_reader(self) -> None:
         if self._reader_db is not None:

@@ -108,3 +108,25 @@ def test_series_survive_reopening_and_go_with_pruned_runs(tmp_path, monkeypatch)
         db.execute("SELECT COUNT(*) FROM points").fetchone())).result()
     again.close()
     assert left == ([("new",)], [], (6,))
+
+
+def test_a_schema_1_database_is_migrated(tmp_path):
+    from mlops_hooks.server.state import history
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT, "
+        "model_name TEXT, updated TEXT, data TEXT NOT NULL);"
+        "INSERT INTO runs VALUES ('r0', 3, 'completed', 'Net', '2025-12-06T10:00:00.000Z', "
+        "'{\"run_id\": \"r0\", \"status\": \"completed\"}');")
+    old.commit()
+    old.close()
+    store = Store(str(path))
+    store.open().result()
+    body = store.query(history.read_runs).result()
+    store.close()
+    assert [(r["run_id"], r["status"], r["started_at"], r["params"]) for r in body["runs"]] == [
+        ("r0", "completed", "2025-12-06T10:00:00.000Z", {})]
