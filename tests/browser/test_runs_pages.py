@@ -368,3 +368,15 @@ def test_a_run_page_opened_before_the_run_starts_fills_in_live(page: Page,
     expect(page.locator("#page-error")).to_be_hidden()
     expect(page.locator("#run-status")).to_have_text("running")
     console.assert_clean(network_noise=True)  # the 404 of the first read
+
+
+def test_the_run_page_after_a_server_restart_shows_the_whole_history(
+        page: Page, stub: History) -> None:
+    stub.post({"type": "run_params", "run_id": "kept", "params": {"lr": 0.5}},
+              *[progress("kept", s, loss=1 / s) for s in range(1, 8)])
+    stub.server.stop()
+    stub.server.start()  # same port, same database
+    console = open_page(page, stub.http_url + "/runs/kept")
+    chart_points(page, "loss").to_have_attribute("data-points", "7")
+    expect(page.locator('#params-body tr[data-param="lr"] td')).to_have_text("0.5")
+    console.assert_clean()
