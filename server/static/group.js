@@ -14,9 +14,12 @@ function metricOf(run, key) {
   return key === 'final_accuracy' ? run.final_accuracy : (run.last_metrics || {})[key];
 }
 
-/** Fill `select` with `values`, keeping its choice when still offered (else `fallback`). */
+/**
+ * Fill `select` with `values`, keeping the user's choice when still offered, else `fallback`
+ * (which follows the data until the user picks something).
+ */
 function setOptions(select, values, fallback) {
-  const current = select.value;
+  const current = select.dataset.chosen === 'true' ? select.value : fallback;
   const same = select.options.length === values.length
     && values.every((v, i) => select.options[i].value === v);
   if (!same) {
@@ -35,8 +38,12 @@ export class GroupView {
     this.metric = byId('group-metric');
     this.param = byId('group-param');
     this.scatter = new Scatter(byId('group-scatter'), { xLabel: '', yLabel: '' });
-    this.metric.addEventListener('change', () => this.update(this.runs));
-    this.param.addEventListener('change', () => this.update(this.runs));
+    for (const select of [this.metric, this.param]) {
+      select.addEventListener('change', () => {
+        select.dataset.chosen = 'true';
+        this.update(this.runs);
+      });
+    }
   }
 
   /** Redraw from the group's runs (records of `GET /api/runs`). */
@@ -60,7 +67,11 @@ export class GroupView {
       for (const key of Object.keys(run.last_metrics || {})) metrics.add(key);
       for (const key of Object.keys(run.params || {})) params.add(key);
     }
-    setOptions(this.metric, [...metrics], 'final_accuracy');
+    // By default final accuracy when a run has one, else the runs' accuracy, else any metric.
+    const preferred = runs.some((run) => isNum(run.final_accuracy)) ? 'final_accuracy'
+      : ['accuracy', 'val_accuracy', 'val_acc', 'acc'].find((key) => metrics.has(key))
+        || [...metrics].find((key) => key !== 'final_accuracy') || 'final_accuracy';
+    setOptions(this.metric, [...metrics], preferred);
     // By default the first parameter that varies across the group (what a sweep searches).
     const varies = [...params].sort().find((key) => new Set(runs.map((run) => JSON.stringify((run.params || {})[key] ?? null))).size > 1);
     setOptions(this.param, [...params].sort(), varies);

@@ -6,6 +6,9 @@ pages read its ``GET /api/runs...`` routes and follow its ``/ws``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -379,4 +382,35 @@ def test_the_run_page_after_a_server_restart_shows_the_whole_history(
     console = open_page(page, stub.http_url + "/runs/kept")
     chart_points(page, "loss").to_have_attribute("data-points", "7")
     expect(page.locator('#params-body tr[data-param="lr"] td')).to_have_text("0.5")
+    console.assert_clean()
+
+
+def test_a_tracked_training_script_fills_the_run_page(page: Page, stub: History,
+                                                      tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import mlops_hooks\n"
+        "with mlops_hooks.track('e2e model', total_epochs=3, run_id='e2e', group='sweep-e2e',\n"
+        "                       params={'lr': 0.01, 'optimizer': {'name': 'adam'}}) as run:\n"
+        "    for epoch in range(3):\n"
+        "        run.epoch_end(epoch, loss=1 / (epoch + 1), accuracy=0.5 + epoch / 10,\n"
+        "                      metrics={'val_loss': 2 / (epoch + 1)})\n")
+    env = {**os.environ, "MLOPS_HOOKS_URL": stub.server.ws_url, "MLOPS_HOOKS_DISABLE": ""}
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    console = open_page(page, stub.http_url + "/runs/e2e")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator('#params-body tr[data-param="lr"] td')).to_have_text("0.01")
+    expect(page.locator('#params-body tr[data-param="optimizer.name"] td')).to_have_text("adam")
+    expect(page.locator("#run-meta")).to_contain_text("python")
+    # Every point the server kept (the publisher may coalesce progress sent faster than it
+    # sends), every series charted.
+    series = httpx.get(stub.http_url + "/api/runs/e2e/metrics", timeout=10).json()["series"]
+    assert {"loss", "accuracy", "val_loss"} <= set(series)
+    for key, points in series.items():
+        chart_points(page, key).to_have_attribute("data-points", str(len(points)))
+    page.goto(stub.http_url + "/runs?group=sweep-e2e")
+    expect(page.locator("#group-done")).to_have_text("1 of 1")
+    expect(page.locator("#group-best")).to_have_attribute("data-run-id", "e2e")
     console.assert_clean()
