@@ -226,8 +226,19 @@ def stall(quick: bool, log: Log) -> dict[str, Any]:
     return {"pairs": pairs, "events": events}
 
 
+# ---------------------------------------------------------------------- run history
+
+
+def history(quick: bool, log: Log) -> dict[str, Any]:
+    """Serving ``/api/runs`` and a series against a naive implementation; ingest cost."""
+    import run_history
+
+    return run_history.measure(quick, log)
+
+
 PARTS: dict[str, Callable[[bool, Log], dict[str, Any]]] = {
     "callback": callback, "emit": emit, "fanout": fanout, "paced": paced, "stall": stall,
+    "history": history,
 }
 
 

@@ -220,8 +220,26 @@ def stall_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def history_rows(r: dict[str, Any]) -> list[Row]:
+    serving, ingest = r["serving"], r["ingest"]
+    case = f"{serving['runs']:,} runs x {serving['points']:,} steps x {serving['keys']} series"
+    rows: list[Row] = []
+    for name, label in (("runs", "GET /api/runs"), ("runs_500", "GET /api/runs?limit=500"),
+                        ("runs_group", "GET /api/runs?group="),
+                        ("series", "GET /api/runs/{id}/metrics")):
+        ours, naive = serving["ours"][name]["median_ms"], serving["naive"][name]["median_ms"]
+        rows.append(("run history", f"{label}, {case}", f"{ours:.2f} ms",
+                     f"naive (no index, all points): {naive:.2f} ms",
+                     f"{naive / ours:.1f}x faster", "faster than naive", _met(ours < naive)))
+    rows.append(("run history", f"ingest of training_progress ({ingest['events']:,} events)",
+                 f"{_median(ingest['with']):,.0f} events/s with series",
+                 f"{_median(ingest['without']):,.0f} events/s without",
+                 f"{ingest['ratio']:.3f} (CPU/event: {ingest['cpu_ratio']:.3f})", "-", "-"))
+    return rows
+
+
 ROWS = {"callback": callback_rows, "emit": emit_rows, "fanout": fanout_rows,
-        "paced": paced_rows, "stall": stall_rows}
+        "paced": paced_rows, "stall": stall_rows, "history": history_rows}
 
 
 def table(results: dict[str, Any]) -> list[str]:

@@ -13,6 +13,9 @@ Parts (each in its own process, in this order; the measuring code is the owners'
 * ``paced`` - 100 subscribers at 200 events/s, same three servers. Target: p99 < 20 ms.
 * ``stall`` - 5 of 50 subscribers never read, against 45 readers alone. Target: the readers
   within 1.2x, RSS bounded.
+* ``history`` - ``/api/runs`` and one run's series with 1,000 runs x 2,000 points, against a
+  naive implementation (no index, all points); ingest with series storage / without, as a
+  ratio (``run_history.py``).
 
 Usage::
 
@@ -41,7 +44,7 @@ sys.path.insert(0, str(HERE))
 import _run_report as report  # noqa: E402
 
 MARKER = "@@bench-result@@ "
-PART_NAMES = ("callback", "emit", "fanout", "paced", "stall")
+PART_NAMES = ("callback", "emit", "fanout", "paced", "stall", "history")
 PART_TIMEOUT = 900
 
 

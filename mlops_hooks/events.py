@@ -19,129 +19,65 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, get_args
 
 import msgspec
 
-from mlops_hooks._event_errors import EventError, check_metadata, explain
+from mlops_hooks._events.errors import EventError, check_metadata, explain
+from mlops_hooks._events.fields import (
+    ALERT_PRIORITIES,
+    FILE_STATUSES,
+    HEALTH_VALUES,
+    MAX_ACTION,
+    MAX_ACTIONS,
+    MAX_INT,
+    MAX_KEY,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH,
+    MAX_METADATA_KEYS,
+    MAX_METRICS,
+    MAX_PARAM_TEXT,
+    MAX_PARAMS,
+    MODEL_STATUSES,
+    STAGE_TEXT,
+    TRAINING_STAGES,
+    Actions,
+    AlertPriority,
+    Count,
+    ErrorCode,
+    Event,
+    FileStatus,
+    Fraction,
+    Health,
+    Key,
+    Metadata,
+    Metrics,
+    ModelStatus,
+    Name,
+    NonNegative,
+    Number,
+    Params,
+    ParamValue,
+    Percent,
+    Text,
+    Timestamp,
+    TrainingStage,
+)
 
 __all__ = [
-    "ALERT_PRIORITIES",
-    "EVENT_CLASSES",
-    "EVENT_TYPES",
-    "FILE_STATUSES",
-    "HEALTH_VALUES",
-    "LIFECYCLE_TYPES",
-    "MAX_INT",
-    "MAX_KEY",
-    "MAX_METRICS",
-    "MODEL_STATUSES",
-    "STAGE_TEXT",
-    "TRAINING_STAGES",
-    "Activity",
-    "ActivityUpdate",
-    "Alert",
-    "AnyEvent",
-    "Event",
-    "EventError",
-    "FileValidated",
-    "HealthChange",
-    "ModelDeployed",
-    "ModelStatusChange",
-    "PredictionVolume",
-    "SystemAlert",
-    "SystemMetrics",
-    "TrainingCompleted",
-    "TrainingFailed",
-    "TrainingProgress",
-    "UploadProgress",
-    "decode",
-    "decode_many",
-    "encode",
-    "from_dict",
-    "to_dict",
+    "ALERT_PRIORITIES", "ALL_EVENT_CLASSES", "EVENT_CLASSES", "EVENT_TYPES",
+    "EXTENSION_CLASSES", "EXTENSION_TYPES", "FILE_STATUSES", "HEALTH_VALUES",
+    "LIFECYCLE_TYPES", "MAX_ACTION", "MAX_ACTIONS", "MAX_INT", "MAX_KEY", "MAX_METADATA_BYTES",
+    "MAX_METADATA_DEPTH", "MAX_METADATA_KEYS", "MAX_METRICS", "MAX_PARAMS", "MAX_PARAM_TEXT",
+    "MODEL_STATUSES", "STAGE_TEXT", "TRAINING_STAGES", "Actions", "Activity", "ActivityUpdate",
+    "Alert", "AlertPriority", "AnyEvent", "Count", "ErrorCode", "Event", "EventError",
+    "FileStatus", "FileValidated", "Fraction", "Health", "HealthChange", "Key", "Metadata",
+    "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange", "Name", "NonNegative",
+    "Number", "ParamValue", "Params", "Percent", "PredictionVolume", "RunParams",
+    "SystemAlert", "SystemMetrics", "Text", "Timestamp", "TrainingCompleted", "TrainingFailed",
+    "TrainingProgress", "TrainingStage", "UploadProgress", "decode", "decode_many", "encode",
+    "from_dict", "to_dict",
 ]
-
-# --------------------------------------------------------------------------- value sets
-
-ModelStatus = Literal["active", "training", "error", "inactive"]
-TrainingStage = Literal[
-    "data_preparation", "feature_engineering", "model_training", "validation", "finalization"
-]
-Health = Literal["healthy", "warning", "critical"]
-AlertPriority = Literal["low", "medium", "high"]
-FileStatus = Literal["success", "error"]
-
-MODEL_STATUSES: tuple[str, ...] = get_args(ModelStatus)
-TRAINING_STAGES: tuple[str, ...] = get_args(TrainingStage)
-HEALTH_VALUES: tuple[str, ...] = get_args(Health)
-ALERT_PRIORITIES: tuple[str, ...] = get_args(AlertPriority)
-FILE_STATUSES: tuple[str, ...] = get_args(FileStatus)
-
-#: Human-readable text for each training stage (the spec's ``current_stage``).
-STAGE_TEXT: dict[str, str] = {
-    "data_preparation": "Preparing data",
-    "feature_engineering": "Engineering features",
-    "model_training": "Training model",
-    "validation": "Validating model",
-    "finalization": "Finalizing model",
-}
-
-# --------------------------------------------------------------------------- field types
-
-#: Largest integer an event may carry: JavaScript's ``Number.MAX_SAFE_INTEGER`` (a dashboard
-#: reads it exactly); a count of 2**64 or a 30-digit number is refused.
-MAX_INT = 2**53 - 1
-#: Caps on nested values: keys of ``metrics``; keys, depth and encoded size of ``metadata``;
-#: items and length of ``actions``.
-MAX_METRICS, MAX_KEY = 256, 128
-MAX_METADATA_KEYS, MAX_METADATA_DEPTH, MAX_METADATA_BYTES = 64, 6, 16 * 1024
-MAX_ACTIONS, MAX_ACTION = 16, 256
-# A real calendar shape: month 01-12, day 01-31, hour 00-23, minute and second 00-59 (60: leap).
-_ISO = (r"^(?!0000)\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:"
-        r"([0-5]\d|60)(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
-Timestamp = Annotated[str, msgspec.Meta(pattern=_ISO, description="ISO-8601 date-time")]
-Percent = Annotated[int, msgspec.Meta(ge=0, le=100)] | Annotated[float, msgspec.Meta(ge=0, le=100)]
-Fraction = Annotated[int, msgspec.Meta(ge=0, le=1)] | Annotated[float, msgspec.Meta(ge=0, le=1)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
-NonNegative = Count | Annotated[float, msgspec.Meta(ge=0)]
-Number = Annotated[int, msgspec.Meta(ge=-MAX_INT, le=MAX_INT)] | float
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
-Text = Annotated[str, msgspec.Meta(max_length=8192)]
-Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY)]
-Metrics = Annotated[dict[Key, Number], msgspec.Meta(max_length=MAX_METRICS)]
-Metadata = Annotated[dict[Key, Any], msgspec.Meta(max_length=MAX_METADATA_KEYS)]
-Actions = Annotated[list[Annotated[str, msgspec.Meta(max_length=MAX_ACTION)]],
-                    msgspec.Meta(max_length=MAX_ACTIONS)]
-ErrorCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
-
-
-class Event(
-    msgspec.Struct,
-    tag_field="type",
-    kw_only=True,
-    omit_defaults=True,
-    forbid_unknown_fields=True,
-):
-    """Base of every event: the envelope fields of DESIGN.md.
-
-    Attributes:
-        seq: Position in the server's stream, assigned by the server (strictly increasing).
-        timestamp: ISO-8601 UTC time the event happened; filled in when absent.
-        run_id: The training run an event belongs to (training events).
-        event_id: Idempotency key: a re-sent event with the same key is accepted once.
-    """
-
-    seq: Count | None = None
-    timestamp: Timestamp | None = None
-    run_id: Name | None = None
-    event_id: Name | None = None
-
-    @property
-    def type(self) -> str:
-        """The event type, as on the wire (``"training_progress"``, ...)."""
-        return self.__struct_config__.tag  # type: ignore[return-value]
-
 
 # --------------------------------------------------------------------------- live system status
 
@@ -337,9 +273,38 @@ class SystemAlert(Event, tag="system_alert", kw_only=True):
     alert: Alert
 
 
+# --------------------------------------------------------------------------- extensions
+
+
+class RunParams(Event, tag="run_params", kw_only=True):
+    """A run's parameters and where it ran (protocol extension, not one of the spec's types).
+
+    Sent once at the start of a run and possibly again later (scikit-learn's ``best_params_``
+    at the end, as ``best.<name>``); a receiver merges ``params`` (later keys win) and keeps the
+    first ``metadata``, adding only keys it lacks. Never dropped or coalesced.
+
+    Attributes:
+        run_id: The run the parameters belong to (required).
+        params: Flat parameters: nested configuration is flattened with ``.``
+            (``optimizer.lr``); values are strings (at most 1024 characters), numbers, booleans
+            or null; at most 256 keys of at most 128 characters.
+        metadata: Where and how the run ran: ``host``, ``pid``, ``python``, ``frameworks``
+            (``{"torch": "2.5.1"}``), ``command``, ``git`` (``{"commit": ..., "dirty": ...}``
+            or null); a JSON object of at most 64 keys, 6 levels and 16 KiB.
+        model_name: The run's model name.
+        group: The sweep or study the run belongs to (a search's name, ``MLOPS_HOOKS_GROUP``).
+    """
+
+    run_id: Name
+    params: Params
+    metadata: Metadata | None = None
+    model_name: Name | None = None
+    group: Name | None = None
+
+
 # --------------------------------------------------------------------------- registry
 
-AnyEvent = (
+SpecEvent = (
     ModelDeployed
     | ModelStatusChange
     | PredictionVolume
@@ -353,13 +318,20 @@ AnyEvent = (
     | ActivityUpdate
     | SystemAlert
 )
+#: Every event class a decoder accepts: the spec's twelve and the extensions.
+AnyEvent = SpecEvent | RunParams
 
-#: Every event class by its wire ``type``, in the spec's order.
+#: Every event class of the spec by its wire ``type``, in the spec's order.
 EVENT_CLASSES: dict[str, type[Event]] = {
     cls.__struct_config__.tag: cls
-    for cls in get_args(AnyEvent)
+    for cls in get_args(SpecEvent)
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
+#: Event types this project adds to the spec (docs/protocol.md, "extension" sections).
+EXTENSION_CLASSES: dict[str, type[Event]] = {"run_params": RunParams}
+EXTENSION_TYPES: tuple[str, ...] = tuple(EXTENSION_CLASSES)
+#: Every event class by its wire ``type``: the spec's, then the extensions.
+ALL_EVENT_CLASSES: dict[str, type[Event]] = {**EVENT_CLASSES, **EXTENSION_CLASSES}
 
 #: Event types that must always be delivered, in order (never coalesced or dropped).
 LIFECYCLE_TYPES: frozenset[str] = frozenset(
@@ -372,6 +344,7 @@ LIFECYCLE_TYPES: frozenset[str] = frozenset(
         "file_validated",
         "activity_update",
         "system_alert",
+        "run_params",
     }
 )
 
@@ -396,7 +369,7 @@ def decode(data: bytes | str) -> AnyEvent:
         event: AnyEvent = _decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
             UnicodeDecodeError) as exc:
-        raise explain(exc, data, EVENT_CLASSES) from None
+        raise explain(exc, data, ALL_EVENT_CLASSES) from None
     _check_nested(event)
     return event
 
@@ -418,7 +391,7 @@ def decode_many(data: bytes | str) -> list[AnyEvent]:
         events = _many_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError,
             UnicodeDecodeError) as exc:
-        raise explain(exc, data, EVENT_CLASSES) from None
+        raise explain(exc, data, ALL_EVENT_CLASSES) from None
     for i, event in enumerate(events):
         _check_nested(event, f"[{i}].")
     return events
@@ -435,7 +408,7 @@ def from_dict(data: Any) -> AnyEvent:
     try:
         event: AnyEvent = msgspec.convert(data, AnyEvent)
     except (msgspec.ValidationError, RecursionError) as exc:
-        raise explain(exc, data, EVENT_CLASSES) from None
+        raise explain(exc, data, ALL_EVENT_CLASSES) from None
     _check_nested(event)
     return event
 

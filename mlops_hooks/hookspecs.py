@@ -289,6 +289,31 @@ def mlops_system_alert(event: ev.SystemAlert, side: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------
+# Protocol extensions (docs/protocol.md)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_run_params(event: ev.RunParams, side: str) -> None:
+    """Receive a ``run_params`` event: a run's parameters and metadata.
+
+    Called: once when a run starts (after its first ``training_progress``), with the
+    parameters the adapter captured (Lightning ``hparams``, optimizer, batch size, ...; Keras
+    optimizer config; scikit-learn ``get_params()`` and the search's grid; ``track(params=)``)
+    and where it runs (host, pid, versions, command line, git commit); possibly again later
+    with more parameters (scikit-learn's ``best_params_`` as ``best.<name>``).
+
+    Process: both.
+
+    May: react (the shared rules).
+
+    Args:
+        event: The :class:`~mlops_hooks.events.RunParams` event.
+        side: The process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
 # Connection
 # -------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from mlops_hooks.protocol import problem
 from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
-from mlops_hooks.server.endpoints import files, publish, rest, subscribe
+from mlops_hooks.server.endpoints import files, pages, publish, rest, runs, subscribe
 from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
@@ -29,7 +29,8 @@ __all__ = ["create_app"]
 
 _DEFAULT: Any = object()
 #: Requests timed for ``api_response_time_ms`` (uploads are timed by their size, not the API).
-_TIMED_PREFIXES = ("/api/models", "/api/monitoring", "/api/activity", "/api/events", "/healthz")
+_TIMED_PREFIXES = ("/api/models", "/api/monitoring", "/api/activity", "/api/events", "/api/runs",
+                   "/healthz")
 #: The page's Content-Security-Policy: its own scripts, styles and connections only, and no
 #: framing (clickjacking). ``{ws}`` names the page's own WebSocket origins for browsers whose
 #: ``'self'`` does not cover ``ws:``/``wss:``.
@@ -126,12 +127,18 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
 
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),
+        Route("/runs", pages.runs_page, methods=["GET", "HEAD"]),
+        Route("/runs/{run_id:path}", pages.run_page, methods=["GET", "HEAD"]),
+        Route("/compare", pages.compare_page, methods=["GET", "HEAD"]),
         WebSocketRoute("/ws", subscribe.Subscribe()),
         WebSocketRoute("/ws/publish", publish.publish_ws),
         Route("/api/events", publish.post_events, methods=["POST"]),
         Route("/api/models", rest.models, methods=["GET"]),
         Route("/api/monitoring/system", rest.system, methods=["GET"]),
         Route("/api/activity", rest.activity, methods=["GET"]),
+        Route("/api/runs", runs.runs, methods=["GET"]),
+        Route("/api/runs/{run_id}", runs.run, methods=["GET"]),
+        Route("/api/runs/{run_id}/metrics", runs.run_metrics, methods=["GET"]),
         Route("/api/files", files.upload, methods=["POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),

@@ -2,8 +2,8 @@
 
 :class:`Run` (:mod:`.lifecycle`) is what adapters and ``track()`` users call; the maths of
 progress and ETA (:mod:`.progress`), the English of the events (:mod:`.messages`) and the
-activity-feed entries (:mod:`.activity`) live beside it, one concern each; :func:`track`
-(:mod:`.tracking`) wraps a hand-written loop in a run.
+activity-feed entries (:mod:`.activity`) live beside it, one concern each; ``track()``
+(:mod:`.tracking`) wraps a hand-written loop, and :mod:`.params` sends a run's parameters.
 """
 
 from mlops_hooks.run.lifecycle import Emit, Outcome, Run

@@ -305,16 +305,28 @@ class Run(Position):
         if accuracy is not None:
             acc = to_float(accuracy)
             self._accuracy = acc if acc is not None and 0 <= acc <= 1 else self._accuracy
-        if metrics:
-            for key, value in metrics.items():
-                number, name = to_float(value), str(key)[:ev.MAX_KEY]  # the event's caps
-                if number is not None and (name in self._metrics
-                                           or len(self._metrics) < ev.MAX_METRICS):
-                    self._metrics[name] = number
+        self._merge_metrics(metrics)
         now = _perf()
         self._estimator.epoch_ended(now)
         self._learn_epoch_length()
         self._send_progress(now)
+
+    def _merge_metrics(self, metrics: Mapping[str, object] | None) -> None:
+        for key, value in (metrics or {}).items():
+            number, name = to_float(value), str(key)[:ev.MAX_KEY]  # the event's caps
+            if number is not None and (name in self._metrics
+                                       or len(self._metrics) < ev.MAX_METRICS):
+                self._metrics[name] = number
+
+    def update_metrics(self, metrics: Mapping[str, object]) -> None:
+        """Add metrics that arrive after the epoch's end and send progress with them.
+
+        For values a framework logs once the adapter has seen the epoch end (Lightning's
+        ``LightningModule.on_train_epoch_end``); the event keeps the current step and epoch.
+        """
+        if self.active:
+            self._merge_metrics(metrics)
+            self._send_progress(_perf())
 
     def complete(
         self,

@@ -54,11 +54,11 @@ def parse_subscription(query: Any) -> tuple[int | None, frozenset[str] | None]:
         names = [t.strip() for t in raw_types.split(",") if t.strip()]
         if not names:  # ",,," would be a subscription that can never receive an event
             raise Denied(400, f"types: no event type named in {raw_types!r}; name one or more "
-                              f"of {', '.join(ev.EVENT_TYPES)}, or leave types out for all")
-        unknown = [t for t in names if t not in ev.EVENT_CLASSES]
+                              f"of {', '.join(ev.ALL_EVENT_CLASSES)}, or leave types out for all")
+        unknown = [t for t in names if t not in ev.ALL_EVENT_CLASSES]
         if unknown:
             raise Denied(400, f"types: unknown event type(s) {', '.join(map(repr, unknown))}; "
-                              f"known: {', '.join(ev.EVENT_TYPES)}")
+                              f"known: {', '.join(ev.ALL_EVENT_CLASSES)}")
         types = frozenset(names)
     return since, types
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["CHART_METRICS", "MAX_POINTS", "RUN_STATUSES", "RunState"]
+__all__ = ["CHART_METRICS", "MAX_POINTS", "RUN_STATUSES", "RunState", "normal_time",
+           "series_point"]
 
 #: Chart points kept per run; older points are thinned so the chart spans the whole run.
 MAX_POINTS = 200
@@ -13,6 +15,51 @@ RUN_STATUSES = ("running", "completed", "failed", "stalled")
 #: The ``metrics`` a chart point keeps (what the page's chart draws), not the whole dict.
 CHART_METRICS = ("val_loss", "val_accuracy", "val_acc", "accuracy", "acc")
 _TERMINAL = ("completed", "failed")
+
+
+def normal_time(timestamp: Any) -> str | None:
+    """``timestamp`` as ISO-8601 UTC with milliseconds and ``Z`` (so text order is time order).
+
+    ``None`` when it is not an ISO-8601 time.
+    """
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    stamp = moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def series_point(data: dict[str, Any]) -> tuple[int, dict[str, float]] | None:
+    """The series values one ``training_progress`` adds, and their step (docs/protocol.md).
+
+    The step is ``current_step``, else ``current_epoch`` (no point without either); series
+    ``loss`` is ``current_loss``, ``accuracy`` is ``current_accuracy``, and each key of
+    ``metrics`` is a series of its own (a ``metrics`` key wins over the two named before it).
+
+    Returns:
+        ``(step, {key: value})``, or ``None`` when the event has no step or no value.
+    """
+    step = data.get("current_step")
+    if step is None:
+        step = data.get("current_epoch")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None
+    values: dict[str, float] = {}
+    for key, field in (("loss", "current_loss"), ("accuracy", "current_accuracy")):
+        value = data.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[key] = value
+    metrics = data.get("metrics")
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[str(key)] = value
+    return (step, values) if values else None
 
 
 def _chart_metrics(metrics: Any) -> dict[str, Any] | None:
@@ -34,8 +81,9 @@ class RunState:
         model_name: What is being trained, when known.
     """
 
-    __slots__ = ("_count", "_stride", "_tail", "completed", "failed", "model_name", "points",
-                 "progress", "run_id", "seen_at", "status", "updated")
+    __slots__ = ("_count", "_stride", "_tail", "completed", "ended_at", "failed", "group",
+                 "model_name", "points", "progress", "run_id", "seen_at", "started_at", "status",
+                 "updated")
 
     def __init__(self, run_id: str, model_name: str | None = None) -> None:
         self.run_id = run_id
@@ -46,6 +94,11 @@ class RunState:
         self.failed: dict[str, Any] | None = None
         self.points: list[dict[str, Any]] = []
         self.updated: str | None = None
+        #: Time of the run's first event, and of its ``training_completed``/``failed``.
+        self.started_at: str | None = None
+        self.ended_at: str | None = None
+        #: The sweep or study the run belongs to (``run_params``'s ``group``).
+        self.group: str | None = None
         self.seen_at = time.monotonic()
         self._count = 0
         self._stride = 1
@@ -61,6 +114,8 @@ class RunState:
         self.seen_at = time.monotonic()
         if timestamp:
             self.updated = timestamp
+            if self.started_at is None:
+                self.started_at = normal_time(timestamp)
 
     def on_progress(self, data: dict[str, Any]) -> None:
         """Apply a ``training_progress`` event (its wire dict)."""
@@ -85,6 +140,7 @@ class RunState:
             self.model_name = data["model_name"]
         self.completed = data
         self.status = "completed"
+        self.ended_at = normal_time(data.get("timestamp"))
 
     def on_failed(self, data: dict[str, Any]) -> None:
         """Apply a ``training_failed`` event."""
@@ -92,6 +148,14 @@ class RunState:
             self.model_name = data["model_name"]
         self.failed = data
         self.status = "failed"
+        self.ended_at = normal_time(data.get("timestamp"))
+
+    def on_params(self, data: dict[str, Any]) -> None:
+        """Apply a ``run_params`` event: its model name and group (its params go to history)."""
+        if data.get("model_name"):
+            self.model_name = data["model_name"]
+        if isinstance(data.get("group"), str):
+            self.group = data["group"]
 
     def mark_stalled(self) -> bool:
         """Mark a running run as stalled; returns whether it changed."""
@@ -125,6 +189,9 @@ class RunState:
             "failed": self.failed,
             "points": list(self.points),
             "updated": self.updated,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "group": self.group,
         }
 
     @classmethod
@@ -140,5 +207,9 @@ class RunState:
                       for p in list(data.get("points") or [])[-MAX_POINTS:]
                       if isinstance(p, dict)]
         run.updated = data.get("updated")
+        run.started_at = normal_time(data.get("started_at"))
+        run.ended_at = normal_time(data.get("ended_at"))
+        group = data.get("group")
+        run.group = group if isinstance(group, str) else None
         run._count = len(run.points)
         return run

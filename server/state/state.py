@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import iso_utc
-from mlops_hooks.server.state.runs import RunState
+from mlops_hooks.server.state.runs import RunState, series_point
 from mlops_hooks.server.state.summary import BUDGETS, fit, summarise, summarise_run
 
 __all__ = ["MODEL_FIELDS", "State", "StateListener", "run_key"]
@@ -49,6 +49,13 @@ class StateListener(Protocol):
 
     def deployment_added(self, event: dict[str, Any], seq: int) -> None:
         """A ``model_deployed`` event arrived."""
+
+    def points_added(self, run_id: str, step: int, values: dict[str, float]) -> None:
+        """A ``training_progress`` added one point to each of these series of a run."""
+
+    def params_added(self, run_id: str, params: dict[str, Any],
+                     metadata: dict[str, Any]) -> None:
+        """A ``run_params`` event arrived: params to merge, metadata to complete."""
 
 
 def run_key(event: ev.Event) -> str:
@@ -137,6 +144,19 @@ class State:
         run = self._run(event)
         if not run.finished:
             run.on_progress(data)
+            if event.run_id is not None and self.listener is not None:
+                point = series_point(data)
+                if point is not None:
+                    self.listener.points_added(run.run_id, point[0], point[1])
+        self._run_changed(run, seq)
+
+    def _on_run_params(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
+        run = self._run(event)
+        run.on_params(data)
+        if self.listener is not None:
+            params, metadata = data.get("params"), data.get("metadata")
+            self.listener.params_added(run.run_id, params if isinstance(params, dict) else {},
+                                       metadata if isinstance(metadata, dict) else {})
         self._run_changed(run, seq)
 
     def _on_training_completed(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:

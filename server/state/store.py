@@ -1,4 +1,4 @@
-"""SQLite history: runs, models, deployments, activity, the last ``seq`` and recent event ids.
+"""SQLite history: runs (params, series), models, deployments, activity, seq and event ids.
 
 Every database call runs on one dedicated thread (``sqlite3`` connections belong to the thread
 that opened them), so the event loop never waits on the disk. The loop only records what
@@ -11,6 +11,10 @@ Crash safety (``kill -9``): ingest waits for :meth:`Store.commit` before acknowl
 event's ``seq``, ``event_id`` and state changes are on disk and a re-sent event is recognised
 after a restart. A ``clean`` flag in ``meta`` tells the next start whether this process closed
 the database (:attr:`History.unclean`).
+
+Reads (:meth:`Store.query`, for ``GET /api/runs``) see everything noted before them: they wait
+for pending changes to be committed, then run on a reader thread of their own (a file database
+in WAL mode serves them beside the writer; an in-memory one serves them on the writer's thread).
 """
 
 from __future__ import annotations
@@ -20,30 +24,41 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 
 from mlops_hooks.server.config import IDEMPOTENCY_WINDOW
+from mlops_hooks.server.state import history as run_history
+from mlops_hooks.server.state import series as series_module
+from mlops_hooks.server.state.series import SeriesWriter
 
 __all__ = ["History", "Store"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("mlops_hooks.server")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
-    status TEXT, model_name TEXT, updated TEXT, data TEXT NOT NULL);
+    status TEXT, model_name TEXT, updated TEXT, data TEXT NOT NULL,
+    started_at TEXT NOT NULL DEFAULT '', ended_at TEXT, grp TEXT, progress REAL,
+    final_accuracy REAL);
 CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deployments (seq INTEGER PRIMARY KEY, model_id TEXT,
     data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS activity (seq INTEGER PRIMARY KEY, id TEXT, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS event_ids (event_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-"""
+CREATE TABLE IF NOT EXISTS run_params (run_id TEXT PRIMARY KEY, params TEXT NOT NULL,
+    metadata TEXT NOT NULL);
+""" + series_module.SCHEMA
 #: Rows kept per table (older ones are pruned).
 #: ``event_ids``: the idempotency window, as long as the backends' (re-sends are recognised
 #: after a restart as before it).
@@ -60,8 +75,8 @@ _APPEND = {
     "activity": ("INSERT OR REPLACE INTO activity (seq, id, data) VALUES ", 3),
     "deployments": ("INSERT OR REPLACE INTO deployments (seq, model_id, data) VALUES ", 3),
     "event_ids": ("INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES ", 2),
-    "runs": ("INSERT OR REPLACE INTO runs (run_id, seq, status, model_name, updated, data) "
-             "VALUES ", 6),
+    "runs": ("INSERT INTO runs (run_id, seq, status, model_name, updated, data, started_at, "
+             "ended_at, grp, progress, final_accuracy) VALUES ", 11),
     "models": ("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES ", 3),
 }
 #: Bound parameters per statement (SQLite's historical limit is 999).
@@ -104,6 +119,10 @@ class Store:
         self._runs: dict[str, tuple[int, dict[str, Any]]] = {}
         self._models: dict[str, tuple[int, dict[str, Any]]] = {}
         self._rows: list[tuple[str, tuple[Any, ...]]] = []
+        self._series = SeriesWriter()
+        self._reader: ThreadPoolExecutor | None = None
+        self._reader_db: sqlite3.Connection | None = None
+        self._busy = False
         self._sql: dict[tuple[str, int], str] = {}
         self._seq = 0
         self._scheduled = False
@@ -128,6 +147,9 @@ class Store:
         self._closing.set()  # a batch waiting for company is written at once
         self._urgent.set()
         try:
+            if self._reader is not None:
+                self._reader.submit(self._close_reader).result()
+                self._reader.shutdown(wait=True)
             self._executor.submit(self._flush, 0.0).result()
             self._executor.submit(self._close).result()
         finally:
@@ -157,6 +179,51 @@ class Store:
                 future.set_result(None)
         return future
 
+    def query(self, read: Callable[[sqlite3.Connection], T]) -> Future[T]:
+        """Run ``read`` on a database connection once everything noted so far is committed.
+
+        Args:
+            read: Called with a connection, on a thread of the store; must only read.
+
+        Returns:
+            Its result (or its exception).
+        """
+        if self.path == ":memory:":  # one connection: read on the writer's thread, in order
+            with self._lock:
+                if self._scheduled:
+                    self._urgent.set()
+            return self._executor.submit(self._read_here, read)
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1,
+                                              thread_name_prefix="mlops-hooks-db-read")
+        return self._reader.submit(self._read_after_writes, read)
+
+    def _read_here(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise sqlite3.OperationalError("the history database is closed")
+        return read(self._db)
+
+    def _read_after_writes(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            pending = self._scheduled or self._busy or bool(self._waiters)
+        if pending:
+            self.commit().result()
+        if self._reader_db is None:
+            uri = Path(os.path.abspath(self.path)).as_uri() + "?mode=ro"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 5000")
+            self._reader_db = db
+        self._reader_db.execute("BEGIN")  # one snapshot for all of the read's statements
+        try:
+            return read(self._reader_db)
+        finally:
+            self._reader_db.execute("COMMIT")
+
+    def _close_reader(self) -> None:
+        if self._reader_db is not None:
+            self._reader_db.close()
+            self._reader_db = None
+
     # ------------------------------------------------------------------ changes (loop side)
 
     def _schedule(self) -> None:
@@ -185,6 +252,19 @@ class Store:
         """Append a ``model_deployed`` event."""
         self._row("deployments", (seq, event.get("model_id") or event.get("model_name"),
                                   _encode(event).decode()))
+
+    def points_added(self, run_id: str, step: int, values: dict[str, float]) -> None:
+        """Append one point to each named series of a run (in stream order)."""
+        with self._lock:
+            self._rows.extend(("points", (run_id, key, step, value))
+                              for key, value in values.items())
+            self._trim()
+            self._schedule()
+
+    def params_added(self, run_id: str, params: dict[str, Any],
+                     metadata: dict[str, Any]) -> None:
+        """Merge a ``run_params`` event's params (later keys win) and metadata (first wins)."""
+        self._row("params", (run_id, params, metadata))
 
     def note(self, seq: int, event_id: str | None) -> None:
         """Remember the stream position (and the event's idempotency key)."""
@@ -224,7 +304,8 @@ class Store:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
+            run_history.migrate(db)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', '2')")
             history = self._read(db)
             clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
             history.unclean = clean is not None and clean[0] != "1"
@@ -269,9 +350,11 @@ class Store:
             models, self._models = self._models, {}
             rows, self._rows = self._rows, []
             seq = self._seq
+            self._busy = True
         try:
             self._write(runs, models, rows, seq)
         finally:
+            self._busy = False
             for waiter in waiters:
                 with suppress(InvalidStateError):  # its waiter was cancelled
                     waiter.set_result(None)
@@ -284,16 +367,21 @@ class Store:
             return
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         if runs:
-            grouped["runs"] = [(k, s, r.get("status"), r.get("model_name"), r.get("updated"),
-                                _encode(r).decode()) for k, (s, r) in runs.items()]
+            grouped["runs"] = [run_history.run_row(k, s, r) for k, (s, r) in runs.items()]
         if models:
             grouped["models"] = [(k, s, _encode(m).decode()) for k, (s, m) in models.items()]
-        for table, params in rows:  # order kept within each table
-            grouped.setdefault(table, []).append(params)
+        for table, row in rows:  # order kept within each table
+            grouped.setdefault(table, []).append(row)
+        points = grouped.pop("points", None)
+        params = grouped.pop("params", None)
         try:
             db.execute("BEGIN")
             for table, batch in grouped.items():
                 self._insert(db, table, batch)
+            if points:
+                self._series.write(db, points)
+            if params:
+                run_history.merge_params(db, params)
             if seq:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(seq),))
             self._flushes += 1
@@ -302,6 +390,7 @@ class Store:
             db.execute("COMMIT")
             self.writes += 1
         except sqlite3.Error as exc:
+            self._series.forget()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             if not self._failed:
@@ -322,15 +411,20 @@ class Store:
             sql = self._sql.get((table, len(chunk)))
             if sql is None:
                 group = "(" + ", ".join("?" * width) + ")"
-                sql = self._sql[(table, len(chunk))] = head + ", ".join([group] * len(chunk))
+                sql = head + ", ".join([group] * len(chunk))
+                if table == "runs":
+                    sql += run_history.RUN_UPSERT
+                self._sql[(table, len(chunk))] = sql
             db.execute(sql, [value for row in chunk for value in row])
 
-    @staticmethod
-    def _prune(db: sqlite3.Connection) -> None:
+    def _prune(self, db: sqlite3.Connection) -> None:
         for table, keep in KEEP.items():
             db.execute(
                 f"DELETE FROM {table} WHERE seq < (SELECT MIN(seq) FROM "
                 f"(SELECT seq FROM {table} ORDER BY seq DESC LIMIT ?))", (keep,))
+        db.execute("DELETE FROM run_params WHERE run_id NOT IN (SELECT run_id FROM runs)")
+        if SeriesWriter.prune(db):
+            self._series.forget()
 
     def _close(self) -> None:
         if self._db is not None:
@@ -338,3 +432,4 @@ class Store:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('clean', '1')")
             self._db.close()
             self._db = None
+

@@ -68,7 +68,7 @@ def summarise_run(run: dict[str, Any]) -> dict[str, Any]:
     out = dict(run)
     for key in ("progress", "completed", "failed"):
         out[key] = summarise(run.get(key))
-    for key in ("run_id", "model_name"):
+    for key in ("run_id", "model_name", "group"):
         if isinstance(out.get(key), str):
             out[key] = out[key][:TEXT_CHARS]
     return out

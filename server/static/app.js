@@ -18,6 +18,10 @@ configureToasts(config.toastMs);
 configurePublishing(config.token);
 
 const manager = new WebSocketManager(config);
+// The run history pages read with the same subscriber token: the link carries it.
+if (config.token) {
+  document.getElementById('runs-link').search = new URLSearchParams({ token: config.token }).toString();
+}
 window.wsManager = manager;
 
 // First handler: align "time ago" with the server's clock before any panel renders.

@@ -28,7 +28,8 @@ function stat(label, key) {
 
 export class RunPanel {
   /**
-   * @param {object} handlers `{onRetry(run, button), onDeploy(run, button), onDismiss(run)}`
+   * @param {object} handlers `{onRetry(run, button), onDeploy(run, button), onDismiss(run),
+   *   runHref(run)}` (`runHref`: the link to the run's page, /runs/{run_id})
    */
   constructor(handlers) {
     panelCount += 1;
@@ -39,6 +40,7 @@ export class RunPanel {
     const e = {};
     e.title = h('h3', { id: `${id}-title`, class: 'run-title' });
     e.runId = h('span', { class: 'run-id' });
+    e.history = h('a', { class: 'run-history small', text: 'History ›' });
     e.badge = h('span', { class: 'badge', role: 'status' });
     e.updated = h('time', { class: 'ago run-updated' });
     e.dismiss = h('button', { type: 'button', class: 'icon-button', 'aria-label': 'Hide this run' }, '×');
@@ -99,7 +101,7 @@ export class RunPanel {
     this.el = e;
     this.root = h('article', { class: 'run', 'aria-labelledby': `${id}-title` },
       h('header', { class: 'run-head' },
-        h('div', { class: 'run-heading' }, e.title, e.runId),
+        h('div', { class: 'run-heading' }, e.title, e.runId, e.history),
         h('div', { class: 'run-head-right' }, e.updated, e.badge, e.dismiss)),
       h('div', { class: 'run-body' },
         h('div', { class: 'run-main' },
@@ -139,6 +141,7 @@ export class RunPanel {
     this.root.dataset.runId = run.run_id;
     setText(e.title, name);
     setText(e.runId, run.run_id && run.run_id !== name ? run.run_id : '');
+    e.history.href = this.handlers.runHref(run);
     setText(e.badge, STATUS_LABEL[status] || humanize(status));
     e.badge.dataset.status = status;
     setTime(e.updated, run.updated);

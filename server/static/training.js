@@ -184,6 +184,10 @@ export class TrainingView {
           this.hidden.add(run.run_id);
           this.layout();
         },
+        runHref: (run) => {
+          const token = this.config.token ? `?token=${encodeURIComponent(this.config.token)}` : '';
+          return `/runs/${encodeURIComponent(run.run_id)}${token}`;
+        },
       });
       this.panels.set(key, panel);
     }

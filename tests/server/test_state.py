@@ -14,6 +14,8 @@ class Listener:
         self.models: list[dict] = []
         self.activity: list[dict] = []
         self.deployments: list[dict] = []
+        self.points: list[tuple] = []
+        self.params: list[tuple] = []
 
     def run_changed(self, run, seq):
         self.runs.append(run)
@@ -26,6 +28,12 @@ class Listener:
 
     def deployment_added(self, event, seq):
         self.deployments.append(event)
+
+    def points_added(self, run_id, step, values):
+        self.points.append((run_id, step, values))
+
+    def params_added(self, run_id, params, metadata):
+        self.params.append((run_id, params, metadata))
 
 
 def apply(state: State, data: dict) -> None:

@@ -18,7 +18,7 @@ from tests.server.live import QUIET, recv_json, subscriber
 
 pytestmark = pytest.mark.timeout(60)
 
-READS = ("/api/models", "/api/monitoring/system", "/api/activity", "/metrics")
+READS = ("/api/models", "/api/monitoring/system", "/api/activity", "/api/runs", "/metrics")
 CSV = b"a,b,label\n1,2,yes\n3,4,no\n"
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from mlops_hooks._events.fields import MAX_INT, MAX_PARAM_TEXT
+
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
 _LENGTH = re.compile(r"^(object|array|string) of length <= (\d+)$")
 _LENGTH_TEXT = {"object": "a JSON object of at most {} keys",
@@ -191,14 +193,22 @@ def diagnose(data: Any) -> EventError | None:
 
 
 def check_metadata(event: Any, where: str, depth: int, size: int) -> None:
-    """Refuse an ``activity.metadata`` nested deeper than ``depth`` or over ``size`` bytes.
+    """Refuse a ``metadata`` object nested deeper than ``depth`` or over ``size`` bytes.
+
+    Checks ``activity.metadata`` (``activity_update``) and ``metadata`` (``run_params``).
 
     Raises:
-        EventError: Naming ``activity.metadata`` (``where`` prefixes an array index).
+        EventError: Naming the field (``where`` prefixes an array index).
     """
-    metadata = getattr(getattr(event, "activity", None), "metadata", None)
-    if not metadata:
-        return
+    activity_metadata = getattr(getattr(event, "activity", None), "metadata", None)
+    if activity_metadata:
+        _check_object(event, f"{where}activity.metadata", activity_metadata, depth, size)
+    run_metadata = getattr(event, "metadata", None)
+    if isinstance(run_metadata, dict) and run_metadata:
+        _check_object(event, f"{where}metadata", run_metadata, depth, size)
+
+
+def _check_object(event: Any, field: str, metadata: Any, depth: int, size: int) -> None:
     deepest, stack = 0, [(metadata, 1)]
     while stack and deepest <= depth:
         node, level = stack.pop()
@@ -209,8 +219,28 @@ def check_metadata(event: Any, where: str, depth: int, size: int) -> None:
     got = (f"nested {deepest} levels deep" if deepest > depth else
            f"{encoded} bytes" if encoded > size else None)
     if got is not None:
-        raise EventError(f"{where}activity.metadata", f"JSON nested at most {depth} levels "
+        raise EventError(field, f"JSON nested at most {depth} levels "
                          f"deep and at most {size} bytes encoded", got, event.type)
+
+
+def _param_ok(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, float)):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_INT
+    return isinstance(value, str) and len(value) <= MAX_PARAM_TEXT
+
+
+def _param_error(dotted: str, params: dict[Any, Any]) -> EventError:
+    """Name the first parameter of ``params`` whose value is not a JSON scalar within the caps."""
+    key, value = next(((k, v) for k, v in params.items() if not _param_ok(v)), ("", _MISSING))
+    field = f"{dotted}.{key}" if key else dotted
+    got = (f"a string of {len(value)} characters" if isinstance(value, str) else
+           "a list" if isinstance(value, list) else "an object" if isinstance(value, dict)
+           else _render(value))
+    return EventError(field, f"a string of at most {MAX_PARAM_TEXT} characters, a number "
+                             f"within +/-{MAX_INT}, a boolean or null (flatten nested values "
+                             "with '.' keys)", got, "run_params")
 
 
 def explain(
@@ -258,6 +288,8 @@ def explain(
     event_type = event_obj.get("type") if isinstance(event_obj, dict) else None
     if not isinstance(event_type, str) or event_type not in classes:  # [] or {} are unhashable
         event_type = None
+    if event_type == "run_params" and path.endswith(".params[...]") and isinstance(value, dict):
+        return _param_error(dotted, value)
     if m.group("key"):  # a key of a mapping (``metrics``, ``metadata``) is at fault
         keys = [k for k in value if isinstance(k, str)] if isinstance(value, dict) else []
         longest = max(keys, key=len, default="")

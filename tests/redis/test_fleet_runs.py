@@ -1,0 +1,59 @@
+"""Run history on two real servers sharing one real Redis: the same runs and series on both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.redis.fleet import WsPublisher, two_servers, wait_seq
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _events() -> list[dict]:
+    events: list[dict] = [{"type": "run_params", "run_id": "fleet-1", "model_name": "Net",
+                           "group": "g", "params": {"lr": 0.1},
+                           "timestamp": "2025-12-06T10:00:00Z"}]
+    for n in range(2300):  # past the 2,000-point bound: compacted on both servers
+        events.append({"type": "training_progress", "run_id": "fleet-1",
+                       "stage": "model_training", "current_step": n,
+                       "current_loss": ((n * 7919) % 1000) / 1000,
+                       "metrics": {"val_loss": ((n * 104729) % 997) / 997},
+                       "timestamp": "2025-12-06T10:01:00Z"})
+    events.append({"type": "run_params", "run_id": "fleet-1", "params": {"best.lr": 0.05}})
+    events.append({"type": "training_completed", "run_id": "fleet-1", "final_accuracy": 0.9,
+                   "timestamp": "2025-12-06T10:30:00Z"})
+    return events
+
+
+def test_two_servers_serve_identical_history(tmp_path: Path, redis_server: RedisServer) -> None:
+    with two_servers(tmp_path, redis_server) as (a, b):
+        async def send() -> int:
+            async with WsPublisher(a.publish_url) as pub:
+                last = 0
+                for event in _events():
+                    reply = await pub.send(event)
+                    assert reply["type"] == "ack", reply
+                    last = reply["seq"]
+                return last
+        last = asyncio.run(send())
+        wait_seq([a, b], last)
+
+        def reads(server) -> list[dict]:
+            with httpx.Client(base_url=server.http_url, timeout=20) as http:
+                return [http.get(path).json() for path in (
+                    "/api/runs", "/api/runs/fleet-1", "/api/runs/fleet-1/metrics")]
+
+        on_a, on_b = reads(a), reads(b)
+    assert on_a == on_b
+    runs, detail, metrics = on_a
+    assert [r["run_id"] for r in runs["runs"]] == ["fleet-1"]
+    assert detail["run"]["params"] == {"lr": 0.1, "best.lr": 0.05}
+    assert detail["run"]["status"] == "completed" and detail["run"]["group"] == "g"
+    assert sorted(metrics["series"]) == ["loss", "val_loss"]
+    for series in metrics["series"].values():
+        assert len(series) < 2300 and series[-1][0] == 2299

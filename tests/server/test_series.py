@@ -1,0 +1,132 @@
+"""Series storage: appended in stream order, bounded, the same whatever the batching."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from mlops_hooks.server.state import series as series_module
+from mlops_hooks.server.state.series import (
+    EXACT_POINTS,
+    MAX_POINTS,
+    SeriesWriter,
+    min_max_buckets,
+)
+from mlops_hooks.server.state.store import Store
+
+
+def _db() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript("CREATE TABLE runs (run_id TEXT PRIMARY KEY);" + series_module.SCHEMA)
+    return db
+
+
+def _points(db: sqlite3.Connection, key: str = "loss") -> list[tuple[int, float]]:
+    return db.execute("SELECT step, value FROM points JOIN series ON series.id = series_id "
+                      "WHERE key = ? ORDER BY step", (key,)).fetchall()
+
+
+def _wave(n: int) -> list[tuple[str, str, int, float]]:
+    rng = random.Random(16)
+    return [("r", "loss", i, round(rng.uniform(-1, 1) + 1000 / (i + 1), 6)) for i in range(n)]
+
+
+def test_min_max_buckets_keep_each_ranges_extremes():
+    points = [(i, (i * 7919) % 1000) for i in range(10_000)]
+    kept = min_max_buckets(points, 100)
+    assert len(kept) <= 200 and kept == sorted(kept)
+    for b in range(100):
+        inside = [p for p in points if int(p[0] / 100) == b]
+        assert min(inside, key=lambda p: p[1]) in kept and max(inside, key=lambda p: p[1]) in kept
+    assert min_max_buckets(points[:150], 100) == points[:150]  # few points: all kept
+
+
+def test_a_long_series_stays_bounded_with_its_newest_points_exact():
+    db = _db()
+    writer = SeriesWriter()
+    points = _wave(7_000)
+    writer.write(db, points)
+    stored = _points(db)
+    assert len(stored) <= MAX_POINTS and writer.compactions > 1
+    assert stored[-EXACT_POINTS:] == [(s, v) for _, _, s, v in points[-EXACT_POINTS:]]
+    values = [v for *_, v in points]
+    assert stored[0] == (0, values[0])  # the first bucket's highest point is the first one
+    assert min(values) in [v for _, v in stored] and max(values) in [v for _, v in stored]
+    assert db.execute("SELECT n, last_step, last_value FROM series").fetchone() == (
+        len(stored), 6_999, values[-1])
+
+
+def test_the_stored_series_does_not_depend_on_batching_or_restarts():
+    points = _wave(5_500)
+    one = _db()
+    SeriesWriter().write(one, points)
+    rng = random.Random(3)
+    other = _db()
+    start = 0
+    while start < len(points):
+        size = rng.choice([1, 7, 50, 333, 999])
+        SeriesWriter().write(other, points[start:start + size])  # a fresh writer: a restart
+        start += size
+    assert _points(one) == _points(other)
+
+
+def test_a_repeated_or_earlier_step_replaces_its_value_and_counts_once():
+    db = _db()
+    writer = SeriesWriter()
+    writer.write(db, [("r", "loss", 1, 1.0), ("r", "loss", 2, 2.0), ("r", "loss", 2, 2.5)])
+    writer.write(db, [("r", "loss", 2, 3.0), ("r", "loss", 1, 0.5), ("r", "loss", 0, 9.0)])
+    assert _points(db) == [(0, 9.0), (1, 0.5), (2, 3.0)]
+    assert db.execute("SELECT n FROM series").fetchone() == (3,)
+
+
+def test_series_survive_reopening_and_go_with_pruned_runs(tmp_path, monkeypatch):
+    path = str(tmp_path / "h.sqlite3")
+    store = Store(path)
+    store.open().result()
+    store.run_changed({"run_id": "old", "status": "completed"}, 1)
+    store.points_added("old", 1, {"loss": 1.0})
+    store.params_added("old", {"lr": 0.1}, {"host": "a"})
+    for i in range(3):
+        store.run_changed({"run_id": "new", "status": "running"}, 2 + i)
+        store.points_added("new", i, {"loss": float(i), "acc": i / 10})
+    store.close()
+    again = Store(path)
+    again.open().result()
+    rows = again.query(lambda db: db.execute(
+        "SELECT run_id, key, step, value FROM points JOIN series ON series.id = series_id "
+        "ORDER BY run_id, key, step").fetchall()).result()
+    assert rows == [("new", "acc", 0, 0.0), ("new", "acc", 1, 0.1), ("new", "acc", 2, 0.2),
+                    ("new", "loss", 0, 0.0), ("new", "loss", 1, 1.0), ("new", "loss", 2, 2.0),
+                    ("old", "loss", 1, 1.0)]
+    monkeypatch.setitem(again.__class__.__dict__["_prune"].__globals__["KEEP"], "runs", 1)
+    again._flushes = 0  # the next write prunes
+    again.note(10, None)
+    again.flush().result()
+    left = again.query(lambda db: (
+        db.execute("SELECT DISTINCT run_id FROM series").fetchall(),
+        db.execute("SELECT run_id FROM run_params").fetchall(),
+        db.execute("SELECT COUNT(*) FROM points").fetchone())).result()
+    again.close()
+    assert left == ([("new",)], [], (6,))
+
+
+def test_a_schema_1_database_is_migrated(tmp_path):
+    from mlops_hooks.server.state import history
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT, "
+        "model_name TEXT, updated TEXT, data TEXT NOT NULL);"
+        "INSERT INTO runs VALUES ('r0', 3, 'completed', 'Net', '2025-12-06T10:00:00.000Z', "
+        "'{\"run_id\": \"r0\", \"status\": \"completed\"}');")
+    old.commit()
+    old.close()
+    store = Store(str(path))
+    store.open().result()
+    body = store.query(history.read_runs).result()
+    store.close()
+    assert [(r["run_id"], r["status"], r["started_at"], r["params"]) for r in body["runs"]] == [
+        ("r0", "completed", "2025-12-06T10:00:00.000Z", {})]
