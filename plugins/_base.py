@@ -21,6 +21,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from mlops_hooks.formatting import to_float
 from mlops_hooks.run import Emit, Run
+from mlops_hooks.run.params import flatten, probe_git, resolve_group, send_params
 
 __all__ = [
     "Adapter",
@@ -148,6 +149,13 @@ def never_raises(hook: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
+def _warn(message: str) -> None:
+    try:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    except Exception:  # warnings turned into errors must not stop training
+        sys.stderr.write(message + "\n")
+
+
 class Adapter:
     """Mixin of the three ``MLOpsCallback`` classes: their common options and run guards.
 
@@ -198,6 +206,51 @@ class Adapter:
         return Run(self.name or default_name, run_id=run_id or self.run_id,
                    model_id=self.model_id, emit=self.emit, total_epochs=total_epochs,
                    steps_per_epoch=steps_per_epoch, **options)
+
+    #: The user's ``params=`` (flattened) and ``group=``; set by :meth:`configure_params`
+    #: (not ``params``: Keras callbacks have their own).
+    user_params: Mapping[str, Any] = {}
+    group: str | None = None
+
+    def configure_params(self, params: object, group: object) -> None:
+        """Check and keep the ``params=`` and ``group=`` options; start reading git's commit.
+
+        Raises:
+            TypeError: ``params`` is not a mapping.
+            ValueError: ``group`` is not a non-empty string.
+        """
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError(f"params must be a mapping of names to values, got "
+                            f"{type(params).__name__}")
+        resolve_group(group)  # checked now, resolved (MLOPS_HOOKS_GROUP) when a run starts
+        self.user_params = flatten(params or {})  # scalars: the callback stays picklable
+        self.group = group if isinstance(group, str) else None
+        probe_git()  # in the background, long before the run starts
+
+    def send_params(self, run: Run, captured: Callable[[], Mapping[str, Any]], *,
+                    default_group: str | None = None, later: bool = False) -> None:
+        """Send a ``run_params`` event for ``run``; never raises.
+
+        Args:
+            run: The started run.
+            captured: Reads what the adapter sees of the framework (nested mappings are
+                flattened); an exception in it is a warning, and the user's ``params=`` are
+                sent anyway.
+            default_group: The group when neither ``group=`` nor ``MLOPS_HOOKS_GROUP`` names
+                one (a scikit-learn search's name).
+            later: A later event of the run (scikit-learn's ``best_params_``): only
+                ``captured``, without the metadata and the user's ``params=``.
+        """
+        merged: dict[str, Any] = {} if later else dict(self.user_params)
+        try:
+            with warnings.catch_warnings():  # a framework's own deprecations, not the user's
+                warnings.simplefilter("ignore")
+                flatten(captured(), out=merged)
+        except Exception as exc:
+            _warn(f"mlops-hooks: some of the run's parameters could not be read "
+                       f"({type(exc).__name__}: {exc}); the others are sent")
+        send_params(run, merged, group=resolve_group(self.group, default_group),
+                    metadata=not later)
 
     @staticmethod
     def reporting(run: Run | None) -> TypeGuard[Run]:

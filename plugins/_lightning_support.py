@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlops_hooks.formatting import to_float
@@ -22,9 +22,12 @@ __all__ = [
     "callback_bases",
     "callbacks_being_configured",
     "has_user_callback",
+    "numbers",
     "on_worker_exit",
     "plan",
     "reports_early_failure",
+    "run_params",
+    "send_late_metrics",
     "step_tracker",
 ]
 
@@ -74,6 +77,69 @@ def plan(trainer: Any) -> tuple[int | None, int | None, int | None]:
         needed = math.ceil(trainer.max_steps / per_epoch)  # max_steps ends the run earlier
         total_epochs = min(needed, max_epochs) if max_epochs else needed
     return total_steps, total_epochs, per_epoch
+
+
+def run_params(trainer: Any, pl_module: Any) -> dict[str, Any]:
+    """A fit's parameters, read once when training starts (nested values are flattened later).
+
+    The module's ``hparams`` (``save_hyperparameters``; the datamodule's too), then each
+    optimizer's class and first parameter group's settings (``optimizer.name``,
+    ``optimizer.lr``, ...; ``optimizer_1.`` for a second one), each scheduler's class, the
+    train dataloader's batch size when it has one, and the Trainer's limits and precision.
+    """
+    captured: dict[str, Any] = {}
+    for owner in (pl_module, getattr(trainer, "datamodule", None)):
+        hparams = getattr(owner, "hparams", None)
+        if isinstance(hparams, Mapping):
+            captured.update((str(k), v) for k, v in hparams.items() if str(k) not in captured)
+    for i, optimizer in enumerate(getattr(trainer, "optimizers", None) or ()):
+        groups = getattr(optimizer, "param_groups", None) or [{}]
+        settings = {"name": type(optimizer).__name__}
+        settings.update((str(k), v) for k, v in groups[0].items() if k != "params")
+        captured.setdefault("optimizer" if i == 0 else f"optimizer_{i}", settings)
+    for i, config in enumerate(getattr(trainer, "lr_scheduler_configs", None) or ()):
+        scheduler = getattr(config, "scheduler", None)
+        captured.setdefault("lr_scheduler" if i == 0 else f"lr_scheduler_{i}",
+                            {"name": type(scheduler).__name__,
+                             "interval": getattr(config, "interval", None)})
+    batch_size = _batch_size(getattr(trainer, "train_dataloader", None))
+    if batch_size is not None:
+        captured.setdefault("batch_size", batch_size)
+    for name in ("max_epochs", "max_steps", "accumulate_grad_batches", "precision"):
+        captured.setdefault(name, getattr(trainer, name, None))
+    return captured
+
+
+def send_late_metrics(run: Any, trainer: Any, sent: dict[str, float] | None) -> None:
+    """Send the ``callback_metrics`` that changed since ``sent`` (updated in place).
+
+    ``sent`` is None before the first epoch end of the fit: nothing is late yet.
+
+    Lightning calls the callbacks' ``on_train_epoch_end`` before the module's, so what the
+    module logs there reaches ``callback_metrics`` only afterwards: it is sent at the next
+    epoch's start (or the end of training) with the step the epoch ended at.
+    """
+    if sent is None:
+        return
+    current = {str(k): to_float(v) for k, v in dict(trainer.callback_metrics).items()}
+    late = {k: v for k, v in current.items() if v is not None and sent.get(k) != v}
+    if late:
+        sent.update(late)
+        run.update_metrics(late)
+
+
+def numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric values of ``metrics`` as floats (what an epoch end sent)."""
+    converted = {str(k): to_float(v) for k, v in metrics.items()}
+    return {k: v for k, v in converted.items() if v is not None}
+
+
+def _batch_size(loader: Any) -> int | None:
+    """The batch size of one torch ``DataLoader`` (None for several, or a sampler of its own)."""
+    size = getattr(loader, "batch_size", None)
+    if size is None:
+        size = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def step_tracker(trainer: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 from mlops_hooks.plugins import _base
 from mlops_hooks.plugins._base import check_emit, check_name, fraction
 from mlops_hooks.run import Emit, Run
+from mlops_hooks.run.params import probe_git, resolve_group, send_params
 
 __all__ = ["completion_scores", "monitored_fit", "pickled_size"]
 
@@ -41,6 +42,14 @@ def pickled_size(estimator: Any) -> int | None:
     The state scikit-learn holds on the estimator only during its fit is left out.
     """
     return _base.pickled_size(_as_saved(estimator))
+
+
+def _get_params(estimator: Any) -> dict[str, Any]:
+    """``get_params(deep=True)``, or nothing when the estimator cannot tell (never raises)."""
+    try:
+        return dict(estimator.get_params(deep=True))
+    except Exception:
+        return {}
 
 
 def _is_classifier(estimator: Any) -> bool:
@@ -85,7 +94,8 @@ def monitored_fit(
     """Fit ``estimator`` and report the run, for estimators without callback support.
 
     With ``epochs``, the estimator is trained with ``partial_fit`` for that many passes and
-    progress moves per epoch; otherwise ``fit`` is one step (0% then 100%).
+    progress moves per epoch; otherwise ``fit`` is one step (0% then 100%). The run's
+    ``run_params`` carries ``get_params(deep=True)`` (group: ``MLOPS_HOOKS_GROUP``).
 
     Args:
         estimator: Any scikit-learn compatible estimator.
@@ -117,10 +127,12 @@ def monitored_fit(
     if epochs is not None and not hasattr(estimator, "partial_fit"):
         raise TypeError(f"epochs needs an estimator with partial_fit; "
                         f"{type(estimator).__name__} has none (leave epochs=None to use fit)")
+    probe_git()
     run = Run(check_name(name) or type(estimator).__name__, total_epochs=epochs,
               total_steps=None if epochs else 1, run_id=check_name(run_id),
               model_id=check_name(model_id), emit=check_emit(emit))
     with run:
+        send_params(run, _get_params(estimator), group=resolve_group(None))
         run.stage("model_training")
         if epochs is None:
             estimator.fit(X, y, **fit_params)

@@ -12,7 +12,7 @@ epoch and the epoch length is learnt from the first one), the loss and metrics o
 logs (``loss``, ``accuracy``, ``val_*``), stages ``model_training`` → ``validation`` (the
 validation pass inside ``fit``) → ``finalization``, and ``training_completed`` with
 ``final_accuracy``/``validation_score`` from configurable log names and ``model_size`` from
-the weights.
+the weights. ``run_params`` (the optimizer's configuration, batch size, epochs) at the start.
 
 **Batch hooks.** ``on_train_batch_end`` is a counter update and a clock compare under a lock,
 and the callback declares ``async_safe``, so Keras keeps dispatching batch hooks on its worker
@@ -34,11 +34,13 @@ thread: the training loop itself only enqueues.
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Iterable
-from types import TracebackType
+from collections.abc import Iterable, Mapping
+from types import FrameType, TracebackType
 from typing import Any
 
+from mlops_hooks.formatting import to_float
 from mlops_hooks.plugins import _open_runs
 from mlops_hooks.plugins._base import (
     Adapter,
@@ -84,10 +86,13 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
             are always sent).
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager.
+        params: Parameters to send with the run's ``run_params`` besides what is captured
+            (optimizer configuration, batch size, epochs); these win on a name clash.
+        group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``.
 
     Raises:
         ValueError: An argument is empty or out of range.
-        TypeError: ``emit`` is not callable.
+        TypeError: ``emit`` is not callable, or ``params`` is not a mapping.
 
     Example:
         >>> with MLOpsCallback("digits") as cb:  # doctest: +SKIP
@@ -108,9 +113,12 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
         score_metrics: str | Iterable[str] = DEFAULT_SCORE_METRICS,
         throttle: float = 0.25,
         emit: Emit | None = None,
+        params: Mapping[str, Any] | None = None,
+        group: str | None = None,
     ) -> None:
         super().__init__()
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
+        self.configure_params(params, group)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
         self._run: Run | None = None
@@ -144,6 +152,7 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
         )
         self._epoch_base = 0
         run.start()
+        self.send_params(run, lambda: fit_params(model, params))
         run.stage("model_training")
         _open_runs.watch(run)
         self._wrap_steps(model)
@@ -277,3 +286,61 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
 
         guarded_step.__wrapped__ = step  # type: ignore[attr-defined]
         return guarded_step
+
+
+# ---------------------------------------------------------------------- parameters
+
+
+def fit_params(model: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``fit``'s parameters: the optimizer's configuration, the batch size and the epochs.
+
+    ``optimizer.name`` is the optimizer's class and ``optimizer.learning_rate`` its current
+    rate as a number (a schedule's class is ``optimizer.learning_rate_schedule``).
+    """
+    captured: dict[str, Any] = {}
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        config = dict(optimizer.get_config())
+        schedule = config.get("learning_rate")
+        if isinstance(schedule, Mapping):
+            config["learning_rate_schedule"] = schedule.get("class_name")
+        rate = optimizer.learning_rate  # a variable's value, or a schedule's current rate
+        rate = _shortest(keras.ops.convert_to_numpy(getattr(rate, "value", rate)))
+        config.update(name=type(optimizer).__name__, learning_rate=rate)
+        captured["optimizer"] = config
+    batch_size = _fit_batch_size(model)
+    if batch_size is not None:
+        captured["batch_size"] = batch_size
+    captured["epochs"] = params.get("epochs")
+    captured["steps_per_epoch"] = params.get("steps")
+    return captured
+
+
+def _shortest(value: Any) -> float | None:
+    """A float32 as the shortest decimal that reads back as it (0.003, not 0.0030000000261)."""
+    import numpy as np
+
+    array = np.asarray(value)
+    if array.ndim == 0 and array.dtype.kind == "f":
+        scalar: np.floating[Any] = array.dtype.type(array)
+        return to_float(np.format_float_scientific(scalar, unique=True))
+    return to_float(value)
+
+
+def _fit_batch_size(model: Any, depth: int = 12) -> int | None:
+    """The batch size of the running ``fit`` of ``model``, read from its epoch iterator.
+
+    Keras does not pass it to callbacks; every backend's ``fit`` holds the iterator in a local
+    named ``epoch_iterator`` (None when it is not found, or the data has no fixed batch size).
+    """
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return None
+        iterator = frame.f_locals.get("epoch_iterator") if frame.f_code.co_name == "fit" \
+            else None
+        if iterator is not None and frame.f_locals.get("self") is model:
+            size = getattr(getattr(iterator, "data_adapter", None), "batch_size", None)
+            return size if isinstance(size, int) and not isinstance(size, bool) else None
+        frame = frame.f_back
+    return None

@@ -24,6 +24,7 @@ as a tensor and converted only when an event is sent (no device sync per batch).
 ``trainer.callback_metrics`` under configurable names; ``model_size`` is the bytes of the
 module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 (KeyboardInterrupt and SIGTERM included) with the stage and progress of that moment.
+``run_params`` (``hparams``, optimizer, scheduler, batch size, limits) when training starts.
 
 **Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
 callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
@@ -87,10 +88,13 @@ class _MLOpsCallbackImpl(Adapter):
             100% are always sent).
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager. Must be picklable for spawn-based strategies.
+        params: Parameters to send with the run's ``run_params`` besides what is captured
+            (``hparams``, optimizer, batch size, limits); these win on a name clash.
+        group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``.
 
     Raises:
         ValueError: An argument is empty or out of range.
-        TypeError: ``emit`` is not callable.
+        TypeError: ``emit`` is not callable, or ``params`` is not a mapping.
 
     Example:
         >>> trainer = Trainer(max_epochs=5, callbacks=[MLOpsCallback("digits")])  # doctest: +SKIP
@@ -107,8 +111,11 @@ class _MLOpsCallbackImpl(Adapter):
         loss_metrics: str | Iterable[str] = DEFAULT_LOSS_METRICS,
         throttle: float = 0.25,
         emit: Emit | None = None,
+        params: Mapping[str, Any] | None = None,
+        group: str | None = None,
     ) -> None:
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
+        self.configure_params(params, group)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
         self.loss_metrics = check_metric_names("loss_metrics", loss_metrics)
@@ -123,6 +130,7 @@ class _MLOpsCallbackImpl(Adapter):
                            or getattr(type(self), "_pausable_override", False))
         self._step_tracker: Any = None
         self._exit_guard: Any = None
+        self._sent_metrics: dict[str, float] | None = None  # of the last epoch end
 
     if TYPE_CHECKING:  # Lightning's ``Callback`` (a base of the built class) provides it
         def _generate_state_key(self, **kwargs: Any) -> str: ...
@@ -184,7 +192,7 @@ class _MLOpsCallbackImpl(Adapter):
         """Decide whether this process reports (global rank zero) and prepare the run."""
         if stage != "fit":
             return
-        self._run = None
+        self._run, self._sent_metrics = None, None
         self._resume_batch_hook()
         if self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl):
             trainer.callbacks = [c for c in trainer.callbacks if c is not self]
@@ -226,12 +234,14 @@ class _MLOpsCallbackImpl(Adapter):
         if not run.started:  # resumed: continue from the restored step and epoch
             run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
             run.start()
+        self.send_params(run, lambda: support.run_params(trainer, pl_module))
         run.stage("model_training")
 
     @never_raises
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Note the epoch that begins."""
         if self._run is not None:
+            support.send_late_metrics(self._run, trainer, self._sent_metrics)
             self._run.epoch_start(trainer.current_epoch)
             self._run.stage("model_training")
 
@@ -316,6 +326,7 @@ class _MLOpsCallbackImpl(Adapter):
             accuracy=first_metric(metrics, self.accuracy_metrics),
             metrics=metrics,
         )
+        self._sent_metrics = support.numbers(metrics)
 
     @never_raises
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
@@ -324,6 +335,7 @@ class _MLOpsCallbackImpl(Adapter):
             self._catch_up(trainer)
             self._counting = False
             self._resume_batch_hook()
+            support.send_late_metrics(self._run, trainer, self._sent_metrics)
             self._run.stage("finalization")
 
     @never_raises

@@ -20,7 +20,9 @@ start, ``feature_engineering`` while a pipeline fits its transformers, ``model_t
 ``validation`` while scoring ``validation_data``, ``finalization`` at the end.
 ``training_completed`` carries the search's ``best_score_`` (or the score on
 ``validation_data``) and the pickled size of the fitted estimator; a fit that raises reports
-``training_failed`` with the stage and progress of that moment.
+``training_failed`` with the stage and progress of that moment. ``run_params`` carries
+``get_params()`` and a search's grid at the start (group: the search's name, e.g.
+``GridSearchCV(SVC)``), and the search's ``best_params_`` at the end.
 
 For estimators without callback support use :func:`monitored_fit` (start, completion with
 score, failure; per-epoch progress for estimators with ``partial_fit``).
@@ -29,6 +31,7 @@ score, failure; per-epoch progress for estimators with ``partial_fit``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from mlops_hooks.plugins._base import Adapter, missing_framework, never_raises
@@ -67,10 +70,15 @@ class MLOpsCallback(Adapter):
         throttle: Minimum seconds between progress events.
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager. Only the main process emits.
+        params: Parameters to send with the run's ``run_params`` besides what is captured
+            (``get_params()``, a search's grid); these win on a name clash.
+        group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``, then to a
+            search's name (``GridSearchCV(SVC)``).
 
     Raises:
         ValueError: An argument is empty or out of range.
-        TypeError: ``emit`` is not callable, or ``validation_data`` is not a pair.
+        TypeError: ``emit`` is not callable, ``validation_data`` is not a pair, or
+            ``params`` is not a mapping.
 
     Example:
         >>> search.set_callbacks(MLOpsCallback("digits-search"))  # doctest: +SKIP
@@ -86,8 +94,11 @@ class MLOpsCallback(Adapter):
         max_propagation_depth: int | None = None,
         throttle: float = 0.25,
         emit: Emit | None = None,
+        params: Mapping[str, Any] | None = None,
+        group: str | None = None,
     ) -> None:
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
+        self.configure_params(params, group)
         if validation_data is not None and (
                 not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise TypeError("validation_data must be a pair (X_val, y_val), got "
@@ -127,6 +138,8 @@ class MLOpsCallback(Adapter):
             self._handles[key] = open_listener(tree.consume)
         run.advance(0)  # progress is a fraction of the task tree: 0% from the first event
         run.start()
+        self.send_params(run, lambda: estimator_params(estimator),
+                         default_group=search_name(estimator))
 
     @never_raises
     def on_fit_task_begin(self, estimator: Any, context: Any) -> None:
@@ -155,6 +168,10 @@ class MLOpsCallback(Adapter):
             error = sys.exc_info()[1] or RuntimeError("the fit ended without completing")
             run.fail(error)
             return
+        best = getattr(estimator, "best_params_", None)
+        if isinstance(best, Mapping):  # a search: what it found, as best.<name>
+            self.send_params(run, lambda: {f"best.{k}": v for k, v in best.items()},
+                             default_group=search_name(estimator), later=True)
         accuracy, score = completion_scores(estimator, self.validation_data, run)
         run.complete(final_accuracy=accuracy, validation_score=score,
                      model_size=pickled_size(getattr(estimator, "best_estimator_", estimator)))
@@ -167,3 +184,40 @@ class MLOpsCallback(Adapter):
         tree = _trees.get(key)  # no transport: only this process's tasks are seen
         if tree is not None:
             tree.consume(message)
+
+
+# ---------------------------------------------------------------------- parameters
+
+_GRID_ATTRIBUTES = ("param_grid", "param_distributions")
+
+
+def search_name(estimator: Any) -> str | None:
+    """A hyper-parameter search's name, ``GridSearchCV(SVC)``; None for other estimators."""
+    if not any(hasattr(estimator, name) for name in _GRID_ATTRIBUTES):
+        return None
+    inner = getattr(estimator, "estimator", None)
+    outer = type(estimator).__name__
+    return f"{outer}({type(inner).__name__})" if inner is not None else outer
+
+
+def estimator_params(estimator: Any) -> dict[str, Any]:
+    """An estimator's parameters: a search's grid as ``grid.<name>``, then ``get_params()``.
+
+    ``get_params(deep=True)`` keeps scikit-learn's names (``estimator__C``); objects become
+    their ``repr``. A grid's values are JSON list text (``[0.1, 1, 10]``), or the ``repr`` of a
+    list of objects or of a distribution; several grids are ``grid.<i>.<name>``.
+    """
+    captured: dict[str, Any] = {}
+    grid = next((getattr(estimator, n) for n in _GRID_ATTRIBUTES if hasattr(estimator, n)),
+                None)
+    grids = [grid] if isinstance(grid, Mapping) else list(grid) if isinstance(
+        grid, (list, tuple)) else []
+    for i, one in enumerate(grids):
+        if isinstance(one, Mapping):
+            prefix = "grid." if len(grids) == 1 else f"grid.{i}."
+            captured.update((f"{prefix}{k}", v) for k, v in one.items())
+    for key, value in estimator.get_params(deep=True).items():
+        if key not in _GRID_ATTRIBUTES:
+            captured.setdefault(str(key), value if not isinstance(value, Mapping) else
+                                repr(value))
+    return captured

@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, TypeGuard
+from typing import Literal, TypeGuard
 
 from mlops_hooks import events as ev
 from mlops_hooks.failures import classify
@@ -28,7 +27,7 @@ from mlops_hooks.run import messages as text
 from mlops_hooks.run.activity import run_activity
 from mlops_hooks.run.progress import Position
 
-__all__ = ["Emit", "Outcome", "Run", "track"]
+__all__ = ["Emit", "Outcome", "Run"]
 
 Emit = Callable[[ev.Event], object]
 #: How a finished run ended (:attr:`Run.finished`).
@@ -305,16 +304,28 @@ class Run(Position):
         if accuracy is not None:
             acc = to_float(accuracy)
             self._accuracy = acc if acc is not None and 0 <= acc <= 1 else self._accuracy
-        if metrics:
-            for key, value in metrics.items():
-                number, name = to_float(value), str(key)[:ev.MAX_KEY]  # the event's caps
-                if number is not None and (name in self._metrics
-                                           or len(self._metrics) < ev.MAX_METRICS):
-                    self._metrics[name] = number
+        self._merge_metrics(metrics)
         now = _perf()
         self._estimator.epoch_ended(now)
         self._learn_epoch_length()
         self._send_progress(now)
+
+    def _merge_metrics(self, metrics: Mapping[str, object] | None) -> None:
+        for key, value in (metrics or {}).items():
+            number, name = to_float(value), str(key)[:ev.MAX_KEY]  # the event's caps
+            if number is not None and (name in self._metrics
+                                       or len(self._metrics) < ev.MAX_METRICS):
+                self._metrics[name] = number
+
+    def update_metrics(self, metrics: Mapping[str, object]) -> None:
+        """Add metrics that arrive after the epoch's end and send progress with them.
+
+        For values a framework logs once the adapter has seen the epoch end (Lightning's
+        ``LightningModule.on_train_epoch_end``); the event keeps the current step and epoch.
+        """
+        if self.active:
+            self._merge_metrics(metrics)
+            self._send_progress(_perf())
 
     def complete(
         self,
@@ -420,31 +431,3 @@ class Run(Position):
             self.fail(exc)
         elif not self.finished:
             self.complete()
-
-
-@contextmanager
-def track(
-    name: str,
-    *,
-    total_epochs: int | None = None,
-    total_steps: int | None = None,
-    **options: Any,
-) -> Iterator[Run]:
-    """Track a hand-written training loop; see :class:`Run` for the options.
-
-    An exception inside the block emits ``training_failed`` and is re-raised unchanged; a
-    block that ends normally completes the run (unless ``run.complete(...)`` was called).
-
-    Example:
-        >>> with track("mnist-cnn", total_epochs=3, steps_per_epoch=100) as run:  # doctest: +SKIP
-        ...     run.stage("model_training")
-        ...     for epoch in range(3):
-        ...         run.epoch_start(epoch)
-        ...         for batch in loader:
-        ...             run.step(loss=train_step(batch))
-        ...         run.epoch_end(epoch, metrics={"val_loss": validate()})
-        ...     run.complete(final_accuracy=0.97)
-    """
-    run = Run(name, total_epochs=total_epochs, total_steps=total_steps, **options)
-    with run:
-        yield run

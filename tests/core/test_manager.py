@@ -210,9 +210,11 @@ def test_third_party_plugin_from_entry_point_receives_a_whole_run(thirdparty, mo
     lines = thirdparty.read_text().splitlines()
     assert f"completed {run.run_id} training" in lines
     kinds = [line.split()[1] for line in lines if line.startswith("event ")]
-    # start, model_training, then a step and an epoch end per epoch, then finalization
-    assert kinds == ["activity_update", *["training_progress"] * 7, "training_completed",
-                     "activity_update"]
+    # start, model_training, then a step and an epoch end per epoch, then finalization; the
+    # run's parameters right after the first progress (and the git commit once known)
+    assert kinds[:3] == ["activity_update", "training_progress", "run_params"]
+    assert [k for k in kinds if k != "run_params"] == [
+        "activity_update", *["training_progress"] * 7, "training_completed", "activity_update"]
 
 
 def test_disable_blocks_third_party_plugin(thirdparty, monkeypatch):
