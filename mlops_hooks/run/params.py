@@ -176,11 +176,14 @@ class _GitProbe:
         with self._lock:
             if self._thread is not None:
                 return
+            # not a daemon: a script that ends first waits for it (at most 2 x GIT_TIMEOUT,
+            # a few ms usually) so its follow-up event is flushed with the rest at exit
             self._thread = threading.Thread(target=self._run, name="mlops-hooks-git",
-                                            daemon=True)
+                                            daemon=False)
         self._thread.start()
 
     def _run(self) -> None:
+        _frameworks()  # reads the installed metadata here rather than on the training thread
         result = _read_git(os.getcwd())
         with self._lock:
             self._result = result

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["BUCKETS", "EXACT_POINTS", "MAX_POINTS", "MAX_SERIES_PER_RUN", "SCHEMA",
@@ -70,6 +70,13 @@ def min_max_buckets(points: list[tuple[int, Any]], buckets: int) -> list[tuple[i
     return sorted(set(lows.values()) | set(highs.values()))
 
 
+def _each(points: Iterable[tuple[str, int, dict[str, Any]]]
+          ) -> Iterator[tuple[str, str, int, Any]]:
+    for run_id, step, values in points:
+        for key, value in values.items():
+            yield run_id, key, step, value
+
+
 class _Series:
     __slots__ = ("id", "last_step", "last_value", "n", "pending")
 
@@ -95,14 +102,15 @@ class SeriesWriter:
         self._cache.clear()
         self._full.clear()
 
-    def write(self, db: sqlite3.Connection, points: Iterable[tuple[str, str, int, Any]]) -> None:
-        """Add ``(run_id, key, step, value)`` points, in order, inside the caller's transaction.
+    def write(self, db: sqlite3.Connection,
+              points: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
+        """Add ``(run_id, step, {key: value})`` points, in order, in the caller's transaction.
 
         A step a series already has gets the new value (the later point wins).
         """
         cache = self._cache
         touched: dict[tuple[str, str], _Series] = {}
-        for run_id, key, step, value in points:
+        for run_id, key, step, value in _each(points):
             series = cache.get((run_id, key))
             if series is None:
                 series = self._series(db, run_id, key)

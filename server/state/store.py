@@ -255,11 +255,7 @@ class Store:
 
     def points_added(self, run_id: str, step: int, values: dict[str, float]) -> None:
         """Append one point to each named series of a run (in stream order)."""
-        with self._lock:
-            self._rows.extend(("points", (run_id, key, step, value))
-                              for key, value in values.items())
-            self._trim()
-            self._schedule()
+        self._row("points", (run_id, step, values))
 
     def params_added(self, run_id: str, params: dict[str, Any],
                      metadata: dict[str, Any]) -> None:

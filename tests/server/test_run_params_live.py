@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
+from mlops_hooks.run.params import GROUP_ENV
 from tests.live_server import LiveServer
 from tests.server.live import next_of, publish, publisher, recv_json, subscriber
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 QUIET = ["--metrics-interval", "0", "--stall-timeout", "0"]
+REPO = Path(__file__).resolve().parents[2]
 
 PARAMS = {"type": "run_params", "run_id": "r-16", "model_name": "SVC", "group": "GridSearchCV(SVC)",
           "params": {"C": 1.0, "kernel": "rbf", "grid.C": "[0.1, 1.0]"},
@@ -45,3 +51,45 @@ def test_a_live_server_broadcasts_run_params_and_refuses_a_bad_one(tmp_path):
 
     with LiveServer(tmp_path, extra_args=QUIET) as server:
         asyncio.run(scenario(server))
+
+
+TRACKED = """
+import mlops_hooks
+with mlops_hooks.track("e2e", total_epochs=1, params={"lr": 0.1, "opt": {"name": "sgd"}},
+                       group="e2e-sweep", run_id="run-e2e") as run:
+    run.epoch_end(0, metrics={"val_loss": 0.25})
+"""
+
+
+def test_a_tracked_run_publishes_its_params_to_a_live_server(tmp_path):
+    async def scenario(server: LiveServer) -> list[dict]:
+        env = {**os.environ, "MLOPS_HOOKS_URL": server.ws_url, "MLOPS_HOOKS_DISABLE": "console",
+               "MLOPS_HOOKS_FLUSH_TIMEOUT": "30", "PYTHONPATH": str(REPO)}
+        env.pop(GROUP_ENV, None)
+        received: list[dict] = []
+        async with subscriber(f"{server.ws_url}?types=run_params,training_completed") as sub:
+            assert (await recv_json(sub))["type"] == "snapshot"
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", TRACKED, env=env, cwd=str(REPO))
+            assert await process.wait() == 0
+            while not received or received[-1]["type"] != "training_completed":
+                received.append(await recv_json(sub))
+            # the git commit follows in a second run_params when it was not known at start
+            with_git = [m for m in received if "git" in (m.get("metadata") or {})]
+            if not with_git:
+                received.append(await next_of(sub, "run_params"))
+        return received
+
+    with LiveServer(tmp_path, extra_args=QUIET) as server:
+        received = asyncio.run(scenario(server))
+    first = received[0]
+    assert first["type"] == "run_params"
+    assert (first["run_id"], first["model_name"], first["group"], first["params"]) == (
+        "run-e2e", "e2e", "e2e-sweep", {"lr": 0.1, "opt.name": "sgd"})
+    assert set(first["metadata"]) >= {"host", "pid", "python", "frameworks", "command"}
+    assert first["metadata"]["command"] == "-c"
+    git = next(m["metadata"]["git"] for m in received
+               if m["type"] == "run_params" and "git" in m["metadata"])
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert git["commit"] == head and isinstance(git["dirty"], bool)

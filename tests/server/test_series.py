@@ -26,6 +26,11 @@ def _points(db: sqlite3.Connection, key: str = "loss") -> list[tuple[int, float]
                       "WHERE key = ? ORDER BY step", (key,)).fetchall()
 
 
+def _write(writer: SeriesWriter, db: sqlite3.Connection,
+           points: list[tuple[str, str, int, float]]) -> None:
+    writer.write(db, [(run_id, step, {key: value}) for run_id, key, step, value in points])
+
+
 def _wave(n: int) -> list[tuple[str, str, int, float]]:
     rng = random.Random(16)
     return [("r", "loss", i, round(rng.uniform(-1, 1) + 1000 / (i + 1), 6)) for i in range(n)]
@@ -45,7 +50,7 @@ def test_a_long_series_stays_bounded_with_its_newest_points_exact():
     db = _db()
     writer = SeriesWriter()
     points = _wave(7_000)
-    writer.write(db, points)
+    _write(writer, db, points)
     stored = _points(db)
     assert len(stored) <= MAX_POINTS and writer.compactions > 1
     assert stored[-EXACT_POINTS:] == [(s, v) for _, _, s, v in points[-EXACT_POINTS:]]
@@ -59,13 +64,13 @@ def test_a_long_series_stays_bounded_with_its_newest_points_exact():
 def test_the_stored_series_does_not_depend_on_batching_or_restarts():
     points = _wave(5_500)
     one = _db()
-    SeriesWriter().write(one, points)
+    _write(SeriesWriter(), one, points)
     rng = random.Random(3)
     other = _db()
     start = 0
     while start < len(points):
         size = rng.choice([1, 7, 50, 333, 999])
-        SeriesWriter().write(other, points[start:start + size])  # a fresh writer: a restart
+        _write(SeriesWriter(), other, points[start:start + size])  # a fresh writer: a restart
         start += size
     assert _points(one) == _points(other)
 
@@ -73,8 +78,8 @@ def test_the_stored_series_does_not_depend_on_batching_or_restarts():
 def test_a_repeated_or_earlier_step_replaces_its_value_and_counts_once():
     db = _db()
     writer = SeriesWriter()
-    writer.write(db, [("r", "loss", 1, 1.0), ("r", "loss", 2, 2.0), ("r", "loss", 2, 2.5)])
-    writer.write(db, [("r", "loss", 2, 3.0), ("r", "loss", 1, 0.5), ("r", "loss", 0, 9.0)])
+    _write(writer, db, [("r", "loss", 1, 1.0), ("r", "loss", 2, 2.0), ("r", "loss", 2, 2.5)])
+    _write(writer, db, [("r", "loss", 2, 3.0), ("r", "loss", 1, 0.5), ("r", "loss", 0, 9.0)])
     assert _points(db) == [(0, 9.0), (1, 0.5), (2, 3.0)]
     assert db.execute("SELECT n FROM series").fetchone() == (3,)
 
