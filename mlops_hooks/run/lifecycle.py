@@ -182,7 +182,8 @@ class Run(Position):
             current_loss=to_float(self._loss),
             message=message,
             model_name=self.name,
-            current_step=self._steps,
+            # a loop that reports epochs only (no step counted, none planned) has no step
+            current_step=self._steps if self._steps or self._plan.planned_steps else None,
             total_steps=self._plan.planned_steps,
             current_accuracy=self._accuracy,
             metrics=dict(self._metrics) if self._metrics else None,

@@ -406,3 +406,23 @@ def test_a_real_hand_written_loop_ends_with_the_accuracy_it_reported(pm, recorde
     (done,) = recorder.of_type("training_completed")
     assert done.final_accuracy == model.score(x[:400], y[:400])
     assert done.validation_score == scores[-1]
+
+
+def test_an_epoch_only_loop_sends_no_step_so_each_epoch_is_its_own_point(pm, recorder, clock):
+    # the server keys a run's series by current_step, else current_epoch: a loop that counts
+    # no steps must not send step 0 on every event (each epoch would overwrite the last)
+    with track("epochs", total_epochs=3, emit=pm.dispatch, throttle=0) as run:
+        for epoch in range(3):
+            run.epoch_end(epoch, loss=1.0 / (epoch + 1))
+    ends = [e for e in progress(recorder) if e.current_loss is not None]
+    assert {e.current_step for e in progress(recorder)} == {None}
+    assert {e.current_epoch: e.current_loss for e in ends} == {
+        1: 1.0, 2: 0.5, 3: pytest.approx(1 / 3)}
+
+
+def test_a_loop_that_counts_steps_sends_them_from_its_first_step(pm, recorder, clock):
+    with track("steps", total_epochs=1, emit=pm.dispatch, throttle=0) as run:
+        for _ in range(3):
+            run.step(loss=0.5)
+    assert [e.current_step for e in progress(recorder) if e.current_step is not None][:3] \
+        == [1, 2, 3]

@@ -121,7 +121,7 @@ def test_grid_search_with_two_worker_processes_reports_fits_and_best_score(pm, r
     assert_one_run(recorder)
     assert_progress_monotonic_to_100(recorder)
     progress = recorder.progress()
-    fits = [e.current_step for e in progress if "fits" in (e.message or "")]
+    fits = [e.current_step or 0 for e in progress if "fits" in (e.message or "")]
     assert fits == sorted(fits) and fits[-1] == 7  # 2 candidates x 3 folds + the refit
     assert any("/7 fits, " in e.message and "iterations" in e.message for e in progress)
     worker_iterations = [e for e in progress if "0/7 fits" in e.message and "iter" in e.message]
@@ -269,7 +269,7 @@ def test_randomized_search_sequential(pm, recorder, cancer):
     search.set_callbacks(MLOpsCallback(emit=pm.dispatch, throttle=0))
     search.fit(x_train, y_train)
     assert_progress_monotonic_to_100(recorder)
-    assert max(e.current_step for e in recorder.progress()) == 5
+    assert max(e.current_step or 0 for e in recorder.progress()) == 5
     assert recorder.of_type("training_completed")[0].validation_score == pytest.approx(
         search.best_score_)
 
