@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlops_hooks.cli.serve import add_serve
+from mlops_hooks.cli.serve import add_bind_options, add_serve
 
 __all__ = ["build_parser", "main"]
 
@@ -102,8 +102,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "upload, a deployment and prediction traffic; then serve until Ctrl-C. Exit status: "
         "0 done, 1 a part failed or the server could not start, 2 missing dependencies, "
         "130 interrupted.")
-    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+    add_bind_options(sp)
     sp.add_argument("--db", metavar="PATH", default=None,
                     help="SQLite history file; the demo's CSV, uploads and server log go "
                     "beside it (default: ~/.local/share/mlops-hooks/demo/history.sqlite3)")

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["add_serve", "main"]
+__all__ = ["add_bind_options", "add_serve", "main"]
 
 
 def _size(text: str) -> int:
@@ -31,14 +31,19 @@ def _size(text: str) -> int:
     return int(value * units[unit])
 
 
+def add_bind_options(sp: argparse.ArgumentParser) -> None:
+    """Add ``--host`` and ``--port`` (where a server listens) to ``sp``."""
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+
+
 def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``serve`` subcommand to ``sub``."""
     sp = sub.add_parser(
         "serve", help="run the WebSocket broadcaster and dashboard",
         description="Serve the dashboard (GET /), subscribers (WS /ws), publishers "
         "(WS /ws/publish, POST /api/events), the REST fallback, uploads and /metrics.")
-    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=8001, help="TCP port (default 8001)")
+    add_bind_options(sp)
     sp.add_argument("--db", metavar="PATH", default=None,
                     help="SQLite history file, or :memory: (default: "
                     "~/.local/share/mlops-hooks/history.sqlite3)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import socket
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +24,24 @@ with warnings.catch_warnings():
     from starlette.testclient import WebSocketDenialResponse
 
 TIMEOUT = 10.0
+
+
+def server_metric(server: LiveServer, name: str) -> float:
+    """One sample of the server's ``/metrics`` (0 when absent)."""
+    text = httpx.get(server.http_url + "/metrics", timeout=TIMEOUT).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def never_reading(server: LiveServer, **options: Any) -> ClientConnection:
+    """A dashboard with a 4 KiB receive buffer that takes one message and then reads no more.
+
+    ``options`` go to ``websockets``' ``connect`` (e.g. ``ping_interval=None``).
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    return await connect(server.ws_url, sock=sock, max_queue=1, compression=None, **options)
 
 
 async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -16,12 +15,19 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from mlops_hooks.protocol import CloseCode
 from tests.live_server import LiveServer
-from tests.server.live import QUIET, TIMEOUT, publish, publisher, recv_json
+from tests.server.live import (
+    QUIET,
+    TIMEOUT,
+    never_reading,
+    publish,
+    publisher,
+    recv_json,
+    server_metric,
+)
 from tests.server.rawws import (
     Opcode,
     ends_cleanly,
@@ -92,19 +98,6 @@ def test_a_wrong_websocket_version_is_refused_naming_version_13(server):
 OLD_CLOSE_WAIT = 10.0
 
 
-def _metric(server: LiveServer, name: str) -> float:
-    text = httpx.get(server.http_url + "/metrics", timeout=TIMEOUT).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
-async def _never_reading(server: LiveServer) -> ClientConnection:
-    """A dashboard with a 4 KiB receive buffer that takes one message and then reads no more."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    return await connect(server.ws_url, sock=sock, max_queue=1, compression=None,
-                         ping_interval=None, close_timeout=1)
 
 
 def _server_holds(server: LiveServer, port: int) -> bool:
@@ -116,15 +109,16 @@ def _server_holds(server: LiveServer, port: int) -> bool:
 
 def test_a_stalled_dashboard_gets_4008_when_it_reads_again_and_a_gone_one_is_cut_off(tmp_path):
     async def scenario(server: LiveServer) -> None:
-        late = await _never_reading(server)  # reads again, long after its close
-        gone = await _never_reading(server)  # never reads again
+        quiet = {"ping_interval": None, "close_timeout": 1}
+        late = await never_reading(server, **quiet)  # reads again, long after its close
+        gone = await never_reading(server, **quiet)  # never reads again
         gone_port = gone.transport.get_extra_info("sockname")[1]
         try:
             for ws in (late, gone):
                 assert (await recv_json(ws))["type"] == "snapshot"
             async with publisher(server.publish_url) as pub:
                 n = 0
-                while _metric(server, "mlops_hooks_closed_slow_total") < 2:
+                while server_metric(server, "mlops_hooks_closed_slow_total") < 2:
                     for _ in range(25):
                         ack = await publish(pub, {"type": "activity_update", "activity": {
                             "id": f"a{n}", "title": f"#{n}", "description": "d" * 4000}})

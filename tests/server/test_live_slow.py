@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import socket
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.live_server import LiveServer
-from tests.server.live import QUIET, TIMEOUT, publish, publisher, recv_json, subscriber
+from tests.server.live import (
+    QUIET,
+    TIMEOUT,
+    never_reading,
+    publish,
+    publisher,
+    recv_json,
+    server_metric,
+    subscriber,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -31,19 +38,6 @@ def _activity(n: int, size: int = 0) -> dict[str, Any]:
             "activity": {"id": f"a{n}", "title": f"event {n}", "description": "d" * size or None}}
 
 
-def _metric(server: LiveServer, name: str) -> float:
-    """One sample of the server's ``/metrics`` (0 when absent)."""
-    text = httpx.get(server.http_url + "/metrics", timeout=TIMEOUT).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
-async def _never_reading(server: LiveServer) -> ClientConnection:
-    """A dashboard with a 4 KiB receive buffer that takes one message and then reads no more."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    return await connect(server.ws_url, sock=sock, max_queue=1, compression=None)
 
 
 class _Reader:
@@ -82,7 +76,7 @@ def test_a_dashboard_behind_gets_the_newest_state_per_key_and_every_lifecycle_ev
     """Coalescing on the sink path: per run, per file, per model; milestones are exempt."""
 
     async def scenario(server: LiveServer) -> None:
-        slow = await _never_reading(server)
+        slow = await never_reading(server)
         try:
             assert (await recv_json(slow))["type"] == "snapshot"
             async with subscriber(server.ws_url) as fast, publisher(server.publish_url) as pub:
@@ -98,7 +92,7 @@ def test_a_dashboard_behind_gets_the_newest_state_per_key_and_every_lifecycle_ev
                 # 1. Fill the slow dashboard's socket until the server holds events for it
                 # (50 queued: more than a reader that keeps up ever has waiting).
                 n = 0
-                while _metric(server, 'mlops_hooks_queue_depth{stat="max"}') < 50:
+                while server_metric(server, 'mlops_hooks_queue_depth{stat="max"}') < 50:
                     for _ in range(25):
                         await send(_activity(n, size=4000))
                         n += 1
@@ -145,7 +139,7 @@ def test_a_dashboard_behind_gets_the_newest_state_per_key_and_every_lifecycle_ev
                       if m["type"] == "prediction_volume" and m.get("milestone_reached")]
         assert milestones == [5, 10, 15, 20]
         for kind in ("training_progress", "upload_progress", "prediction_volume"):
-            assert _metric(server, f'mlops_hooks_coalesced_total{{type="{kind}"}}') > 0
+            assert server_metric(server, f'mlops_hooks_coalesced_total{{type="{kind}"}}') > 0
 
     with LiveServer(tmp_path, extra_args=list(QUIET)) as server:
         asyncio.run(scenario(server))
@@ -155,7 +149,7 @@ def test_the_server_closes_a_dashboard_that_stopped_reading_with_4008(tmp_path):
     """Nothing injected: the server's own budget closes it; the others get every event."""
 
     async def scenario(server: LiveServer) -> None:
-        slow = await _never_reading(server)
+        slow = await never_reading(server)
         try:
             assert (await recv_json(slow))["type"] == "snapshot"
             async with subscriber(server.ws_url) as fast, \
@@ -166,7 +160,7 @@ def test_the_server_closes_a_dashboard_that_stopped_reading_with_4008(tmp_path):
                 readers = [_Reader(ws) for ws in (fast, filtered)]
                 acked: list[int] = []
                 n = 0
-                while _metric(server, "mlops_hooks_closed_slow_total") < 1:
+                while server_metric(server, "mlops_hooks_closed_slow_total") < 1:
                     for _ in range(25):  # a flood: the publisher is never held up
                         ack = await publish(pub, _activity(n, size=4000))
                         assert ack["type"] == "ack", ack
