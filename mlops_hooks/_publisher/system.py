@@ -33,6 +33,7 @@ __all__ = ["DEFAULT_SYSTEM_INTERVAL", "SYSTEM_INTERVAL_ENV", "SystemSampler", "s
 SYSTEM_INTERVAL_ENV = "MLOPS_HOOKS_SYSTEM_INTERVAL"
 DEFAULT_SYSTEM_INTERVAL = 10.0
 _MB = 1024 * 1024
+_now, _wall = time.monotonic, time.time  # bound at import: a test patching time never feeds us
 _START = (ev.TrainingProgress, ev.RunParams)
 _END = (ev.TrainingCompleted, ev.TrainingFailed)
 
@@ -103,7 +104,7 @@ class SystemSampler:
             if run_id not in self.runs and len(self.runs) < 64:
                 self.runs[run_id] = at
                 if len(self.runs) == 1:
-                    self.next_due = time.monotonic() + self.interval
+                    self.next_due = _now() + self.interval
         elif isinstance(event, _END):
             self.runs.pop(run_id, None)
 
@@ -111,7 +112,7 @@ class SystemSampler:
         """Append one ``host_metrics`` event per active run to ``inbox`` when a sample is due."""
         if not self.runs:
             return
-        now = time.monotonic()
+        now = _now()
         if not self.primed:
             self.primed = True
             self._guard(self._prime)
@@ -122,7 +123,7 @@ class SystemSampler:
         self._guard(lambda: self.sample(metrics))
         if not metrics:
             return
-        wall = time.time()
+        wall = _wall()
         for run_id, started in self.runs.items():
             event = ev.HostMetrics(run_id=run_id, host=self.host, metrics=dict(metrics),
                                    elapsed_s=round(max(0.0, wall - started), 3))
@@ -191,7 +192,7 @@ class SystemSampler:
     @staticmethod
     def _process_times() -> tuple[float, float] | None:
         t = os.times()
-        return (t.user + t.system, time.monotonic())
+        return (t.user + t.system, _now())
 
     @staticmethod
     def _proc_stat() -> tuple[float, float] | None:
