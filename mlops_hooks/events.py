@@ -71,9 +71,9 @@ __all__ = [
     "MAX_METADATA_DEPTH", "MAX_METADATA_KEYS", "MAX_METRICS", "MAX_PARAMS", "MAX_PARAM_TEXT",
     "MODEL_STATUSES", "STAGE_TEXT", "TRAINING_STAGES", "Actions", "Activity", "ActivityUpdate",
     "Alert", "AlertPriority", "AnyEvent", "Count", "ErrorCode", "Event", "EventError",
-    "FileStatus", "FileValidated", "Fraction", "Health", "HealthChange", "Key", "Metadata",
-    "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange", "Name", "NonNegative",
-    "Number", "ParamValue", "Params", "Percent", "PredictionVolume", "RunParams",
+    "FileStatus", "FileValidated", "Fraction", "Health", "HealthChange", "HostMetrics", "Key",
+    "Metadata", "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange", "Name",
+    "NonNegative", "Number", "ParamValue", "Params", "Percent", "PredictionVolume", "RunParams",
     "SystemAlert", "SystemMetrics", "Text", "Timestamp", "TrainingCompleted", "TrainingFailed",
     "TrainingProgress", "TrainingStage", "UploadProgress", "decode", "decode_many", "encode",
     "from_dict", "to_dict",
@@ -302,6 +302,26 @@ class RunParams(Event, tag="run_params", kw_only=True):
     group: Name | None = None
 
 
+class HostMetrics(Event, tag="host_metrics", kw_only=True):
+    """The training machine's health during a run (protocol extension; droppable).
+
+    Sampled by the publisher's background thread every ``MLOPS_HOOKS_SYSTEM_INTERVAL``
+    seconds; unlike ``system_metrics`` (the server's own machine) it belongs to a run.
+
+    Attributes:
+        run_id: The run being trained (required).
+        host: The training machine's host name (required).
+        elapsed_s: Seconds since the run started, when sampled.
+        metrics: ``cpu_percent``, ``process_cpu_percent``, ``process_rss_mb``,
+            ``memory_percent``, ``gpu<i>/util_percent`` ...; what the machine cannot give is absent.
+    """
+
+    run_id: Name
+    host: Name
+    elapsed_s: Annotated[float, msgspec.Meta(ge=0)]
+    metrics: Metrics
+
+
 # --------------------------------------------------------------------------- registry
 
 SpecEvent = (
@@ -319,7 +339,7 @@ SpecEvent = (
     | SystemAlert
 )
 #: Every event class a decoder accepts: the spec's twelve and the extensions.
-AnyEvent = SpecEvent | RunParams
+AnyEvent = SpecEvent | RunParams | HostMetrics
 
 #: Every event class of the spec by its wire ``type``, in the spec's order.
 EVENT_CLASSES: dict[str, type[Event]] = {
@@ -328,7 +348,8 @@ EVENT_CLASSES: dict[str, type[Event]] = {
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
 #: Event types this project adds to the spec (docs/protocol.md, "extension" sections).
-EXTENSION_CLASSES: dict[str, type[Event]] = {"run_params": RunParams}
+EXTENSION_CLASSES: dict[str, type[Event]] = {"run_params": RunParams,
+                                             "host_metrics": HostMetrics}
 EXTENSION_TYPES: tuple[str, ...] = tuple(EXTENSION_CLASSES)
 #: Every event class by its wire ``type``: the spec's, then the extensions.
 ALL_EVENT_CLASSES: dict[str, type[Event]] = {**EVENT_CLASSES, **EXTENSION_CLASSES}

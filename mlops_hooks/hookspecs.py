@@ -313,6 +313,23 @@ def mlops_run_params(event: ev.RunParams, side: str) -> None:
     """
 
 
+@hookspec
+def mlops_host_metrics(event: ev.HostMetrics, side: str) -> None:
+    """Receive a ``host_metrics`` event: the training machine's CPU, memory and GPUs.
+
+    Called: every ``MLOPS_HOOKS_SYSTEM_INTERVAL`` seconds while a run is active, from the
+    samples the publisher's background thread takes (on the server, as they arrive).
+
+    Process: both.
+
+    May: react (the shared rules).
+
+    Args:
+        event: The :class:`~mlops_hooks.events.HostMetrics` event.
+        side: The process it is called in.
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Connection
 # -------------------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ __all__ = ["DROPPABLE_TYPES", "Entry", "EventBuffer", "is_droppable"]
 
 #: Event types a newer event of the same kind supersedes.
 DROPPABLE_TYPES = frozenset(
-    {"training_progress", "system_metrics", "upload_progress", "prediction_volume"}
+    {"training_progress", "system_metrics", "upload_progress", "prediction_volume",
+     "host_metrics"}
 )
-_DROPPABLE_CLASSES = frozenset(ev.EVENT_CLASSES[t] for t in DROPPABLE_TYPES)
+_DROPPABLE_CLASSES = frozenset(ev.ALL_EVENT_CLASSES[t] for t in DROPPABLE_TYPES)
 
 
 def is_droppable(event: ev.Event) -> bool:

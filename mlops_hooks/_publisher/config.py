@@ -6,14 +6,16 @@ environment supplies the defaults:
 * ``MLOPS_HOOKS_URL``: the server (default ``ws://127.0.0.1:8001/ws``);
 * ``MLOPS_HOOKS_TOKEN``: sent as ``Authorization: Bearer <token>`` on the handshake;
 * ``MLOPS_HOOKS_BUFFER``: events kept while the server is unreachable (default 10,000);
-* ``MLOPS_HOOKS_FLUSH_TIMEOUT``: seconds to wait for delivery at exit (default 5).
+* ``MLOPS_HOOKS_FLUSH_TIMEOUT``: seconds to wait for delivery at exit (default 5);
+* ``MLOPS_HOOKS_SYSTEM_INTERVAL``: seconds between samples of the training machine's health
+  while a run is active (default 10; 0 disables; :mod:`mlops_hooks._publisher.system`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
@@ -152,6 +154,8 @@ class Settings:
         open_timeout: Seconds allowed for the TCP + WebSocket handshake and the first pong.
         poll_interval: How long new events may wait before the background thread looks, in
             seconds (the training thread never wakes it, which keeps ``emit`` cheap).
+        system_interval: Seconds between samples of this machine while a run is active
+            (0: none); ``MLOPS_HOOKS_SYSTEM_INTERVAL`` by default.
     """
 
     url: str
@@ -166,6 +170,8 @@ class Settings:
     reply_timeout: float = 15.0
     open_timeout: float = 5.0
     poll_interval: float = 0.02
+    system_interval: float = field(
+        default_factory=lambda: env_float("MLOPS_HOOKS_SYSTEM_INTERVAL", 10.0))
 
     def __post_init__(self) -> None:
         for name in ("buffer_size", "max_inflight", "max_reconnect_attempts"):
@@ -173,7 +179,7 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("flush_timeout", "backoff_base", "backoff_cap", "ping_interval",
-                     "reply_timeout", "open_timeout", "poll_interval"):
+                     "reply_timeout", "open_timeout", "poll_interval", "system_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value < 0:

@@ -53,6 +53,7 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
+from mlops_hooks._publisher.system import SystemSampler
 from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
 from mlops_hooks.backoff import Backoff, quality
 from mlops_hooks.protocol import decode_reply, retryable
@@ -112,6 +113,7 @@ class Worker:
         self.last_error: str | None = None
         self.last_rejection: str | None = None
         self._warned: set[str] = set()
+        self.system = SystemSampler(settings.system_interval)  # 0: does nothing
 
     # ------------------------------------------------------------------ loop
 
@@ -137,11 +139,13 @@ class Worker:
         inbox = self.mailbox.inbox
         buffer = self.buffer
         moved = False
+        self.system.tick(inbox)  # never raises
         while inbox:
             item = inbox.popleft()
             if type(item) is tuple:
                 self.n += 1
                 event = item[0]
+                self.system.observe(event, item[1])
                 if buffer.add(Entry(self.n, event, item[1]), self.outstanding) \
                         and not self.mailbox.dropping:
                     self.mailbox.dropping = True  # never reached: the exit line tells

@@ -88,6 +88,7 @@ class State:
         self._activity_ids: dict[Any, dict[str, Any]] = {}
         self.alerts: deque[tuple[float, dict[str, Any]]] = deque(maxlen=MAX_ALERTS)
         self.uploads: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.hosts: dict[str, list[str]] = {}  # run_id -> the hosts its host_metrics came from
 
     # ------------------------------------------------------------------ history
 
@@ -158,6 +159,30 @@ class State:
             self.listener.params_added(run.run_id, params if isinstance(params, dict) else {},
                                        metadata if isinstance(metadata, dict) else {})
         self._run_changed(run, seq)
+
+    def _on_host_metrics(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
+        """A training machine's sample: one point of each ``system/...`` series of its run.
+
+        The run itself is left untouched (a hung training loop whose sampler still reports
+        stays stalled); samples of an unknown or finished run are ignored. The step is the
+        whole seconds since the run started; keys include the host once a second one reports.
+        """
+        run = self.runs.get(run_key(event))
+        metrics = data.get("metrics")
+        if run is None or run.finished or self.listener is None or not isinstance(metrics, dict):
+            return
+        hosts = self.hosts.setdefault(run.run_id, [])
+        host = str(data.get("host"))
+        if host not in hosts and len(hosts) < 64:
+            hosts.append(host)
+        if len(self.hosts) > 2 * MAX_RUNS:
+            self.hosts = {k: v for k, v in self.hosts.items() if k in self.runs}
+        prefix = f"system/{host}/" if len(hosts) > 1 else "system/"
+        values = {prefix + str(k): v for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        elapsed = data.get("elapsed_s")
+        if values and isinstance(elapsed, (int, float)):
+            self.listener.points_added(run.run_id, int(elapsed), values)
 
     def _on_training_completed(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
         run = self._run(event)

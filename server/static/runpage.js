@@ -2,6 +2,8 @@
 // frameworks, command, git commit), and every metric series charted with uPlot, one small
 // chart per key: loaded from `GET /api/runs/{id}/metrics`, then extended by the run's live
 // `training_progress` events (the same points the server stores, so a reload shows them all).
+// The training machine's `system/...` series (docs/protocol.md, `host_metrics`) are a strip of
+// small sparklines above the charts, extended live by the run's `host_metrics` events.
 
 import { byId, fmtDateTime, fmtDuration, fmtFraction, h, isNum, replaceChildren, setText } from './dom.js';
 import { onProgressGap, snapshotThenLive, startPage } from './pagekit.js';
@@ -13,6 +15,10 @@ import {
 const { config, manager } = startPage();
 const runId = decodeURIComponent(window.location.pathname.replace(/^\/runs\//, '').replace(/\/$/, ''));
 const state = { run: { run_id: runId, params: {}, metadata: {} }, series: new Map(), charts: new Map() };
+
+const SYSTEM = 'system/';
+const isSystem = (key) => key.startsWith(SYSTEM);
+const hosts = []; // hosts whose host_metrics arrived live: keys include the host once there are two
 
 const rank = (k) => (k === 'loss' ? 0 : k === 'accuracy' ? 1 : 2);
 const byRank = (a, b) => rank(a) - rank(b) || a.localeCompare(b);
@@ -59,9 +65,27 @@ function renderHeader() {
   setText(byId('params-count'), params.length ? String(params.length) : '');
 }
 
+function sparklineFor(key) {
+  const box = h('div', { class: 'chart sparkline' });
+  const label = key.slice(SYSTEM.length);
+  const card = h('figure', { class: 'sparkline-card', dataset: { key } },
+    h('h3', {}, label, h('span', { class: 'last num' })), box);
+  const strip = byId('sparklines');
+  const keys = [...strip.querySelectorAll('figure')].map((f) => f.dataset.key);
+  const after = [...keys, key].sort().find((k) => k > key);
+  strip.insertBefore(card, after ? strip.querySelector(`figure[data-key="${CSS.escape(after)}"]`) : null);
+  byId('sparklines-empty').hidden = true;
+  return new SeriesChart(box, key, [label], { height: 60, xLabel: 's since start' });
+}
+
 function chartFor(key) {
   let chart = state.charts.get(key);
   if (chart) return chart;
+  if (isSystem(key)) {
+    chart = sparklineFor(key);
+    state.charts.set(key, chart);
+    return chart;
+  }
   const box = h('div', { class: 'chart' });
   const card = h('figure', { class: 'chart-card', dataset: { key } }, h('h3', { text: key }), box);
   const keys = [...state.charts.keys(), key].sort(byRank);
@@ -72,13 +96,35 @@ function chartFor(key) {
   chart = new SeriesChart(box, key, [key]);
   state.charts.set(key, chart);
   byId('charts-empty').hidden = true;
-  setText(byId('charts-count'), `${state.charts.size} series`);
+  setText(byId('charts-count'), `${[...state.charts.keys()].filter((k) => !isSystem(k)).length} series`);
   return chart;
 }
 
 function draw(key) {
   const series = state.series.get(key);
   chartFor(key).set(series.xs, [series.ys]);
+  if (isSystem(key) && series.length) {
+    const card = byId('sparklines').querySelector(`figure[data-key="${CSS.escape(key)}"] .last`);
+    if (card) setText(card, fmtValue(series.ys[series.length - 1]));
+  }
+}
+
+// A live `host_metrics` sample: the points the server adds (docs/protocol.md), stepped by whole
+// seconds since the run started, keyed by host once a second host reports.
+function applySample(event) {
+  if (!event.metrics || typeof event.metrics !== 'object' || !isNum(event.elapsed_s)) return;
+  if (event.host && !hosts.includes(event.host)) hosts.push(event.host);
+  setText(byId('resources-host'), hosts.join(', '));
+  const prefix = hosts.length > 1 ? `${SYSTEM}${event.host}/` : SYSTEM;
+  const step = Math.floor(event.elapsed_s);
+  for (const [name, value] of Object.entries(event.metrics)) {
+    if (!isNum(value)) continue;
+    const key = prefix + name;
+    if (!state.series.has(key)) state.series.set(key, new Series());
+    state.series.get(key).add(step, value);
+    if (refreshing) refreshing.push([key, step, value]);
+    draw(key);
+  }
 }
 
 async function load() {
@@ -102,11 +148,14 @@ async function load() {
   for (const chart of state.charts.values()) chart.destroy();
   state.charts.clear();
   byId('charts').replaceChildren();
+  byId('sparklines').replaceChildren();
   for (const key of Object.keys(metrics.series || {}).sort(byRank)) {
     state.series.set(key, new Series(metrics.series[key]));
     draw(key);
   }
-  byId('charts-empty').hidden = state.charts.size > 0;
+  const keys = [...state.charts.keys()];
+  byId('charts-empty').hidden = keys.some((k) => !isSystem(k));
+  byId('sparklines-empty').hidden = keys.some(isSystem);
 }
 
 let headerFrame = 0;
@@ -121,6 +170,10 @@ function apply(event) {
       headerFrame = 0;
       renderHeader();
     });
+  }
+  if (event.type === 'host_metrics') {
+    applySample(event);
+    return;
   }
   if (event.type !== 'training_progress') return;
   const point = progressPoint(event);
@@ -170,6 +223,6 @@ async function refreshSeries() {
   }
 }
 
-snapshotThenLive(manager, RUN_EVENTS, load, apply);
+snapshotThenLive(manager, [...RUN_EVENTS, 'host_metrics'], load, apply);
 window.mlopsRunPage = { config, manager, state };
 manager.start();
