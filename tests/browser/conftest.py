@@ -171,3 +171,21 @@ def clock_dash(chromium: Callable[..., BrowserContext], server: LiveServer) -> I
         yield Dashboard(page, server)
     finally:
         context.close()
+
+
+@pytest.fixture
+def stub(server: LiveServer) -> Any:
+    """The server's run history, made from the events a test posts (``history.History``)."""
+    from tests.browser.history import History
+
+    return History(server)
+
+
+@pytest.fixture
+def page(browser_context: BrowserContext) -> Iterator[Page]:
+    """A fresh page of the module's browser, closed after the test."""
+    page = browser_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.test_runs_pages import History, open_page, progress
-from tests.live_server import LiveServer
+from tests.browser.history import History, open_page, progress
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-
-@pytest.fixture
-def stub(server: LiveServer) -> History:
-    return History(server)
-
-
-@pytest.fixture
-def page(browser_context: BrowserContext) -> Iterator[Page]:
-    page = browser_context.new_page()
-    try:
-        yield page
-    finally:
-        page.close()
 
 
 def sample(elapsed: float, host: str = "node-a", **metrics: float) -> dict[str, Any]:

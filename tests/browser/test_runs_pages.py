@@ -9,15 +9,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ConsoleWatch, Dashboard
+from tests.browser.conftest import Dashboard
+from tests.browser.history import History, open_page, progress
 from tests.live_server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -26,74 +26,9 @@ XSS = '<img src=x onerror="window.__xss=1">'
 SERVER_ARGS = ["--metrics-interval", "0", "--stall-timeout", "0"]
 
 
-class History:
-    """The server, and the events that make its run history."""
-
-    def __init__(self, server: LiveServer) -> None:
-        self.server = server
-        self.http_url = server.http_url
-
-    def post(self, *events: dict[str, Any]) -> list[int]:
-        seqs: list[int] = []
-        for start in range(0, len(events), 500):  # well under the 1 MiB body limit
-            response = httpx.post(self.http_url + "/api/events",
-                                  json=list(events[start:start + 500]), timeout=30)
-            assert response.status_code == 200, response.text
-            seqs += response.json()["seqs"]
-        return seqs
-
-    def seed(self, runs: list[dict[str, Any]]) -> None:
-        """Runs as the events a training script sends: params, one progress event with the
-        last metrics, then the end the run's status names."""
-        events: list[dict[str, Any]] = []
-        for run in runs:
-            at = run["started_at"]
-            params = {"type": "run_params", "run_id": run["run_id"], "timestamp": at,
-                      "model_name": run["model_name"], "params": run["params"]}
-            if run.get("group"):
-                params["group"] = run["group"]
-            metrics = dict(run["last_metrics"])
-            progress_event: dict[str, Any] = {
-                "type": "training_progress", "run_id": run["run_id"], "timestamp": at,
-                "stage": "model_training", "current_step": 1, "progress": 50}
-            if "loss" in metrics:
-                progress_event["current_loss"] = metrics.pop("loss")
-            if metrics:
-                progress_event["metrics"] = metrics
-            events += [params, progress_event]
-            if run["status"] == "completed":
-                events.append({"type": "training_completed", "run_id": run["run_id"],
-                               "timestamp": at, "final_accuracy": run.get("final_accuracy")})
-            elif run["status"] == "failed":
-                events.append({"type": "training_failed", "run_id": run["run_id"],
-                               "timestamp": at, "error": "boom", "error_code": "MEMORY_ERROR"})
-        self.post(*events)
-
-
-@pytest.fixture
-def stub(server: LiveServer) -> History:
-    return History(server)
-
-
-@pytest.fixture
-def page(browser_context: BrowserContext) -> Iterator[Page]:
-    page = browser_context.new_page()
-    try:
-        yield page
-    finally:
-        page.close()
-
-
 def run(run_id: str, **fields: Any) -> dict[str, Any]:
     return {"run_id": run_id, "model_name": run_id.upper(), "status": "completed",
             "started_at": "2026-01-01T00:00:00Z", "params": {}, "last_metrics": {}, **fields}
-
-
-def open_page(page: Page, url: str) -> ConsoleWatch:
-    console = ConsoleWatch(page)
-    page.goto(url)
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return console
 
 
 def row_ids(page: Page) -> list[str]:
@@ -194,19 +129,6 @@ def test_xss_in_names_and_params_is_text(page: Page, stub: History) -> None:
     assert page.locator("#runs-body img").count() == 0
     assert page.evaluate("window.__xss") is None
     console.assert_clean()
-
-
-def progress(run_id: str, step: int, **values: float) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "training_progress", "run_id": run_id,
-                             "stage": "model_training", "current_step": step,
-                             "progress": min(99, step)}
-    if "loss" in values:
-        event["current_loss"] = values.pop("loss")
-    if "accuracy" in values:
-        event["current_accuracy"] = values.pop("accuracy")
-    if values:
-        event["metrics"] = values
-    return event
 
 
 def chart_points(page: Page, key: str) -> Any:
