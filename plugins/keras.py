@@ -43,8 +43,9 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from mlops_hooks.formatting import to_float
-from mlops_hooks.plugins import _keras_backend, _open_runs
-from mlops_hooks.plugins._base import (
+from mlops_hooks.plugins._support import keras_backend as _keras_backend
+from mlops_hooks.plugins._support import open_runs as _open_runs
+from mlops_hooks.plugins._support.base import (
     Adapter,
     check_metric_names,
     first_metric,

@@ -29,7 +29,7 @@ module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 **Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
 callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
 ``on_exception`` only in the launching process, so rank zero reports a failure when its worker
-process exits (see ``_lightning_support.on_worker_exit``).
+process exits (see ``_support.lightning_support.on_worker_exit``).
 
 **Resuming.** ``state_dict``/``load_state_dict`` keep the ``run_id`` in the checkpoint, so
 ``trainer.fit(..., ckpt_path=...)`` continues the same run on the dashboard. An auto-attached
@@ -45,8 +45,8 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlops_hooks.plugins import _lightning_support as support
-from mlops_hooks.plugins._base import (
+from mlops_hooks.plugins._support import lightning_support as support
+from mlops_hooks.plugins._support.base import (
     Adapter,
     check_metric_names,
     first_metric,
@@ -54,7 +54,7 @@ from mlops_hooks.plugins._base import (
     never_raises,
     torch_module_bytes,
 )
-from mlops_hooks.plugins._rearm import rearm_at, release
+from mlops_hooks.plugins._support.rearm import rearm_at, release
 from mlops_hooks.run import Emit, Run
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",

@@ -38,9 +38,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops_hooks.events import Event
-from mlops_hooks.plugins._base import Adapter, missing_framework, never_raises
-from mlops_hooks.plugins._sklearn_fallback import completion_scores, monitored_fit, pickled_size
-from mlops_hooks.plugins._sklearn_tasks import TaskTree, begin_message, end_message
+from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
+from mlops_hooks.plugins._support.sklearn_fallback import (
+    completion_scores,
+    monitored_fit,
+    pickled_size,
+)
+from mlops_hooks.plugins._support.sklearn_tasks import TaskTree, begin_message, end_message
 from mlops_hooks.run import Emit, Run
 
 try:

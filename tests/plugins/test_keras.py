@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlops_hooks import events as ev
-from mlops_hooks.plugins import _open_runs
+from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins.keras import MLOpsCallback
 from tests.live_server import LiveServer
 from tests.plugins.conftest import (

@@ -15,7 +15,7 @@ import pytorch_lightning
 import torch
 
 from mlops_hooks import events as ev
-from mlops_hooks.plugins import _lightning_support as support
+from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins.lightning import MLOpsCallback, auto_callbacks
 from tests.plugins.conftest import (
     assert_one_run,
@@ -520,7 +520,7 @@ def test_auto_callbacks_is_off_without_the_variable(monkeypatch):
 def test_lightning_never_enters_a_per_batch_hook_the_callback_does_not_use(pm, recorder):
     from lightning.pytorch.profilers import SimpleProfiler
 
-    from mlops_hooks.plugins._lightning_support import UNUSED_BATCH_HOOKS
+    from mlops_hooks.plugins._support.lightning_support import UNUSED_BATCH_HOOKS
 
     class WithBackwardHook(MLOpsCallback):
         def __init__(self, **kwargs):

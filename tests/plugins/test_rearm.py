@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mlops_hooks.plugins._rearm import rearm_at, release
+from mlops_hooks.plugins._support.rearm import rearm_at, release
 
 pytestmark = pytest.mark.timeout(30)
 

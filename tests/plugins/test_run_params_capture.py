@@ -16,7 +16,7 @@ from torch import nn
 
 from mlops_hooks import events as ev
 from mlops_hooks.plugins import keras as keras_plugin
-from mlops_hooks.plugins._base import Adapter
+from mlops_hooks.plugins._support.base import Adapter
 from mlops_hooks.plugins.lightning import MLOpsCallback as LightningCallback
 from mlops_hooks.plugins.sklearn import MLOpsCallback as SklearnCallback
 from mlops_hooks.run import params as rp

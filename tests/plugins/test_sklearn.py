@@ -24,9 +24,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mlops_hooks import events as ev
-from mlops_hooks.plugins import _sklearn_fallback as fallback
 from mlops_hooks.plugins import sklearn as sklearn_plugin
-from mlops_hooks.plugins._sklearn_tasks import TaskTree
+from mlops_hooks.plugins._support import sklearn_fallback as fallback
+from mlops_hooks.plugins._support.sklearn_tasks import TaskTree
 from mlops_hooks.plugins.sklearn import MLOpsCallback, monitored_fit
 from mlops_hooks.run import Run
 from mlops_hooks.run import lifecycle as run_lifecycle

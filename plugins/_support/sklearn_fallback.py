@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from mlops_hooks.plugins import _base
-from mlops_hooks.plugins._base import check_emit, check_name, fraction
+from mlops_hooks.plugins._support import base as _base
+from mlops_hooks.plugins._support.base import check_emit, check_name, fraction
 from mlops_hooks.run import Emit, Run
 from mlops_hooks.run.params import probe_git, resolve_group, send_params
 

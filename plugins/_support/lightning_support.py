@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlops_hooks.formatting import to_float
-from mlops_hooks.plugins._base import missing_framework
+from mlops_hooks.plugins._support.base import missing_framework
 
 __all__ = [
     "FLAVOURS",

@@ -1,0 +1,1 @@
+"""Private helpers shared by the framework adapters (not part of the public API)."""
