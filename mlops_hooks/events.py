@@ -24,6 +24,7 @@ from typing import Annotated, Any, get_args
 import msgspec
 
 from mlops_hooks._events.errors import EventError, check_metadata, explain
+from mlops_hooks._events.extensions import EXTENSION_CLASSES, Extension, HostMetrics, RunParams
 from mlops_hooks._events.fields import (
     ALERT_PRIORITIES,
     FILE_STATUSES,
@@ -273,55 +274,6 @@ class SystemAlert(Event, tag="system_alert", kw_only=True):
     alert: Alert
 
 
-# --------------------------------------------------------------------------- extensions
-
-
-class RunParams(Event, tag="run_params", kw_only=True):
-    """A run's parameters and where it ran (protocol extension, not one of the spec's types).
-
-    Sent once at the start of a run and possibly again later (scikit-learn's ``best_params_``
-    at the end, as ``best.<name>``); a receiver merges ``params`` (later keys win) and keeps the
-    first ``metadata``, adding only keys it lacks. Never dropped or coalesced.
-
-    Attributes:
-        run_id: The run the parameters belong to (required).
-        params: Flat parameters: nested configuration is flattened with ``.``
-            (``optimizer.lr``); values are strings (at most 1024 characters), numbers, booleans
-            or null; at most 256 keys of at most 128 characters.
-        metadata: Where and how the run ran: ``host``, ``pid``, ``python``, ``frameworks``
-            (``{"torch": "2.5.1"}``), ``command``, ``git`` (``{"commit": ..., "dirty": ...}``
-            or null); a JSON object of at most 64 keys, 6 levels and 16 KiB.
-        model_name: The run's model name.
-        group: The sweep or study the run belongs to (a search's name, ``MLOPS_HOOKS_GROUP``).
-    """
-
-    run_id: Name
-    params: Params
-    metadata: Metadata | None = None
-    model_name: Name | None = None
-    group: Name | None = None
-
-
-class HostMetrics(Event, tag="host_metrics", kw_only=True):
-    """The training machine's health during a run (protocol extension; droppable).
-
-    Sampled by the publisher's background thread every ``MLOPS_HOOKS_SYSTEM_INTERVAL``
-    seconds; unlike ``system_metrics`` (the server's own machine) it belongs to a run.
-
-    Attributes:
-        run_id: The run being trained (required).
-        host: The training machine's host name (required).
-        elapsed_s: Seconds since the run started, when sampled.
-        metrics: ``cpu_percent``, ``process_cpu_percent``, ``process_rss_mb``,
-            ``memory_percent``, ``gpu<i>/util_percent`` ...; what the machine cannot give is absent.
-    """
-
-    run_id: Name
-    host: Name
-    elapsed_s: Annotated[float, msgspec.Meta(ge=0)]
-    metrics: Metrics
-
-
 # --------------------------------------------------------------------------- registry
 
 SpecEvent = (
@@ -339,7 +291,7 @@ SpecEvent = (
     | SystemAlert
 )
 #: Every event class a decoder accepts: the spec's twelve and the extensions.
-AnyEvent = SpecEvent | RunParams | HostMetrics
+AnyEvent = SpecEvent | Extension
 
 #: Every event class of the spec by its wire ``type``, in the spec's order.
 EVENT_CLASSES: dict[str, type[Event]] = {
@@ -347,9 +299,6 @@ EVENT_CLASSES: dict[str, type[Event]] = {
     for cls in get_args(SpecEvent)
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
-#: Event types this project adds to the spec (docs/protocol.md, "extension" sections).
-EXTENSION_CLASSES: dict[str, type[Event]] = {"run_params": RunParams,
-                                             "host_metrics": HostMetrics}
 EXTENSION_TYPES: tuple[str, ...] = tuple(EXTENSION_CLASSES)
 #: Every event class by its wire ``type``: the spec's, then the extensions.
 ALL_EVENT_CLASSES: dict[str, type[Event]] = {**EVENT_CLASSES, **EXTENSION_CLASSES}
