@@ -24,7 +24,14 @@ from typing import Annotated, Any, get_args
 import msgspec
 
 from mlops_hooks._events.errors import EventError, check_metadata, explain
-from mlops_hooks._events.extensions import EXTENSION_CLASSES, Extension, HostMetrics, RunParams
+from mlops_hooks._events.extensions import (
+    EXTENSION_CLASSES,
+    Extension,
+    HostMetrics,
+    RunParams,
+    RunState,
+    RunStateName,
+)
 from mlops_hooks._events.fields import (
     ALERT_PRIORITIES,
     FILE_STATUSES,
@@ -75,6 +82,7 @@ __all__ = [
     "FileStatus", "FileValidated", "Fraction", "Health", "HealthChange", "HostMetrics", "Key",
     "Metadata", "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange", "Name",
     "NonNegative", "Number", "ParamValue", "Params", "Percent", "PredictionVolume", "RunParams",
+    "RunState", "RunStateName",
     "SystemAlert", "SystemMetrics", "Text", "Timestamp", "TrainingCompleted", "TrainingFailed",
     "TrainingProgress", "TrainingStage", "UploadProgress", "decode", "decode_many", "encode",
     "from_dict", "to_dict",
@@ -142,7 +150,12 @@ class TrainingProgress(Event, tag="training_progress", kw_only=True):
 
 
 class TrainingCompleted(Event, tag="training_completed", kw_only=True):
-    """A training run completed. Extension: ``model_name``."""
+    """A training run completed. Extensions: ``model_name``, ``stop_reason``.
+
+    ``stop_reason`` says why a run ended before its plan: ``"requested"`` (stopped from the
+    dashboard), ``"early_stopping"`` (the framework's early stopping), ``"pruned"`` (a sweep's
+    pruner), or another short name; absent when the run ran its plan.
+    """
 
     final_accuracy: Fraction | None = None
     training_time: Text | None = None
@@ -152,6 +165,7 @@ class TrainingCompleted(Event, tag="training_completed", kw_only=True):
     message: Text | None = None
     model_id: Name | None = None
     model_name: Name | None = None
+    stop_reason: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
 
 
 class TrainingFailed(Event, tag="training_failed", kw_only=True):
@@ -315,6 +329,7 @@ LIFECYCLE_TYPES: frozenset[str] = frozenset(
         "activity_update",
         "system_alert",
         "run_params",
+        "run_state",
     }
 )
 

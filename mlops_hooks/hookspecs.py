@@ -330,6 +330,23 @@ def mlops_host_metrics(event: ev.HostMetrics, side: str) -> None:
     """
 
 
+@hookspec
+def mlops_run_state(event: ev.RunState, side: str) -> None:
+    """Receive a ``run_state`` event: a run's state changed (running, stalled, crashed, ...).
+
+    Called: on the server, when it raises the change (liveness, stall detection, the run's
+    end); on any process that subscribes to a server's stream and dispatches what it receives.
+
+    Process: server (``side == "server"``), unless a plugin dispatches received events itself.
+
+    May: react (the shared rules): notify, record, relaunch.
+
+    Args:
+        event: The :class:`~mlops_hooks.events.RunState` event.
+        side: The process it is called in.
+    """
+
+
 # -------------------------------------------------------------------------------------------
 # Connection
 # -------------------------------------------------------------------------------------------

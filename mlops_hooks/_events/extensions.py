@@ -8,11 +8,15 @@ extension gets its class here, a place in :data:`Extension` and in :data:`EXTENS
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
-from mlops_hooks._events.fields import Event, Metadata, Metrics, Name, Params
+from mlops_hooks._events.fields import Event, Metadata, Metrics, Name, Params, Text
+
+#: What a run is doing, as the server sees it (``run_state``).
+RunStateName = Literal["running", "stalled", "finished", "failed", "interrupted", "killed",
+                       "crashed"]
 
 
 class RunParams(Event, tag="run_params", kw_only=True):
@@ -60,9 +64,32 @@ class HostMetrics(Event, tag="host_metrics", kw_only=True):
     elapsed_s: Annotated[float, msgspec.Meta(ge=0)]
     metrics: Metrics
 
+class RunState(Event, tag="run_state", kw_only=True):
+    """A run's state changed (protocol extension; never dropped or coalesced).
+
+    Raised by the server (liveness, stall detection, the run's end) so that every subscriber
+    learns at once whether a run is still running.
+
+    Attributes:
+        run_id: The run (required).
+        state: ``running``, ``stalled``, ``finished``, ``failed``, ``interrupted`` (Ctrl-C),
+            ``killed`` (SIGTERM, preemption) or ``crashed`` (the process vanished).
+        previous: The state before, when there was one.
+        reason: Why, in words (``"no step for 95 s, 5x the median step time"``).
+        model_name: The run's model name.
+    """
+
+    run_id: Name
+    state: RunStateName
+    previous: RunStateName | None = None
+    reason: Text | None = None
+    model_name: Name | None = None
+
+
 #: Every extension event class (a member of the decoders' union).
-Extension = RunParams | HostMetrics
+Extension = RunParams | HostMetrics | RunState
 
 #: Event types this project adds to the spec, by their wire ``type``.
 EXTENSION_CLASSES: dict[str, type[Event]] = {"run_params": RunParams,
-                                             "host_metrics": HostMetrics}
+                                             "host_metrics": HostMetrics,
+                                             "run_state": RunState}

@@ -15,7 +15,7 @@ def test_one_hook_per_event_type_plus_event_and_connection():
     names = {name for name, _ in SPECS}
     assert names == {f"mlops_{t}" for t in (*ev.EVENT_TYPES, *ev.EXTENSION_TYPES)} | {
         "mlops_event", "mlops_connection_change"}
-    assert ev.EXTENSION_TYPES == ("run_params", "host_metrics")
+    assert ev.EXTENSION_TYPES == ("run_params", "host_metrics", "run_state")
 
 
 @pytest.mark.parametrize(("name", "fn"), SPECS, ids=[n for n, _ in SPECS])

@@ -41,9 +41,9 @@ def test_a_minimal_run_params_and_null_optionals():
 
 def test_run_params_is_an_extension_outside_the_specs_types():
     assert "run_params" not in ev.EVENT_TYPES and len(ev.EVENT_TYPES) == 12
-    assert ev.EXTENSION_TYPES == ("run_params", "host_metrics")
+    assert ev.EXTENSION_TYPES == ("run_params", "host_metrics", "run_state")
     assert {**ev.EVENT_CLASSES, "run_params": ev.RunParams,
-            "host_metrics": ev.HostMetrics} == ev.ALL_EVENT_CLASSES
+            "host_metrics": ev.HostMetrics, "run_state": ev.RunState} == ev.ALL_EVENT_CLASSES
     assert "run_params" in ev.LIFECYCLE_TYPES
 
 
