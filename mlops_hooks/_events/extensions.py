@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mlops_hooks._events.fields import Event, Metadata, Metrics, Name, Params, Text
+from mlops_hooks._events.fields import Count, Event, Metadata, Metrics, Name, Params, Text
 
 #: What a run is doing, as the server sees it (``run_state``).
 RunStateName = Literal["running", "stalled", "finished", "failed", "interrupted", "killed",
@@ -36,6 +36,7 @@ class RunParams(Event, tag="run_params", kw_only=True):
             or null); a JSON object of at most 64 keys, 6 levels and 16 KiB.
         model_name: The run's model name.
         group: The sweep or study the run belongs to (a search's name, ``MLOPS_HOOKS_GROUP``).
+        group_size: How many runs the group plans (a study's ``n_trials``), when known.
     """
 
     run_id: Name
@@ -43,6 +44,7 @@ class RunParams(Event, tag="run_params", kw_only=True):
     metadata: Metadata | None = None
     model_name: Name | None = None
     group: Name | None = None
+    group_size: Count | None = None
 
 
 class HostMetrics(Event, tag="host_metrics", kw_only=True):

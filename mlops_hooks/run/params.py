@@ -295,7 +295,7 @@ def run_metadata() -> dict[str, Any]:
 
 
 def send_params(run: Run, params: Mapping[Any, Any], *, group: str | None = None,
-                metadata: bool = True) -> ev.RunParams | None:
+                metadata: bool = True, group_size: int | None = None) -> ev.RunParams | None:
     """Send a ``run_params`` event for ``run``; never raises.
 
     Args:
@@ -304,6 +304,7 @@ def send_params(run: Run, params: Mapping[Any, Any], *, group: str | None = None
         group: The run's group (see :func:`resolve_group`).
         metadata: Include the process's metadata (the first ``run_params`` of a run); when
             the git commit is not known yet, a second event brings it.
+        group_size: How many runs the group plans (a study's ``n_trials``), when known.
 
     Returns:
         The event sent, or None when it could not be built.
@@ -311,7 +312,7 @@ def send_params(run: Run, params: Mapping[Any, Any], *, group: str | None = None
     try:
         meta = run_metadata() if metadata else None
         event = ev.RunParams(run_id=run.run_id, model_name=run.name, group=group,
-                             params=flatten(params), metadata=meta)
+                             params=flatten(params), metadata=meta, group_size=group_size)
         ev.from_dict(ev.to_dict(event))  # the caps, checked here rather than at the server
     except Exception as exc:
         _warn(f"mlops-hooks: the run's parameters were not sent: {exc}")
