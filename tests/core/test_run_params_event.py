@@ -103,7 +103,7 @@ def test_required_fields_and_the_metadata_caps():
     unknown = _refusal(dict(FULL, hparams={}))
     assert unknown.got == "unknown field 'hparams'"
     assert unknown.expected == ("only known fields (seq, timestamp, run_id, event_id, params, "
-                                "metadata, model_name, group)")
+                                "metadata, model_name, group, group_size)")
 
 
 def test_the_hook_of_its_own_type_is_called_before_mlops_event():
