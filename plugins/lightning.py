@@ -54,11 +54,12 @@ from mlops_hooks.plugins._support.base import (
     never_raises,
     torch_module_bytes,
 )
+from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger
 from mlops_hooks.plugins._support.rearm import rearm_at, release
 from mlops_hooks.run import Emit, Run
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
-           "auto_callbacks"]
+           "MLOpsLogger", "auto_callbacks"]
 
 #: ``callback_metrics`` names tried, in order, for ``final_accuracy`` (a 0-1 value).
 DEFAULT_ACCURACY_METRICS = ("val_acc", "val_accuracy", "accuracy", "acc", "train_acc",
