@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlops_hooks.cli.serve import add_bind_options, add_serve
+from mlops_hooks.cli.tensorboard_import import add_import_tensorboard
 
 __all__ = ["build_parser", "main"]
 
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops-hooks",
         description="Watch ML training runs live: serve the dashboard, send events, "
-        "list plugins, run the demo.",
+        "list plugins, run the demo, import TensorBoard logs.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve(sub)
     _add_demo(sub)
+    add_import_tensorboard(sub)
     return parser
 
 
