@@ -54,7 +54,7 @@ from mlops_hooks.plugins._support.base import (
     never_raises,
     torch_module_bytes,
 )
-from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger
+from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger, share_run
 from mlops_hooks.plugins._support.rearm import rearm_at, release
 from mlops_hooks.run import Emit, Run
 
@@ -245,6 +245,7 @@ class _MLOpsCallbackImpl(Adapter):
         self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
         run.start()
         self.send_params(run, lambda: support.run_params(trainer, pl_module))
+        share_run(trainer, run)  # an MLOpsLogger of this Trainer logs into this run
         run.stage("model_training")
 
     @staticmethod

@@ -36,7 +36,7 @@ except ImportError as first:  # pragma: no cover - only the pytorch_lightning fl
     except ImportError:
         raise missing_framework("PyTorch Lightning", "lightning", first) from first
 
-__all__ = ["MLOpsLogger"]
+__all__ = ["MLOpsLogger", "share_run"]
 
 
 def _callback_run(trainer: Any) -> Run | None:
@@ -46,6 +46,17 @@ def _callback_run(trainer: Any) -> Run | None:
         if isinstance(run, Run) and run.finished is None:
             return run
     return None
+
+
+def share_run(trainer: Any, run: Run) -> None:
+    """Make every ``MLOpsLogger`` of ``trainer`` log into ``run`` (``MLOpsCallback``'s).
+
+    Called by the callback when training starts, so the logger shares the run even when
+    Lightning never shows it the module (``enable_autolog_hparams=False``).
+    """
+    for logger in getattr(trainer, "loggers", None) or ():
+        if isinstance(logger, MLOpsLogger):
+            logger.adopt(run)
 
 
 def _trainer_of(model: Any) -> Any:
@@ -137,6 +148,15 @@ class MLOpsLogger(Logger):
             params, self._pending = self._pending, {}
             send_params(run, params, group=self._group, metadata=self._owned)
         return run
+
+    def adopt(self, run: Run) -> None:
+        """Log into ``run``, which an ``MLOpsCallback`` reports (see :func:`share_run`)."""
+        if self._run is run or not run.active:
+            return
+        self._run, self._owned = run, False
+        if self._pending:
+            params, self._pending = self._pending, {}
+            send_params(run, params, group=self._group, metadata=False)
 
     def _plan(self, run: Run) -> None:
         self._planned = True

@@ -51,11 +51,11 @@ class LoggingMLP(L.LightningModule):
 
 
 def fit(logger: MLOpsLogger, callbacks: list[Any] | None = None,
-        module: LoggingMLP | None = None) -> L.Trainer:
+        module: LoggingMLP | None = None, **options: Any) -> L.Trainer:
     trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=logger,
                         callbacks=callbacks or [], log_every_n_steps=1,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, **options)
     train, val = digits_loaders()
     trainer.fit(module or LoggingMLP(), train, val)
     return trainer
@@ -107,10 +107,12 @@ def test_the_logger_alone_fails_its_run_when_the_fit_raises(pm, recorder):
     assert sorted(series(recorder.events)["train_loss_step"]) == list(range(BATCHES + 3))
 
 
-def test_the_logger_with_the_callback_logs_into_the_callbacks_run(pm, recorder):
+@pytest.mark.parametrize("autolog", [True, False], ids=["log_graph", "no-autolog-hparams"])
+def test_the_logger_with_the_callback_logs_into_the_callbacks_run(pm, recorder, autolog):
     callback = MLOpsCallback(emit=pm.dispatch, throttle=0)
     logger = MLOpsLogger()  # its events would go elsewhere: it must use the callback's run
-    fit(logger, [callback])
+    # without autolog, Lightning never calls log_graph: the callback hands its run over
+    fit(logger, [callback], enable_autolog_hparams=autolog)
     run_id = assert_one_run(recorder)
     assert logger.shared and logger.version == run_id == callback.run.run_id
     assert len(recorder.of_type("training_completed")) == 1
