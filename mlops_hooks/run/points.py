@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import cast
 
 import msgspec
 
@@ -31,7 +32,16 @@ def numeric_values(values: Mapping[str, object]) -> tuple[dict[str, float], list
     """
     numbers: dict[str, float] = {}
     skipped: list[str] = []
+    limit = ev.MAX_KEY
     for key, value in values.items():
+        kind = type(value)
+        if (kind is float or kind is int) and type(key) is str and len(key) <= limit:
+            plain = cast(float, value)
+            if plain - plain == 0:  # finite: NaN and infinities give NaN
+                numbers[key] = float(plain)
+            else:
+                skipped.append(key)
+            continue
         number = None if isinstance(value, (bool, str)) else to_float(value)
         if number is None:
             skipped.append(str(key))

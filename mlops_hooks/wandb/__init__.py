@@ -34,7 +34,7 @@ from mlops_hooks.wandb.config import Config, Summary, as_mapping
 from mlops_hooks.wandb.session import WandbRun
 from mlops_hooks.wandb.unsupported import Unsupported, stand_in, warn_once
 
-__all__ = ["AlertLevel", "Config", "Run", "Summary", "WandbRun", "alert", "config",
+__all__ = ["AlertLevel", "Config", "Run", "Settings", "Summary", "WandbRun", "alert", "config",
            "define_metric", "finish", "init", "log", "login", "run", "summary", "watch"]
 _ = Unsupported  # the type of the stand-ins, for isinstance checks
 
@@ -58,6 +58,13 @@ class AlertLevel(str, enum.Enum):
     INFO = "INFO"
     WARN = "WARN"
     ERROR = "ERROR"
+
+
+class Settings:
+    """W&B's ``wandb.Settings``: accepted silently (``init(settings=...)`` is ignored)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
 
 
 def _env(name: str) -> str | None:

@@ -152,9 +152,10 @@ class Summary(_AttrDict):
 
     def logged(self, values: Mapping[str, Any]) -> None:
         """Take logged values as the latest (keys the script set explicitly are kept)."""
-        for key, value in values.items():
-            if key not in self._explicit:
-                self._items[key] = value
+        explicit = self._explicit
+        if explicit:
+            values = {k: v for k, v in values.items() if k not in explicit}
+        self._items.update(values)
 
     @property
     def explicit(self) -> dict[str, Any]:

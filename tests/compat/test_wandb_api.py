@@ -122,3 +122,13 @@ def test_unsupported_features_warn_once_and_never_raise(rec: Recorder) -> None:
         assert any(feature in m for m in messages), (feature, messages)
     assert not rec.of_type("training_failed")
     assert isinstance(rec.events[0], ev.ActivityUpdate)
+
+
+def test_only_finite_numbers_become_points(rec: Recorder) -> None:
+    wandb.init(project="p")
+    long_key = "k" * 300
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wandb.log({"nan": float("nan"), "inf": float("-inf"), "flag": True, "n": 3,
+                   long_key: 1.5, "np": np.int64(4), 7: 2.0})
+    assert points(rec) == [(0, {"n": 3.0, "k" * ev.MAX_KEY: 1.5, "np": 4.0, "7": 2.0})]
