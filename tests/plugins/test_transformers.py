@@ -265,3 +265,41 @@ def test_bad_options_are_refused_at_once():
         MLOpsCallback(emit="print")
     with pytest.raises(ValueError, match="accuracy_metrics"):
         MLOpsCallback(accuracy_metrics=[])
+
+
+UNCAUGHT = """
+import sys
+sys.path.insert(0, {root!r})
+from transformers import TrainerCallback
+from tests.plugins.test_transformers import Tokens, trainer_for
+from mlops_hooks.plugins.transformers import MLOpsCallback
+import pathlib
+
+class Broken(TrainerCallback):
+    def on_epoch_end(self, args, state, control, **kwargs):
+        raise KeyError("a callback broke")
+
+data = (Tokens(100), Tokens(20, seed=1))
+trainer = trainer_for(pathlib.Path({tmp!r}), data, [MLOpsCallback("uncaught"), Broken()])
+trainer.train()  # outside a step, no `with`: only the excepthook sees it
+"""
+
+
+def test_an_uncaught_failure_outside_a_step_is_reported_by_the_excepthook(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    events = tmp_path / "events.jsonl"
+    env = {**os.environ, "MLOPS_HOOKS_JSONL": str(events), "OMP_NUM_THREADS": "1",
+           "MLOPS_HOOKS_DISABLE": "publisher,console", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-c", UNCAUGHT.format(root=root, tmp=str(tmp_path))],
+                          env=env, capture_output=True, text=True, timeout=150, cwd=root)
+    assert done.returncode == 1 and "KeyError: 'a callback broke'" in done.stderr, done.stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    (failed,) = [e for e in lines if e["type"] == "training_failed"]
+    assert failed["error_code"] == "DATA_ERROR" and failed["progress_when_failed"] == 50.0
+    assert not [e for e in lines if e["type"] == "training_completed"]
