@@ -27,13 +27,14 @@ VOCAB, LENGTH = 64, 12
 
 
 class Tokens(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
-    """Random token sequences; the label says whether token 1 is in the first half."""
+    """Random token sequences; label 1 ones repeat token 1 in their first half."""
 
     def __init__(self, size: int, seed: int) -> None:
         generator = torch.Generator().manual_seed(seed)
         self.ids = torch.randint(2, VOCAB, (size, LENGTH), generator=generator)
+        self.labels = torch.randint(0, 2, (size,), generator=generator)
+        self.ids[self.labels == 1, 1:LENGTH // 2] = 1
         self.ids[:, 0] = 0  # the [CLS] position
-        self.labels = (self.ids[:, 1] < VOCAB // 2).long()
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -91,8 +91,8 @@ class MLOpsCallback(Adapter, TrainerCallback):
     Args:
         name: What is trained, shown on the dashboard; defaults to the model's class.
         model_id: Identifier of the produced model, sent with ``training_completed``.
-        run_id: Identifier of the run; generated per ``train()`` when omitted (give the first
-            run's id to continue it when resuming from a checkpoint).
+        run_id: Identifier of the run; generated per ``train()`` when omitted (a training
+            resumed from a checkpoint is a new run, starting at the checkpoint's step).
         accuracy_metrics: Log name(s) for ``final_accuracy`` and the accuracy chart, tried in
             order (values outside 0-1 are ignored).
         score_metrics: Log name(s) for ``validation_score``.
