@@ -135,6 +135,19 @@ def test_max_steps_is_the_plan_and_ends_mid_epoch(pm, recorder, data, tmp_path):
     assert done.stop_reason is None  # the plan was max_steps, and it was reached
 
 
+
+def test_standalone_evaluate_and_predict_after_training_are_not_reported(pm, recorder, data,
+                                                                         tmp_path):
+    trainer = trainer_for(tmp_path, data, [MLOpsCallback(emit=pm.dispatch)], max_steps=2,
+                          eval_strategy="no")
+    trainer.train()
+    count = len(recorder.events)
+    trainer.evaluate()
+    trainer.predict(data[1])
+    assert len(recorder.events) == count
+    assert "evaluate" not in vars(trainer)  # the guard is gone with the training
+
+
 def test_resumed_training_continues_from_the_checkpoint_step(pm, recorder, data, tmp_path):
     trainer_for(tmp_path, data, max_steps=8, gradient_accumulation_steps=1,
                 eval_strategy="no", save_strategy="steps", save_steps=4).train()
@@ -191,6 +204,16 @@ def test_failure_in_a_step_is_reported_and_the_exception_propagates(pm, recorder
     assert not recorder.of_type("training_completed")
     assert "training_step" not in vars(trainer) and "evaluate" not in vars(trainer)
     assert not _open_runs.open_runs()
+
+
+def test_ctrl_c_in_a_step_is_interrupted_and_propagates(pm, recorder, data, tmp_path):
+    model = TinyBert(fail_at=4)  # the first micro-batch of step 2
+    model.error = KeyboardInterrupt()
+    trainer = trainer_for(tmp_path, data, [MLOpsCallback(emit=pm.dispatch)], model=model)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    (failed,) = recorder.of_type("training_failed")
+    assert (failed.error_code, failed.progress_when_failed) == ("INTERRUPTED", 10.0)
 
 
 def test_failure_outside_a_step_is_reported_by_the_context_manager(pm, recorder, data,
