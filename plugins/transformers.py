@@ -50,6 +50,7 @@ says why in ``stop_reason``: ``early_stopping`` (``EarlyStoppingCallback``) or `
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -313,8 +314,6 @@ class MLOpsCallback(Adapter, TrainerCallback):
             run.fail(exc)
             _open_runs.forget(run)
         except Exception as error:
-            import sys
-
             sys.stderr.write(f"mlops-hooks: could not report the failure: {error!r}\n")
 
 
