@@ -58,6 +58,7 @@ def test_train_sends_every_round_and_its_eval_results(pm, recorder, dmatrices):
     (params, *_) = recorder.of_type("run_params")
     assert params.params["seed"] == 1 and params.params["num_boost_round"] == 12
     assert params.params["objective"] == "binary:logistic" and params.params["max_depth"] == 2
+    assert {"xgboost", "xgboost-cpu"} & set(params.metadata["frameworks"])  # the CPU build too
     assert "update" not in vars(booster)  # the guards are gone
     assert_wire_valid(recorder)
 
