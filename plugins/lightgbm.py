@@ -7,21 +7,24 @@
     booster = lightgbm.train(params, train_set, num_boost_round=200, valid_sets=[valid_set],
                              callbacks=[lightgbm.early_stopping(10), MLOpsCallback("churn")])
     # or the scikit-learn wrapper
-    LGBMClassifier(n_estimators=200).fit(X, y, eval_set=[(Xv, yv)], callbacks=[MLOpsCallback()])
+    LGBMClassifier(n_estimators=200).fit(X, y, eval_X=(Xv,), eval_y=(yv,),
+                                         callbacks=[MLOpsCallback()])
 
 **What is reported.** Iterations are the run's steps (and its epochs when there are
 validation sets): progress over ``env.end_iteration - env.begin_iteration`` (a training
-continued from ``init_model`` counts its own iterations). Each iteration's
-``evaluation_result_list`` is sent as metrics named ``<data>-<metric>`` (``valid_0-binary_logloss``,
-``training-auc``), one series each; iterations without validation sets send throttled
-progress. ``current_loss`` is the first result, the accuracy ``1 - binary_error`` (or
-``multi_error``) of the last validation set. ``run_params``: ``env.params`` (LightGBM's
-resolved parameters, ``num_iterations`` included).
+continued from ``init_model`` counts its own iterations). An iteration's
+``evaluation_result_list`` is sent with its progress event as metrics named
+``<data>-<metric>`` (``valid_0-binary_logloss``, ``training-auc``), one series each: at most one
+event per ``throttle`` seconds (a skipped iteration costs a clock read), the last one always;
+``throttle=0`` sends every iteration. ``current_loss`` is the first result, the accuracy
+``1 - binary_error`` (or ``multi_error``) of the last validation set. ``run_params``:
+``env.params`` (LightGBM's resolved parameters, ``num_iterations`` included).
 
 **How the end is seen.** LightGBM has no end-of-training callback and ends early stopping
 with an exception (``EarlyStopException``) that no later callback sees. So the callback runs
 *before* each iteration (``before_iteration = True``), and at the first one it reads the
-callback list of ``lightgbm.train`` (or ``lightgbm.cv``) from the stack and joins it:
+callback list of ``lightgbm.train`` (or ``lightgbm.cv``) from the stack and joins it (leaving
+the before-iteration list: nothing is left to do there):
 
 * a reporter placed before ``early_stopping`` (``order`` 30) sends each iteration's results;
 * every after-iteration callback is guarded: an ``EarlyStopException`` completes the run with
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -68,6 +72,7 @@ _GUARDED = ("update", "eval_train", "eval_valid")
 #: The reporter's place among after-iteration callbacks: after ``record_evaluation`` (20),
 #: before ``early_stopping`` (30), so the iteration that stops is reported.
 _REPORT_ORDER = 29
+_now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
 class MLOpsCallback(Adapter):
@@ -78,8 +83,8 @@ class MLOpsCallback(Adapter):
             ``"lightgbm"``.
         model_id: Identifier of the produced model, sent with ``training_completed``.
         run_id: Identifier of the run; generated per training when omitted.
-        throttle: Minimum seconds between progress events of iterations without validation
-            results (iterations with them are always sent).
+        throttle: Minimum seconds between progress events (each carries its iteration's
+            results; the last iteration is always sent; 0: every iteration).
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager.
         params: Parameters to send with ``run_params`` besides ``env.params`` (these win).
@@ -116,6 +121,9 @@ class MLOpsCallback(Adapter):
         self._guard: MethodGuard | None = None
         self._model: Any = None
         self._joined = False
+        self._last: CallbackEnv | None = None  # the last iteration counted
+        self._unsent = False  # it was counted without an event (throttled)
+        self._leave: list[Any] | None = None  # LightGBM's before-iteration list, to leave
 
     @property
     def run(self) -> Run | None:
@@ -148,17 +156,20 @@ class MLOpsCallback(Adapter):
         run = self._run = self.new_run(default, total_steps=max(rounds, 1),
                                        total_epochs=max(rounds, 1) if has_valid else None,
                                        emit=self._stops)
-        self._model = env.model
+        self._model, self._last, self._unsent = env.model, None, False
         run.start()
         params = dict(env.params)
         self.send_params(run, lambda: params)
         run.stage("model_training")
         _open_runs.watch(run)
         self._guard = MethodGuard(env.model, _GUARDED, self._fail)
-        after = loop.get("callbacks_after_iter")
+        after, before = loop.get("callbacks_after_iter"), loop.get("callbacks_before_iter")
         self._joined = isinstance(after, list)
         if isinstance(after, list):
             self._join(after)
+            # joined: nothing is left to do before iterations (leaving the list is done from
+            # the reporter, as LightGBM is iterating over it now)
+            self._leave = before if isinstance(before, list) else None
 
     def _join(self, after: list[Any]) -> None:
         """Guard the after-iteration callbacks; add the reporter and the finisher."""
@@ -171,22 +182,36 @@ class MLOpsCallback(Adapter):
     @never_raises
     def _report(self, env: CallbackEnv) -> None:
         run = self._run
-        if not self.reporting(run) or env.model is not self._model:
+        if run is None or run.finished or env.model is not self._model:
             return
+        if self._leave is not None:
+            with contextlib.suppress(ValueError):
+                self._leave.remove(self)
+            self._leave = None
+        if not env.evaluation_result_list:  # no validation sets: throttled steps
+            run.step(None, 1)
+            return
+        run.catch_up(1)
+        self._last = env
+        if _now() < run.next_progress_at and env.iteration < env.end_iteration - 1:
+            self._unsent = True  # the hot path: a clock read and a compare
+            return
+        self._send(run, env)
+
+    def _send(self, run: Run, env: CallbackEnv) -> None:
+        """Send iteration ``env.iteration`` (already counted) with its results."""
+        self._unsent = False
         results = env.evaluation_result_list or []
         metrics = eval_metrics((r[0], r[1], r[2]) for r in results)
         if not metrics:
-            run.step(None, 1)
+            run.update_metrics({})
             return
-        primary = str(results[-1][0])
-        run.catch_up(1)
         run.epoch_end(env.iteration - env.begin_iteration,
                       loss=next(iter(metrics.values())),
-                      accuracy=error_accuracy(metrics, primary), metrics=metrics)
+                      accuracy=error_accuracy(metrics, str(results[-1][0])), metrics=metrics)
 
-    @never_raises
     def _finish(self, env: CallbackEnv) -> None:
-        if env.iteration >= env.end_iteration - 1:
+        if env.iteration >= env.end_iteration - 1:  # _complete never raises
             self._complete(None)
 
     def _stopped(self, env: CallbackEnv, stop: EarlyStopException) -> None:
@@ -204,6 +229,8 @@ class MLOpsCallback(Adapter):
         self._restore()
         if not self.reporting(run) or stops is None:
             return
+        if self._unsent and self._last is not None:  # the last iteration reaches the series
+            self._send(run, self._last)
         metrics = best or run.progress_event().metrics or {}
         primary = next((k.split("-", 1)[0] for k in reversed(metrics)), None)
         if validation_score is None and primary is not None:

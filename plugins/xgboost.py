@@ -12,10 +12,11 @@
 **What is reported.** Boosting rounds are the run's steps, and, when there are evaluation
 sets, its epochs too (XGBoost's callbacks call a round an ``epoch``): progress over the
 planned rounds, read from ``xgboost.train``'s (or ``xgboost.cv``'s) ``num_boost_round``, which
-the scikit-learn wrapper sets from ``n_estimators`` (``num_boost_round=`` overrides it). Every
-round with evaluation results sends them, named as XGBoost names them
-(``validation_0-logloss``, ``val-auc``), so each becomes a series of the run; rounds without
-evaluation sets send throttled progress. ``current_loss`` is the first metric of the first
+the scikit-learn wrapper sets from ``n_estimators`` (``num_boost_round=`` overrides it). A
+round's evaluation results are sent with its progress event, named as XGBoost names them
+(``validation_0-logloss``, ``val-auc``), so each becomes a series of the run: at most one
+event per ``throttle`` seconds (a skipped round costs a clock read), the last round always;
+``throttle=0`` sends every round. ``current_loss`` is the first metric of the first
 evaluation set, the accuracy ``1 - error`` of the last set when it has an error metric.
 Stages ``model_training`` → ``finalization``. ``run_params``: the estimator's ``get_params()``
 (scikit-learn wrapper; unset ``None`` values left out) or ``xgboost.train``'s ``params``, and
@@ -37,6 +38,7 @@ with its progress, then re-raised unchanged. Anything else escaping the fit is r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -63,6 +65,7 @@ except ImportError as _error:  # pragma: no cover - exercised with xgboost hidde
 __all__ = ["MLOpsCallback"]
 
 _GUARDED = ("update", "eval_set", "eval")
+_now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
 class MLOpsCallback(Adapter, TrainingCallback):
@@ -74,8 +77,8 @@ class MLOpsCallback(Adapter, TrainingCallback):
         num_boost_round: Rounds planned; read from the training loop when omitted.
         model_id: Identifier of the produced model, sent with ``training_completed``.
         run_id: Identifier of the run; generated per training when omitted.
-        throttle: Minimum seconds between progress events of rounds without evaluation
-            results (rounds with them are always sent).
+        throttle: Minimum seconds between progress events (each carries its round's
+            evaluation results; the last round is always sent; 0: every round).
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager.
         params: Parameters to send with ``run_params`` besides the captured ones (these win).
@@ -109,6 +112,8 @@ class MLOpsCallback(Adapter, TrainingCallback):
         self._early_stopping = False
         self._metrics: dict[str, float] = {}
         self._log: Any = None  # XGBoost's evaluation history of the training
+        self._epoch = 0  # the last round counted
+        self._unsent = False  # it was counted without an event (throttled)
 
     @property
     def run(self) -> Run | None:
@@ -146,7 +151,7 @@ class MLOpsCallback(Adapter, TrainingCallback):
         self._data = [str(name) for _, name in evals] if isinstance(evals, list) else []
         self._early_stopping = any(isinstance(c, EarlyStopping)
                                    for c in loop.get("callbacks") or ())
-        self._metrics, self._log = {}, None
+        self._metrics, self._log, self._unsent = {}, None, False
         has_evals = bool(self._data) or "evals" not in loop or "nfold" in loop
         self._stops = StopReasons(self.emit)
         default = type(estimator).__name__ if estimator is not None else "xgboost"
@@ -162,19 +167,31 @@ class MLOpsCallback(Adapter, TrainingCallback):
     @never_raises
     def _round(self, epoch: int, evals_log: Any) -> None:
         run = self._run
-        if not self.reporting(run):
+        if run is None or run.finished:
             return
+        if not evals_log:  # no evaluation sets: throttled steps
+            run.step(None, 1)
+            return
+        self._log, self._epoch = evals_log, epoch
+        if _now() < run.next_progress_at and run.steps + 1 < (run.planned_steps or 0):
+            run.catch_up(1)  # the hot path: a clock read and a compare
+            self._unsent = True
+            return
+        run.catch_up(1)
+        self._send(run, epoch, evals_log)
+
+    def _send(self, run: Run, epoch: int, evals_log: Any) -> None:
+        """Send round ``epoch`` (already counted) with its evaluation results."""
+        self._unsent = False
         metrics = eval_metrics(
             (data, metric, values[-1])
             for data, by_metric in (evals_log or {}).items()
             for metric, values in by_metric.items() if values)
         if not metrics:
-            run.step(None, 1)
+            run.update_metrics({})
             return
-        self._metrics, self._log = metrics, evals_log
-        first = next(iter(metrics.values()))
-        run.catch_up(1)
-        run.epoch_end(epoch, loss=first,
+        self._metrics = metrics
+        run.epoch_end(epoch, loss=next(iter(metrics.values())),
                       accuracy=error_accuracy(metrics, self._primary(evals_log)),
                       metrics=metrics)
 
@@ -191,6 +208,8 @@ class MLOpsCallback(Adapter, TrainingCallback):
         self._restore()
         if not self.reporting(run) or stops is None:
             return
+        if self._unsent:  # the last round reaches the series
+            self._send(run, self._epoch, self._log)
         metrics = self._metrics
         best = _int_attr(model, "best_iteration") if self._early_stopping else None
         if best is not None and self._log:  # what the model predicts with: the best round

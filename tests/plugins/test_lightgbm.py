@@ -97,6 +97,43 @@ def test_early_stopping_from_params_and_a_second_training(pm, recorder, cancer):
     assert recorder.progress()[-1].current_step == 4
 
 
+def test_throttled_iterations_and_the_stopping_one_is_always_sent(pm, recorder, cancer):
+    train, val = _sets(cancer)
+    history: dict = {}
+    lgb.train(PARAMS, train, num_boost_round=9, valid_sets=[val], valid_names=["val"],
+              callbacks=[lgb.record_evaluation(history),
+                         MLOpsCallback(emit=pm.dispatch, throttle=3600)])
+    sent = [e for e in recorder.progress() if e.metrics]
+    assert {e.current_step for e in sent} == {9}
+    assert sent[0].metrics["val-binary_logloss"] == pytest.approx(
+        history["val"]["binary_logloss"][-1])
+    assert_progress_monotonic_to_100(recorder)
+    recorder.events.clear()
+    params = dict(PARAMS, learning_rate=0.6)
+    booster = lgb.train(params, train, num_boost_round=300, valid_sets=[val],
+                        callbacks=[lgb.early_stopping(2, verbose=False),
+                                   MLOpsCallback(emit=pm.dispatch, throttle=3600)])
+    stopped_at = booster.best_iteration + 2
+    assert {e.current_step for e in recorder.progress() if e.metrics} == {stopped_at}
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "early_stopping"
+
+
+def test_other_before_iteration_callbacks_still_run_every_iteration(pm, recorder, cancer):
+    train, val = _sets(cancer)
+    seen: list[int] = []
+
+    def rate(i: int) -> float:
+        seen.append(i)
+        return 0.3
+
+    callback = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    lgb.train(PARAMS, train, num_boost_round=6, valid_sets=[val],
+              callbacks=[callback, lgb.reset_parameter(learning_rate=rate)])
+    assert seen == list(range(6))  # reset_parameter (order 10) runs after ours (order 5)
+    assert recorder.progress()[-1].current_step == 6
+
+
 class Boom(RuntimeError):
     pass
 

@@ -63,6 +63,32 @@ def test_train_sends_every_round_and_its_eval_results(pm, recorder, dmatrices):
     assert_wire_valid(recorder)
 
 
+def test_throttled_rounds_cost_a_clock_read_and_the_last_round_is_always_sent(pm, recorder,
+                                                                             dmatrices):
+    train, val = dmatrices
+    history: dict = {}
+    xgb.train(PARAMS, train, num_boost_round=12, evals=[(val, "val")], evals_result=history,
+              verbose_eval=False, callbacks=[MLOpsCallback(emit=pm.dispatch, throttle=3600)])
+    rounds = [e for e in recorder.progress() if e.metrics and e.stage == "model_training"]
+    assert [e.current_step for e in rounds] == [12]
+    assert rounds[0].metrics == pytest.approx({"val-logloss": history["val"]["logloss"][-1],
+                                               "val-error": history["val"]["error"][-1]})
+    assert_progress_monotonic_to_100(recorder)
+
+
+def test_early_stopping_sends_the_throttled_last_round(pm, recorder, cancer):
+    x_train, x_val, y_train, y_val = cancer
+    model = xgb.XGBClassifier(n_estimators=300, learning_rate=0.6, max_depth=3, n_jobs=1,
+                              early_stopping_rounds=3, eval_metric="logloss",
+                              callbacks=[MLOpsCallback(emit=pm.dispatch, throttle=3600)])
+    model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
+    rounds = model.get_booster().num_boosted_rounds()
+    sent = [e.current_step for e in recorder.progress() if e.metrics]
+    assert sent[0] == rounds and set(sent) == {rounds}
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "early_stopping"
+
+
 def test_rounds_without_evals_are_steps_only(pm, recorder, dmatrices):
     train, _ = dmatrices
     xgb.train(PARAMS, train, num_boost_round=7,
