@@ -53,6 +53,7 @@ from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
+    Portable,
     StopReasons,
     caller_locals,
     error_accuracy,
@@ -75,7 +76,7 @@ _REPORT_ORDER = 29
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(Adapter):
+class MLOpsCallback(Portable, Adapter):
     """Stream a LightGBM training (``lightgbm.train``, ``lightgbm.cv``, ``LGBMModel.fit``).
 
     Args:
@@ -100,6 +101,15 @@ class MLOpsCallback(Adapter):
         before_iteration: ``True``: called before each iteration.
     """
 
+    _run: Run | None
+    _stops: StopReasons | None
+    _guard: MethodGuard | None
+    _model: Any
+    _joined: bool
+    _last: CallbackEnv | None
+    _unsent: bool
+    _leave: list[Any] | None
+
     def __init__(
         self,
         name: str | None = None,
@@ -116,14 +126,16 @@ class MLOpsCallback(Adapter):
         # instance attributes: LightGBM sets a missing ``order`` in the instance's __dict__
         self.order = 5
         self.before_iteration = True
-        self._run: Run | None = None
-        self._stops: StopReasons | None = None
-        self._guard: MethodGuard | None = None
-        self._model: Any = None
-        self._joined = False
-        self._last: CallbackEnv | None = None  # the last iteration counted
-        self._unsent = False  # it was counted without an event (throttled)
-        self._leave: list[Any] | None = None  # LightGBM's before-iteration list, to leave
+        self.__dict__.update(self.fresh_state())
+
+    def fresh_state(self) -> dict[str, Any]:
+        """The running state of a callback that has not run yet."""
+        return {
+            "_run": None, "_stops": None, "_guard": None, "_model": None, "_joined": False,
+            "_last": None,  # the last iteration counted (its CallbackEnv)
+            "_unsent": False,  # it was counted without an event (throttled)
+            "_leave": None,  # LightGBM's before-iteration list, to leave
+        }
 
     @property
     def run(self) -> Run | None:

@@ -47,6 +47,7 @@ from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
+    Portable,
     StopReasons,
     caller_locals,
     error_accuracy,
@@ -68,7 +69,7 @@ _GUARDED = ("update", "eval_set", "eval")
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(Adapter, TrainingCallback):
+class MLOpsCallback(Portable, Adapter, TrainingCallback):
     """Stream an XGBoost training (``xgboost.train``, ``xgboost.cv``, ``XGBModel.fit``).
 
     Args:
@@ -89,6 +90,16 @@ class MLOpsCallback(Adapter, TrainingCallback):
         TypeError: ``emit`` is not callable, or ``params`` is not a mapping.
     """
 
+    _run: Run | None
+    _stops: StopReasons | None
+    _guard: MethodGuard | None
+    _data: list[str]
+    _early_stopping: bool
+    _metrics: dict[str, float]
+    _log: Any
+    _epoch: int
+    _unsent: bool
+
     def __init__(
         self,
         name: str | None = None,
@@ -105,15 +116,18 @@ class MLOpsCallback(Adapter, TrainingCallback):
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         self.configure_params(params, group)
         self.num_boost_round = positive_count("num_boost_round", num_boost_round)
-        self._run: Run | None = None
-        self._stops: StopReasons | None = None
-        self._guard: MethodGuard | None = None
-        self._data: list[str] = []  # evaluation set names, in order
-        self._early_stopping = False
-        self._metrics: dict[str, float] = {}
-        self._log: Any = None  # XGBoost's evaluation history of the training
-        self._epoch = 0  # the last round counted
-        self._unsent = False  # it was counted without an event (throttled)
+        self.__dict__.update(self.fresh_state())
+
+    def fresh_state(self) -> dict[str, Any]:
+        """The running state of a callback that has not run yet."""
+        return {
+            "_run": None, "_stops": None, "_guard": None,
+            "_data": [],  # evaluation set names, in order
+            "_early_stopping": False, "_metrics": {},
+            "_log": None,  # XGBoost's evaluation history of the training
+            "_epoch": 0,  # the last round counted
+            "_unsent": False,  # it was counted without an event (throttled)
+        }
 
     @property
     def run(self) -> Run | None:

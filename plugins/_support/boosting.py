@@ -17,6 +17,7 @@ the rest from where they are called:
 
 from __future__ import annotations
 
+import pickle
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
@@ -28,8 +29,8 @@ from mlops_hooks import events as ev
 from mlops_hooks.formatting import to_float
 from mlops_hooks.run import Emit, Run
 
-__all__ = ["MethodGuard", "StopReasons", "caller_locals", "error_accuracy", "eval_metrics",
-           "positive_count", "stopped_run"]
+__all__ = ["MethodGuard", "Portable", "StopReasons", "caller_locals", "error_accuracy",
+           "eval_metrics", "positive_count", "stopped_run"]
 
 #: Metric names whose value is an error rate (accuracy is ``1 - value``).
 ERROR_METRICS = ("error", "merror", "binary_error", "multi_error")
@@ -69,6 +70,40 @@ class StopReasons:
 
             self._emit = get_plugin_manager("training").dispatch
         return self._emit(event)
+
+
+class Portable:
+    """A callback that is pickled and copied without its runs (an estimator keeps it).
+
+    XGBoost's scikit-learn wrapper holds its callbacks as a parameter, so pickling a fitted
+    model, or ``sklearn.base.clone``, copies the callback. Copies drop the running state
+    (:meth:`fresh_state`); a pickled copy also drops an ``emit`` that cannot be pickled (a
+    plugin manager's ``dispatch``: the copy reports to its own process's manager), while a
+    ``copy.deepcopy`` shares it.
+    """
+
+    emit: Emit | None
+
+    def fresh_state(self) -> dict[str, Any]:
+        """The attributes of a callback that has not run yet (what copies start with)."""
+        return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {**self.__dict__, **self.fresh_state()}
+        try:
+            pickle.dumps(state.get("emit"))
+        except Exception:
+            state["emit"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        copied = object.__new__(type(self))
+        copied.__dict__.update({**self.__dict__, **self.fresh_state()})
+        memo[id(self)] = copied
+        return copied
 
 
 def caller_locals(module: str, functions: Iterable[str], *, depth: int = 16,

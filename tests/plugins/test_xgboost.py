@@ -188,3 +188,24 @@ def test_bad_arguments():
         MLOpsCallback(throttle=-1)
     with pytest.raises(TypeError, match="params must be a mapping"):
         MLOpsCallback(params=[1])
+
+
+def test_a_fitted_wrapper_with_the_callback_pickles_and_clones(pm, recorder, cancer):
+    import copy
+    import pickle
+
+    from sklearn.base import clone
+
+    x_train, x_val, y_train, _ = cancer
+    callback = MLOpsCallback(emit=pm.dispatch, throttle=0)
+    model = xgb.XGBClassifier(n_estimators=3, n_jobs=1, callbacks=[callback])
+    model.fit(x_train, y_train)
+    restored = pickle.loads(pickle.dumps(model))  # pm.dispatch is left out of the pickle
+    assert (restored.predict(x_val) == model.predict(x_val)).all()
+    (copied,) = restored.callbacks
+    assert copied.run is None and copied.emit is None
+    cloned = clone(model)  # a deep copy: the same emit, no run
+    assert cloned.callbacks[0].run is None and cloned.callbacks[0].emit == pm.dispatch
+    cloned.fit(x_train, y_train)
+    assert len(recorder.of_type("training_completed")) == 2
+    assert copy.deepcopy(callback).run is None and callback.run is not None
