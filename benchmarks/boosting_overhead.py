@@ -5,9 +5,12 @@ as cheap as it gets (a fraction of a millisecond), with an evaluation set, so ev
 sends an event: the worst case for the callback's per-round cost. Variants, interleaved (the
 order rotates every repeat, after one warm-up run each):
 
-* ``baseline`` - no callback;
-* ``mlops``    - ``MLOpsCallback`` with the default plugins but the console, publishing to a
-  real ``mlops-hooks serve`` process (tests/live_server.py).
+* ``baseline``  - no callback;
+* ``adapter``   - ``MLOpsCallback`` emitting to a no-op (the adapter and ``Run`` alone);
+* ``adapter, no model_size`` - the same without serializing the booster at the end;
+* ``mlops``     - ``MLOpsCallback`` with the default plugins but the console, publishing to a
+  real ``mlops-hooks serve`` process (tests/live_server.py): the publisher's thread sends
+  the training's ten-odd events beside it.
 
 The report gives per framework the median wall time per variant, the ratio of medians and the
 median of the ratios of runs side by side in the same repeat. Numbers are for reporting;
@@ -88,21 +91,28 @@ def main() -> None:
         for framework, run in runners(args.rounds).items():
             make = callbacks[framework]
             variants: dict[str, Callable[[], list[Any]]] = {
-                "baseline": list, "mlops": lambda make=make: [make(throttle=0.25)]}
+                "baseline": list,
+                "adapter": lambda make=make: [make(emit=lambda event: None)],
+                "adapter, no model_size": lambda make=make: [
+                    make(emit=lambda event: None, model_size=False)],
+                "mlops": lambda make=make: [make()]}
             for build in variants.values():  # warm-up
                 timed(run, build())
             times: dict[str, list[float]] = {name: [] for name in variants}
             names = list(variants)
             for repeat in range(args.repeats):
-                for name in names[repeat % 2:] + names[:repeat % 2]:
+                for name in names[repeat % 4:] + names[:repeat % 4]:
                     times[name].append(timed(run, variants[name]()))
-            base, mine = times["baseline"], times["mlops"]
-            ratios = [m / b for m, b in zip(mine, base, strict=True)]
-            print(f"{framework}: {args.rounds} rounds, baseline median "
-                  f"{statistics.median(base) * 1e3:.1f} ms, mlops "
-                  f"{statistics.median(mine) * 1e3:.1f} ms, ratio of medians "
-                  f"{statistics.median(mine) / statistics.median(base):.3f}, median ratio "
-                  f"{statistics.median(ratios):.3f}")
+            base = times["baseline"]
+            report = [f"{framework}: {args.rounds} rounds, baseline median "
+                      f"{statistics.median(base) * 1e3:.1f} ms"]
+            for name in names[1:]:
+                mine = times[name]
+                ratios = [m / b for m, b in zip(mine, base, strict=True)]
+                report.append(f"{name} {statistics.median(mine) * 1e3:.1f} ms (ratio of medians "
+                              f"{statistics.median(mine) / statistics.median(base):.3f}, "
+                              f"median ratio {statistics.median(ratios):.3f})")
+            print("; ".join(report))
         reset_plugin_managers()
 
 

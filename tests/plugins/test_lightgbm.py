@@ -186,7 +186,17 @@ def test_a_broken_publisher_never_reaches_training(cancer):
     assert booster.current_iteration() == 4
 
 
+def test_model_size_can_be_left_out(pm, recorder, cancer):
+    train, _ = _sets(cancer)
+    lgb.train(PARAMS, train, num_boost_round=3,
+              callbacks=[MLOpsCallback(emit=pm.dispatch, model_size=False)])
+    (done,) = recorder.of_type("training_completed")
+    assert done.model_size is None
+
+
 def test_bad_arguments():
+    with pytest.raises(TypeError, match="model_size must be True or False, got 'no'"):
+        MLOpsCallback(model_size="no")
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         MLOpsCallback("")
     with pytest.raises(TypeError, match="emit must be a callable"):

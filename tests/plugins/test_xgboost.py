@@ -92,7 +92,7 @@ def test_early_stopping_sends_the_throttled_last_round(pm, recorder, cancer):
 def test_rounds_without_evals_are_steps_only(pm, recorder, dmatrices):
     train, _ = dmatrices
     xgb.train(PARAMS, train, num_boost_round=7,
-              callbacks=[MLOpsCallback(emit=pm.dispatch, throttle=0)])
+              callbacks=[MLOpsCallback(emit=pm.dispatch, throttle=0, model_size=False)])
     assert_progress_monotonic_to_100(recorder)
     steps = [e.current_step for e in recorder.progress()]
     assert steps == sorted(steps) and steps[-1] == 7
@@ -100,6 +100,7 @@ def test_rounds_without_evals_are_steps_only(pm, recorder, dmatrices):
     assert not any(e.metrics for e in recorder.progress())
     (done,) = recorder.of_type("training_completed")
     assert done.stop_reason is None and recorder.progress()[0].model_name == "xgboost"
+    assert done.model_size is None  # model_size=False
 
 
 def test_sklearn_wrapper_early_stopping_completes_early(pm, recorder, cancer):
