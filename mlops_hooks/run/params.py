@@ -266,9 +266,13 @@ def _frameworks() -> dict[str, str]:
     """Versions of the frameworks this process has imported (read once each)."""
     found: dict[str, str] = {}
     for module_name, distribution in FRAMEWORKS.items():
-        version = _version(distribution) if module_name in sys.modules else None
-        if version is not None:
-            found[distribution] = version
+        if module_name not in sys.modules:
+            continue
+        for name in (distribution, f"{distribution}-cpu"):  # xgboost-cpu, tensorflow-cpu
+            version = _version(name)
+            if version is not None:
+                found[name] = version
+                break
     return found
 
 

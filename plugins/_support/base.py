@@ -231,7 +231,8 @@ class Adapter:
         probe_git()  # in the background, long before the run starts
 
     def send_params(self, run: Run, captured: Callable[[], Mapping[str, Any]], *,
-                    default_group: str | None = None, later: bool = False) -> None:
+                    default_group: str | None = None, later: bool = False,
+                    group_size: int | None = None) -> None:
         """Send a ``run_params`` event for ``run``; never raises.
 
         Args:
@@ -243,6 +244,7 @@ class Adapter:
                 one (a scikit-learn search's name).
             later: A later event of the run (scikit-learn's ``best_params_``): only
                 ``captured``, without the metadata and the user's ``params=``.
+            group_size: How many runs the group plans (a study's ``n_trials``), when known.
         """
         merged: dict[str, Any] = {} if later else dict(self.user_params)
         try:
@@ -253,7 +255,7 @@ class Adapter:
             _warn(f"mlops-hooks: some of the run's parameters could not be read "
                        f"({type(exc).__name__}: {exc}); the others are sent")
         send_params(run, merged, group=resolve_group(self.group, default_group),
-                    metadata=not later)
+                    metadata=not later, group_size=group_size)
 
     @staticmethod
     def reporting(run: Run | None) -> TypeGuard[Run]:

@@ -33,9 +33,21 @@ def expected_git() -> dict:
     return {"commit": _git("rev-parse", "HEAD").strip(), "dirty": dirty}
 
 
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def expected_metadata() -> dict:
-    frameworks = {dist: importlib.metadata.version(dist)
-                  for name, dist in rp.FRAMEWORKS.items() if name in sys.modules}
+    frameworks = {}
+    for name, dist in rp.FRAMEWORKS.items():
+        # the distribution of an imported module, or its CPU build's (xgboost-cpu)
+        installed = [d for d in (dist, f"{dist}-cpu") if _installed(d)]
+        if name in sys.modules and installed:
+            frameworks[installed[0]] = importlib.metadata.version(installed[0])
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "python": platform.python_version(), "frameworks": frameworks,
             "command": shlex.join(sys.argv)[:1024], "git": expected_git()}
