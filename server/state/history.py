@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from mlops_hooks.server.state.series import read_points
+
 __all__ = ["MAX_PARAMS", "RUN_UPSERT", "merge_params", "migrate", "read_group", "read_run",
            "read_runs", "read_series", "run_row"]
 
@@ -269,7 +271,5 @@ def read_series(db: sqlite3.Connection, run_id: str, keys: list[str] | None,
         found = found[:max_keys]
         body["truncated"] = True
     for series_id, key in found:
-        body["series"][key] = db.execute(
-            "SELECT step, value FROM points WHERE series_id = ? ORDER BY step",
-            (series_id,)).fetchall()
+        body["series"][key] = read_points(db, series_id)
     return body

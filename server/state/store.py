@@ -301,7 +301,8 @@ class Store:
                 db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             run_history.migrate(db)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', '2')")
+            series_module.migrate(db)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', '3')")
             history = self._read(db)
             clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
             history.unclean = clean is not None and clean[0] != "1"
