@@ -11,11 +11,13 @@ Compaction depends only on the series' own points, taken in stream order, never 
 points were batched: every server of a fleet (each deriving the series from the same stream)
 and a restarted server hold the same points.
 
-Storage: a series' points live in ``chunks`` rows (``series_id``, ``first_step``, the points as
-MessagePack ``[[step, value], ...]``), sorted and non-overlapping. A new step is appended to
-the series' newest chunk, kept in memory and rewritten once per write (a row per series per
-batch instead of a row per point); a full chunk is stored and a new one started; a step before
-the newest one goes into the chunk whose range holds it.
+Storage: a series' points are packed as MessagePack ``[[step, value], ...]``, sorted: full
+chunks in ``chunks`` (``series_id``, ``first_step``), non-overlapping, and the newest, open chunk
+in ``tails`` (one row per series, all of them side by side, so a write dirties few pages). A
+new step is appended to the open chunk, kept in memory and stored once per write (a row per
+series per batch instead of a row per point); once it holds :data:`CHUNK_POINTS` points it
+moves to ``chunks`` and a new one starts; a step before the open chunk goes into the chunk whose
+range holds it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
     last_value, UNIQUE (run_id, key));
 CREATE TABLE IF NOT EXISTS chunks (series_id INTEGER NOT NULL, first_step INTEGER NOT NULL,
     data BLOB NOT NULL, PRIMARY KEY (series_id, first_step)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tails (series_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 #: Points packed in one ``chunks`` row as a series grows (a chunk that takes an earlier step
 #: later may hold more).
@@ -56,13 +59,19 @@ _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.decode
 
 
-def read_points(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
-    """Every ``[step, value]`` of a series, sorted by step."""
+def _full_chunks(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
     points: list[list[Any]] = []
     for (data,) in db.execute("SELECT data FROM chunks WHERE series_id = ? ORDER BY first_step",
                               (series_id,)):
         points += _unpack(data)
     return points
+
+
+def read_points(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
+    """Every ``[step, value]`` of a series, sorted by step."""
+    points = _full_chunks(db, series_id)
+    tail = db.execute("SELECT data FROM tails WHERE series_id = ?", (series_id,)).fetchone()
+    return points + _unpack(tail[0]) if tail else points
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -113,17 +122,15 @@ def min_max_buckets(points: list[tuple[int, Any]], buckets: int) -> list[tuple[i
 
 
 class _Series:
-    __slots__ = ("id", "last_step", "last_value", "n", "tail", "tail_key", "write")
+    __slots__ = ("id", "last_step", "last_value", "n", "tail", "write")
 
     def __init__(self, series_id: int, n: int, last_step: int | None, last_value: Any) -> None:
         self.id = series_id
         self.n = n
         self.last_step = last_step
         self.last_value = last_value
-        #: The newest chunk's points (``None``: not read yet), and the ``first_step`` it is
-        #: stored under (``None``: not stored yet).
+        #: The open chunk's points (``None``: not read yet).
         self.tail: list[list[Any]] | None = None
-        self.tail_key: int | None = None
         #: The last :meth:`SeriesWriter.write` that touched it.
         self.write = 0
 
@@ -180,9 +187,9 @@ class SeriesWriter:
                 last = series.last_step
                 if last is None or step > last:
                     if len(tail) >= CHUNK_POINTS:  # the chunk is full: store it, start the next
-                        self._store_tail(db, series)
+                        db.execute("INSERT OR REPLACE INTO chunks (series_id, first_step, data) "
+                                   "VALUES (?, ?, ?)", (series.id, tail[0][0], _pack(tail)))
                         series.tail = tail = []
-                        series.tail_key = None
                     tail.append([step, value])
                     series.n += 1
                     series.last_step = step
@@ -193,8 +200,8 @@ class SeriesWriter:
                 series.last_value = value
                 if series.n > MAX_POINTS:
                     self._compact(db, series)
-        db.executemany("INSERT OR REPLACE INTO chunks (series_id, first_step, data) "
-                       "VALUES (?, ?, ?)", [self._tail_row(db, s) for s in touched if s.tail])
+        db.executemany("INSERT OR REPLACE INTO tails (series_id, data) VALUES (?, ?)",
+                       [(s.id, _pack(s.tail)) for s in touched if s.tail])
         db.executemany("UPDATE series SET n = ?, last_step = ?, last_value = ? WHERE id = ?",
                        [(s.n, s.last_step, s.last_value, s.id) for s in touched])
         for run_id in written:  # least recently written first out of the cache
@@ -226,49 +233,30 @@ class SeriesWriter:
 
     @staticmethod
     def _load_tail(db: sqlite3.Connection, series: _Series) -> list[list[Any]]:
-        row = db.execute("SELECT first_step, data FROM chunks WHERE series_id = ? "
-                         "ORDER BY first_step DESC LIMIT 1", (series.id,)).fetchone()
-        series.tail = _unpack(row[1]) if row else []
-        series.tail_key = row[0] if row else None
+        row = db.execute("SELECT data FROM tails WHERE series_id = ?", (series.id,)).fetchone()
+        series.tail = _unpack(row[0]) if row else []
         return series.tail
-
-    @staticmethod
-    def _tail_row(db: sqlite3.Connection, series: _Series) -> tuple[int, int, bytes]:
-        """The ``chunks`` row of the series' newest chunk (its row under an old key goes)."""
-        tail = series.tail or []
-        first = tail[0][0]
-        if series.tail_key is not None and series.tail_key != first:
-            db.execute("DELETE FROM chunks WHERE series_id = ? AND first_step = ?",
-                       (series.id, series.tail_key))
-        series.tail_key = first
-        return series.id, first, _pack(tail)
-
-    @classmethod
-    def _store_tail(cls, db: sqlite3.Connection, series: _Series) -> None:
-        """Store the newest chunk now (before reading or replacing the series' chunks)."""
-        if series.tail:
-            db.execute("INSERT OR REPLACE INTO chunks (series_id, first_step, data) "
-                       "VALUES (?, ?, ?)", cls._tail_row(db, series))
 
     def _earlier(self, db: sqlite3.Connection, series: _Series, step: int, value: Any) -> None:
         """Put a point before the series' newest step into the chunk whose range holds it."""
-        self._store_tail(db, series)  # the database's copy of the newest chunk is current
-        row = db.execute("SELECT first_step, data FROM chunks WHERE series_id = ? AND "
-                         "first_step <= ? ORDER BY first_step DESC LIMIT 1",
-                         (series.id, step)).fetchone() or db.execute(
-            "SELECT first_step, data FROM chunks WHERE series_id = ? ORDER BY first_step "
-            "LIMIT 1", (series.id,)).fetchone()
-        in_tail = row is None or row[0] == series.tail_key
-        chunk: list[list[Any]] = (series.tail or []) if in_tail else _unpack(row[1])
+        tail = series.tail or []
+        row = None
+        if not tail or step < tail[0][0]:
+            row = db.execute("SELECT first_step, data FROM chunks WHERE series_id = ? AND "
+                             "first_step <= ? ORDER BY first_step DESC LIMIT 1",
+                             (series.id, step)).fetchone() or db.execute(
+                "SELECT first_step, data FROM chunks WHERE series_id = ? ORDER BY first_step "
+                "LIMIT 1", (series.id,)).fetchone()
+        chunk: list[list[Any]] = tail if row is None else _unpack(row[1])
         index = bisect.bisect_left(chunk, step, key=lambda point: point[0])
         if index < len(chunk) and chunk[index][0] == step:
             chunk[index][1] = value
         else:
             chunk.insert(index, [step, value])
             series.n += 1
-        if in_tail:
-            series.tail = chunk
-            return  # stored with the tail (under its new first step, if it changed)
+        if row is None:
+            series.tail = chunk  # stored with the other open chunks at the end of the write
+            return
         if row[0] != chunk[0][0]:
             db.execute("DELETE FROM chunks WHERE series_id = ? AND first_step = ?",
                        (series.id, row[0]))
@@ -276,17 +264,16 @@ class SeriesWriter:
                    (series.id, chunk[0][0], _pack(chunk)))
 
     def _compact(self, db: sqlite3.Connection, series: _Series) -> None:
-        self._store_tail(db, series)
-        rows = read_points(db, series.id)
+        rows = _full_chunks(db, series.id) + (series.tail or [])
         older, exact = rows[:-EXACT_POINTS], rows[-EXACT_POINTS:]
         kept = [list(p) for p in min_max_buckets([(int(s), v) for s, v in older], BUCKETS)]
         points = kept + exact
         db.execute("DELETE FROM chunks WHERE series_id = ?", (series.id,))
+        db.execute("DELETE FROM tails WHERE series_id = ?", (series.id,))
         parts = list(_parts(points))
         db.executemany("INSERT INTO chunks (series_id, first_step, data) VALUES (?, ?, ?)",
                        [(series.id, part[0][0], _pack(part)) for part in parts[:-1]])
         series.tail = parts[-1]
-        series.tail_key = None
         series.n = len(points)
         self.compactions += 1
 
@@ -299,5 +286,6 @@ class SeriesWriter:
             chunk = gone[start:start + 900]
             marks = ", ".join("?" * len(chunk))
             db.execute(f"DELETE FROM chunks WHERE series_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM tails WHERE series_id IN ({marks})", chunk)
             db.execute(f"DELETE FROM series WHERE id IN ({marks})", chunk)
         return len(gone)
