@@ -242,11 +242,30 @@ def history_rows(r: dict[str, Any]) -> list[Row]:
                      f"{_median(ingest['without']):,.0f} events/s without",
                      f"{ingest['ratio_rows']:.3f} (CPU/event: {ingest['cpu_ratio_rows']:.3f})",
                      "-", "-"))
+    store = r.get("store")
+    if store:
+        rows.append(("run history", f"series writes alone, committed every 250 events "
+                     f"({store['events']:,} events, 7 points each)",
+                     f"packed {_median(store['wall']['packed']):.1f} µs/event",
+                     f"a row per point (previous) {_median(store['wall']['rows']):.1f} µs/event",
+                     f"{store['wall_ratio']:.3f} (CPU: {store['cpu_ratio']:.3f})", "-", "-"))
     return rows
 
 
+def sampler_rows(r: dict[str, Any]) -> list[Row]:
+    s, aa = r["sampler"], r["aa"]
+    case = (f"host sampler every {r['interval']} s, on/off every {r['block']} steps of one "
+            f"Lightning fit ({r['steps']:,} steps, batch 1, server up), {r['fits']} fits")
+    return [("host sampler", case, f"{s['on_us']:.1f} µs/step on",
+             f"{s['off_us']:.1f} µs/step off; A/A (interval 0) {aa['ratio']:.4f} "
+             f"({aa['low']:.4f}-{aa['high']:.4f})",
+             f"{s['ratio']:.4f} ({s['low']:.4f}-{s['high']:.4f})", "within the A/A spread",
+             _met(s["ratio"] <= max(aa["high"], 1.01)))]
+
+
 ROWS = {"callback": callback_rows, "emit": emit_rows, "fanout": fanout_rows,
-        "paced": paced_rows, "stall": stall_rows, "history": history_rows}
+        "paced": paced_rows, "stall": stall_rows, "history": history_rows,
+        "sampler": sampler_rows}
 
 
 def table(results: dict[str, Any]) -> list[str]:

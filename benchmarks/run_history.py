@@ -253,11 +253,63 @@ def ingest(events: int, rounds: int, log: Log) -> dict[str, Any]:
             "cpu_ratio_rows": cpu_median["rows"] / cpu_median["without"]}
 
 
+def store_writes(events: int, rounds: int, log: Log) -> dict[str, Any]:
+    """The series writers alone, as the store runs them: batches of 250 events (7 new points
+    each) written and committed in a file database (WAL, ``synchronous=NORMAL``); packed
+    (ours) against a row per point (previous), interleaved. Wall and CPU µs per event."""
+    from _series_rows import POINTS, RowPerPointWriter
+
+    from mlops_hooks.server.state.series import SCHEMA, SeriesWriter
+
+    points = [(run_id, step, values) for event in _events(events, 0)
+              for run_id, step, values in [(event["run_id"], event["current_step"],
+                                            {"loss": 0.5, "accuracy": 0.8, **event["metrics"]})]]
+    wall: dict[str, list[float]] = {"packed": [], "rows": []}
+    cpu: dict[str, list[float]] = {"packed": [], "rows": []}
+    for r in range(rounds):
+        for mode in (("packed", "rows") if r % 2 == 0 else ("rows", "packed")):
+            with tempfile.TemporaryDirectory() as tmp:
+                db = sqlite3.connect(str(Path(tmp) / "s.sqlite3"), isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA + POINTS + ";")
+                writer: Any = SeriesWriter() if mode == "packed" else RowPerPointWriter()
+                t0, c0 = time.perf_counter(), time.process_time()
+                for start in range(0, events, 250):
+                    db.execute("BEGIN")
+                    writer.write(db, points[start:start + 250])
+                    db.execute("COMMIT")
+                wall[mode].append((time.perf_counter() - t0) / events * 1e6)
+                cpu[mode].append((time.process_time() - c0) / events * 1e6)
+                db.close()
+        log(f"store writes round {r + 1}: packed {wall['packed'][-1]:.1f} µs/event wall, "
+            f"{cpu['packed'][-1]:.1f} CPU; a row per point {wall['rows'][-1]:.1f} wall, "
+            f"{cpu['rows'][-1]:.1f} CPU")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"events": events, "rounds": rounds, "wall": wall, "cpu": cpu,
+            "wall_ratio": med["packed"] / med["rows"], "cpu_ratio": cmed["packed"] / cmed["rows"],
+            "paired": [a / b for a, b in zip(wall["packed"], wall["rows"], strict=True)]}
+
+
+def store_line(w: dict[str, Any]) -> str:
+    """The line of a :func:`store_writes` result."""
+    return (f"series writes alone ({w['events']:,} events, 7 points each, committed every 250, "
+            f"{w['rounds']} interleaved rounds, medians): packed "
+            f"{statistics.median(w['wall']['packed']):.1f} µs/event wall, "
+            f"{statistics.median(w['cpu']['packed']):.1f} CPU; a row per point "
+            f"{statistics.median(w['wall']['rows']):.1f} wall, "
+            f"{statistics.median(w['cpu']['rows']):.1f} CPU: packed / rows {w['wall_ratio']:.3f} "
+            f"wall (paired {min(w['paired']):.3f}-{max(w['paired']):.3f}), "
+            f"{w['cpu_ratio']:.3f} CPU")
+
+
 def measure(quick: bool, log: Log = _log) -> dict[str, Any]:
     """Both measurements (``--quick``: 200 runs and fewer events)."""
     runs = 200 if quick else 1000
     return {"serving": serving(runs, 2000, 2, 10 if quick else 20, log),
-            "ingest": ingest(5_000 if quick else 20_000, 3 if quick else 5, log)}
+            "ingest": ingest(5_000 if quick else 20_000, 3 if quick else 5, log),
+            "store": store_writes(10_000 if quick else 20_000, 4 if quick else 6, log)}
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -274,7 +326,7 @@ def report(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | {ours['median_ms']:.2f} ms ({ours['bytes']:,} B) | "
                      + (f"{naive['median_ms']:.2f} ms ({naive['bytes']:,} B) | "
                         f"{naive['median_ms'] / ours['median_ms']:.1f}x |" if naive else "- | - |"))
-    return [*lines, "", ingest_line(i)]
+    return [*lines, "", ingest_line(i), "", store_line(result["store"])]
 
 
 def ingest_line(i: dict[str, Any]) -> str:
@@ -298,8 +350,9 @@ def main() -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the raw results here")
     args = parser.parse_args()
     if args.ingest_only:
-        result = ingest(args.events or 20_000, args.rounds or 5, _log)
-        print(ingest_line(result))
+        result = {"ingest": ingest(args.events or 20_000, args.rounds or 5, _log),
+                  "store": store_writes(args.events or 20_000, args.rounds or 5, _log)}
+        print(ingest_line(result["ingest"]) + "\n\n" + store_line(result["store"]))
     else:
         result = measure(args.quick)
         print("\n".join(report(result)))
