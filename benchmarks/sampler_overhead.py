@@ -69,8 +69,10 @@ class BlockToggle(L.Callback):
     def __init__(self, block: int) -> None:
         self.block = block
         self.marks: list[float] = []
+        #: Samples taken during "on" and "off" blocks (proof of the toggle: "off" stays 0).
+        self.samples = {"on": 0, "off": 0}
+        self._on = True
         self._sampler: Any = None
-        self._tick: Any = None
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
                              batch_idx: int) -> None:
@@ -81,8 +83,14 @@ class BlockToggle(L.Callback):
             self._sampler = _sampler()
             if self._sampler is None:
                 return
-            self._tick = self._sampler.tick
-        on = (batch_idx // self.block) % 2 == 0
+            sample = self._sampler.sample
+
+            def counted(out: Any) -> None:
+                self.samples["on" if self._on else "off"] += 1
+                sample(out)
+
+            self._sampler.sample = counted
+        on = self._on = (batch_idx // self.block) % 2 == 0
         # the worker looks the method up at every turn: "off" blocks call a no-op
         if on:
             self._sampler.__dict__.pop("tick", None)
@@ -92,6 +100,7 @@ class BlockToggle(L.Callback):
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self._sampler is not None:
             self._sampler.__dict__.pop("tick", None)
+            self._on = True
 
     def cost(self) -> dict[str, float]:
         """Mean step time of "on" and "off" blocks (µs) and the paired ratio of neighbours."""
@@ -131,7 +140,8 @@ def measure(steps: int, fits: int, block: int, interval: float, log: Log = _log
                     co.fit_once(loader, [toggle, MLOpsCallback(f"sampler-{kind}")], False)
                 if i < 2:
                     continue
-                results[kind].append(toggle.cost())
+                results[kind].append({**toggle.cost(), **{f"samples_{k}": float(v) for k, v
+                                                           in toggle.samples.items()}})
                 log(f"{kind:8} fit {len(results[kind])}: ratio {results[kind][-1]['ratio']:.4f} "
                     f"(on {results[kind][-1]['on']:.1f} µs, off {results[kind][-1]['off']:.1f} "
                     f"µs a step)")
@@ -153,7 +163,9 @@ def measure(steps: int, fits: int, block: int, interval: float, log: Log = _log
         out[kind] = {"ratio": statistics.median(ratios), "low": min(ratios),
                      "high": max(ratios), "on_us": statistics.median(c["on"] for c in costs),
                      "off_us": statistics.median(c["off"] for c in costs),
-                     "pairs": costs[0]["pairs"], "ratios": ratios}
+                     "pairs": costs[0]["pairs"], "ratios": ratios,
+                     "samples_on": sum(c["samples_on"] for c in costs),
+                     "samples_off": sum(c["samples_off"] for c in costs)}
     return out
 
 
@@ -168,6 +180,8 @@ def report(r: dict[str, Any]) -> list[str]:
         f"step {s['on_us']:.1f} µs on, {s['off_us']:.1f} µs off",
         f"  A/A (interval 0): ratio {aa['ratio']:.4f} (spread {aa['low']:.4f}-{aa['high']:.4f});"
         f" the method's noise floor",
+        f"  samples taken: {s['samples_on']:.0f} in 'on' blocks, {s['samples_off']:.0f} in "
+        f"'off' blocks (A/A: {aa['samples_on']:.0f} / {aa['samples_off']:.0f})",
         f"  runs with system/ series on the server: {r['runs_with_system_series']} of "
         f"{r['runs']} (the sampler fits, warm-up included, and none of the A/A ones)",
     ]
