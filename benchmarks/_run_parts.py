@@ -236,9 +236,19 @@ def history(quick: bool, log: Log) -> dict[str, Any]:
     return run_history.measure(quick, log)
 
 
+# ---------------------------------------------------------------------- host sampler
+
+
+def sampler(quick: bool, log: Log) -> dict[str, Any]:
+    """The host sampler's cost to the training thread, step-interleaved, with its A/A."""
+    import sampler_overhead
+
+    return sampler_overhead.measure(1500 if quick else 4000, 3 if quick else 5, 100, 0.05, log)
+
+
 PARTS: dict[str, Callable[[bool, Log], dict[str, Any]]] = {
     "callback": callback, "emit": emit, "fanout": fanout, "paced": paced, "stall": stall,
-    "history": history,
+    "history": history, "sampler": sampler,
 }
 
 

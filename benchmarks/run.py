@@ -15,7 +15,11 @@ Parts (each in its own process, in this order; the measuring code is the owners'
   within 1.2x, RSS bounded.
 * ``history`` - ``/api/runs`` and one run's series with 1,000 runs x 2,000 points, against a
   naive implementation (no index, all points); ingest with series storage / without, as a
-  ratio (``run_history.py``).
+  ratio, and against the previous writer (a row per point) (``run_history.py``).
+* ``sampler`` - the training machine's sampler (``host_metrics``) every 0.05 s, switched on and
+  off every 100 steps of one Lightning fit: the ratio of neighbouring blocks' step times, with
+  the same toggling at ``MLOPS_HOOKS_SYSTEM_INTERVAL=0`` as the A/A (``sampler_overhead.py``).
+  Target: within the A/A's spread.
 
 Usage::
 
@@ -44,7 +48,7 @@ sys.path.insert(0, str(HERE))
 import _run_report as report  # noqa: E402
 
 MARKER = "@@bench-result@@ "
-PART_NAMES = ("callback", "emit", "fanout", "paced", "stall", "history")
+PART_NAMES = ("callback", "emit", "fanout", "paced", "stall", "history", "sampler")
 PART_TIMEOUT = 900
 
 

@@ -7,9 +7,11 @@ the same data: one table of runs as JSON and one table of every point, no index,
 decoded and sorted in Python for the listing, every point of the run read for its series.
 
 Ingest: ``POST /api/events`` batches of ``training_progress`` (step, loss, accuracy and 5
-metrics each) into the real app with a file database, acknowledged (so written), with series
-storage and with it switched off (``Store.points_added`` a no-op), interleaved; the ratio is
-with / without, in events per second.
+metrics each: 7 new points an event, the worst case) into the real app with a file database,
+acknowledged (so written), with series storage (points packed a chunk a row), with the previous
+writer (a row per point, ``_series_rows.py``) and with storage switched off
+(``Store.points_added`` a no-op), interleaved; the ratios are with / without, in events per
+second and in CPU time per event.
 
 Usage::
 
@@ -42,6 +44,7 @@ from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from mlops_hooks.server import ServerConfig, create_app  # noqa: E402
+from mlops_hooks.server.state.series import MAX_POINTS  # noqa: E402
 from mlops_hooks.server.state.store import Store  # noqa: E402
 
 with warnings.catch_warnings():
@@ -109,6 +112,16 @@ def build(path: str, runs: int, points: int, keys: int, log: Log) -> tuple[float
     return time.perf_counter() - started, runs * points * keys
 
 
+def naive_row(run: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """A stored run (``RunState`` + params) as a row of ``GET /api/runs``."""
+    return {"run_id": run["run_id"], "model_name": run["model_name"], "status": run["status"],
+            "started_at": run["started_at"], "ended_at": run["ended_at"],
+            "progress": (run.get("progress") or {}).get("progress"),
+            "final_accuracy": (run.get("completed") or {}).get("final_accuracy"),
+            "params": run.get("params") or {}, "group": run.get("group"), "group_size": None,
+            "last_metrics": last, "duration_s": None}
+
+
 def naive_app(path: str) -> Starlette:
     """The same three routes, naively: no index, all points, sorting in Python."""
     db = sqlite3.connect(path + ".naive", check_same_thread=False)
@@ -127,10 +140,9 @@ def naive_app(path: str) -> Starlette:
                 f"({', '.join('?' * len(ids))})", ids):
             if (run_id, key) not in newest or step > newest[(run_id, key)][0]:
                 newest[(run_id, key)] = (step, value)
-        for run in page:
-            run["last_metrics"] = {k: v for (r, k), (_, v) in newest.items()
-                                   if r == run["run_id"]}
-        return JSONResponse({"runs": page, "next_cursor": None})
+        rows = [naive_row(run, {k: v for (r, k), (_, v) in newest.items() if r == run["run_id"]})
+                for run in page]
+        return JSONResponse({"runs": rows, "next_cursor": None})
 
     def metrics(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -191,15 +203,22 @@ def _events(n: int, offset: int) -> list[dict[str, Any]]:
 
 
 def ingest(events: int, rounds: int, log: Log) -> dict[str, Any]:
-    """Events per second into the real app, with and without series storage, interleaved."""
-    rates: dict[str, list[float]] = {"with": [], "without": []}
-    cpu: dict[str, list[float]] = {"with": [], "without": []}
-    original = Store.points_added
+    """Events per second into the real app: series packed (ours), a row per point (the
+    previous writer), no series; interleaved, the order rotating every round."""
+    from _series_rows import RowPerPointWriter
+
+    from mlops_hooks.server.state import store as store_module
+
+    modes = ("with", "rows", "without")
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+    original, writer = Store.points_added, store_module.SeriesWriter
     batch = 250
     for r in range(rounds):
-        for mode in (("with", "without") if r % 2 == 0 else ("without", "with")):
-            Store.points_added = original if mode == "with" else (  # type: ignore[method-assign]
+        for mode in modes[r % 3:] + modes[:r % 3]:
+            Store.points_added = original if mode != "without" else (  # type: ignore[method-assign]
                 lambda self, run_id, step, values: None)
+            store_module.SeriesWriter = RowPerPointWriter if mode == "rows" else writer  # type: ignore[misc,assignment]
             with tempfile.TemporaryDirectory() as tmp:
                 config = ServerConfig(db=str(Path(tmp) / "h.sqlite3"), port=0,
                                       metrics_interval=0, stall_timeout=0,
@@ -213,21 +232,84 @@ def ingest(events: int, rounds: int, log: Log) -> dict[str, Any]:
                         assert response.status_code == 200, response.text
                     rates[mode].append(events / (time.perf_counter() - t0))
                     cpu[mode].append((time.process_time() - c0) / events * 1e6)
+                    if mode == "with":  # every point stored (the bound aside)
+                        loss = client.get("/api/runs/ingest-0/metrics").json()["series"]["loss"]
+                        sent = len(bodies) * batch // 8
+                        assert len(loss) == sent or sent > MAX_POINTS, len(loss)
             log(f"ingest {mode:8} round {r + 1}: {rates[mode][-1]:,.0f} events/s, "
                 f"{cpu[mode][-1]:.1f} µs CPU/event (all threads, client included)")
     Store.points_added = original  # type: ignore[method-assign]
-    with_, without = statistics.median(rates["with"]), statistics.median(rates["without"])
-    return {"events": events, "rounds": rounds, "with": rates["with"],
-            "without": rates["without"], "ratio": with_ / without,
-            "cpu_with": cpu["with"], "cpu_without": cpu["without"],
-            "cpu_ratio": statistics.median(cpu["with"]) / statistics.median(cpu["without"])}
+    store_module.SeriesWriter = writer  # type: ignore[misc]
+    median = {mode: statistics.median(rates[mode]) for mode in modes}
+    cpu_median = {mode: statistics.median(cpu[mode]) for mode in modes}
+    paired = {mode: [a / b for a, b in zip(rates[mode], rates["without"], strict=True)]
+              for mode in ("with", "rows")}
+    return {"events": events, "rounds": rounds, "with": rates["with"], "rows": rates["rows"],
+            "without": rates["without"], "ratio": median["with"] / median["without"],
+            "ratio_rows": median["rows"] / median["without"],
+            "paired": paired["with"], "paired_rows": paired["rows"],
+            "cpu_with": cpu["with"], "cpu_rows": cpu["rows"], "cpu_without": cpu["without"],
+            "cpu_ratio": cpu_median["with"] / cpu_median["without"],
+            "cpu_ratio_rows": cpu_median["rows"] / cpu_median["without"]}
+
+
+def store_writes(events: int, rounds: int, log: Log) -> dict[str, Any]:
+    """The series writers alone, as the store runs them: batches of 250 events (7 new points
+    each) written and committed in a file database (WAL, ``synchronous=NORMAL``); packed
+    (ours) against a row per point (previous), interleaved. Wall and CPU µs per event."""
+    from _series_rows import POINTS, RowPerPointWriter
+
+    from mlops_hooks.server.state.series import SCHEMA, SeriesWriter
+
+    points = [(run_id, step, values) for event in _events(events, 0)
+              for run_id, step, values in [(event["run_id"], event["current_step"],
+                                            {"loss": 0.5, "accuracy": 0.8, **event["metrics"]})]]
+    wall: dict[str, list[float]] = {"packed": [], "rows": []}
+    cpu: dict[str, list[float]] = {"packed": [], "rows": []}
+    for r in range(rounds):
+        for mode in (("packed", "rows") if r % 2 == 0 else ("rows", "packed")):
+            with tempfile.TemporaryDirectory() as tmp:
+                db = sqlite3.connect(str(Path(tmp) / "s.sqlite3"), isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA + POINTS + ";")
+                writer: Any = SeriesWriter() if mode == "packed" else RowPerPointWriter()
+                t0, c0 = time.perf_counter(), time.process_time()
+                for start in range(0, events, 250):
+                    db.execute("BEGIN")
+                    writer.write(db, points[start:start + 250])
+                    db.execute("COMMIT")
+                wall[mode].append((time.perf_counter() - t0) / events * 1e6)
+                cpu[mode].append((time.process_time() - c0) / events * 1e6)
+                db.close()
+        log(f"store writes round {r + 1}: packed {wall['packed'][-1]:.1f} µs/event wall, "
+            f"{cpu['packed'][-1]:.1f} CPU; a row per point {wall['rows'][-1]:.1f} wall, "
+            f"{cpu['rows'][-1]:.1f} CPU")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    return {"events": events, "rounds": rounds, "wall": wall, "cpu": cpu,
+            "wall_ratio": med["packed"] / med["rows"], "cpu_ratio": cmed["packed"] / cmed["rows"],
+            "paired": [a / b for a, b in zip(wall["packed"], wall["rows"], strict=True)]}
+
+
+def store_line(w: dict[str, Any]) -> str:
+    """The line of a :func:`store_writes` result."""
+    return (f"series writes alone ({w['events']:,} events, 7 points each, committed every 250, "
+            f"{w['rounds']} interleaved rounds, medians): packed "
+            f"{statistics.median(w['wall']['packed']):.1f} µs/event wall, "
+            f"{statistics.median(w['cpu']['packed']):.1f} CPU; a row per point "
+            f"{statistics.median(w['wall']['rows']):.1f} wall, "
+            f"{statistics.median(w['cpu']['rows']):.1f} CPU: packed / rows {w['wall_ratio']:.3f} "
+            f"wall (paired {min(w['paired']):.3f}-{max(w['paired']):.3f}), "
+            f"{w['cpu_ratio']:.3f} CPU")
 
 
 def measure(quick: bool, log: Log = _log) -> dict[str, Any]:
     """Both measurements (``--quick``: 200 runs and fewer events)."""
     runs = 200 if quick else 1000
     return {"serving": serving(runs, 2000, 2, 10 if quick else 20, log),
-            "ingest": ingest(5_000 if quick else 20_000, 3 if quick else 5, log)}
+            "ingest": ingest(5_000 if quick else 20_000, 3 if quick else 5, log),
+            "store": store_writes(10_000 if quick else 20_000, 4 if quick else 6, log)}
 
 
 def report(result: dict[str, Any]) -> list[str]:
@@ -244,22 +326,36 @@ def report(result: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | {ours['median_ms']:.2f} ms ({ours['bytes']:,} B) | "
                      + (f"{naive['median_ms']:.2f} ms ({naive['bytes']:,} B) | "
                         f"{naive['median_ms'] / ours['median_ms']:.1f}x |" if naive else "- | - |"))
-    lines += ["", f"ingest: with series {statistics.median(i['with']):,.0f} events/s, without "
-                  f"{statistics.median(i['without']):,.0f} events/s: ratio {i['ratio']:.3f} "
-                  f"(medians of {i['rounds']} interleaved rounds of {i['events']:,} events); "
-                  f"CPU per event (process, all threads) {statistics.median(i['cpu_with']):.1f} "
-                  f"µs with / {statistics.median(i['cpu_without']):.1f} µs without: "
-                  f"{i['cpu_ratio']:.3f}"]
-    return lines
+    return [*lines, "", ingest_line(i), "", store_line(result["store"])]
+
+
+def ingest_line(i: dict[str, Any]) -> str:
+    """The line of an :func:`ingest` result."""
+    return (f"ingest ({i['events']:,} events, {i['rounds']} interleaved rounds, medians): "
+            f"without series {statistics.median(i['without']):,.0f} events/s; series "
+            f"packed (ours) {statistics.median(i['with']):,.0f} events/s, ratio "
+            f"{i['ratio']:.3f} (paired {min(i['paired']):.3f}-{max(i['paired']):.3f}), "
+            f"CPU/event {i['cpu_ratio']:.3f}; a row per point (previous) "
+            f"{statistics.median(i['rows']):,.0f} events/s, ratio {i['ratio_rows']:.3f} "
+            f"(paired {min(i['paired_rows']):.3f}-{max(i['paired_rows']):.3f}), CPU/event "
+            f"{i['cpu_ratio_rows']:.3f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 runs, fewer events")
+    parser.add_argument("--ingest-only", action="store_true", help="only the ingest part")
+    parser.add_argument("--events", type=int, default=None, help="ingest events a round")
+    parser.add_argument("--rounds", type=int, default=None, help="ingest rounds")
     parser.add_argument("--json", metavar="PATH", help="also write the raw results here")
     args = parser.parse_args()
-    result = measure(args.quick)
-    print("\n".join(report(result)))
+    if args.ingest_only:
+        result = {"ingest": ingest(args.events or 20_000, args.rounds or 5, _log),
+                  "store": store_writes(args.events or 20_000, args.rounds or 5, _log)}
+        print(ingest_line(result["ingest"]) + "\n\n" + store_line(result["store"]))
+    else:
+        result = measure(args.quick)
+        print("\n".join(report(result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -94,6 +94,7 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
         params: Parameters to send with the run's ``run_params`` besides what is captured
             (optimizer configuration, batch size, epochs); these win on a name clash.
         group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``.
+        group_size: How many runs the group plans; defaults to ``MLOPS_HOOKS_GROUP_SIZE``.
 
     Raises:
         ValueError: An argument is empty or out of range.
@@ -120,10 +121,11 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
         emit: Emit | None = None,
         params: Mapping[str, Any] | None = None,
         group: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         super().__init__()
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
-        self.configure_params(params, group)
+        self.configure_params(params, group, group_size)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
         self._run: Run | None = None

@@ -95,6 +95,7 @@ class _MLOpsCallbackImpl(Adapter):
         params: Parameters to send with the run's ``run_params`` besides what is captured
             (``hparams``, optimizer, batch size, limits); these win on a name clash.
         group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``.
+        group_size: How many runs the group plans; defaults to ``MLOPS_HOOKS_GROUP_SIZE``.
 
     Raises:
         ValueError: An argument is empty or out of range.
@@ -117,9 +118,10 @@ class _MLOpsCallbackImpl(Adapter):
         emit: Emit | None = None,
         params: Mapping[str, Any] | None = None,
         group: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
-        self.configure_params(params, group)
+        self.configure_params(params, group, group_size)
         self.accuracy_metrics = check_metric_names("accuracy_metrics", accuracy_metrics)
         self.score_metrics = check_metric_names("score_metrics", score_metrics)
         self.loss_metrics = check_metric_names("loss_metrics", loss_metrics)

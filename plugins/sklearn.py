@@ -82,6 +82,9 @@ class MLOpsCallback(Adapter):
             (``get_params()``, a search's grid); these win on a name clash.
         group: The sweep or study of the run; defaults to ``MLOPS_HOOKS_GROUP``, then to a
             search's name (``GridSearchCV(SVC)``).
+        group_size: How many runs the group plans; defaults to ``MLOPS_HOOKS_GROUP_SIZE``.
+            Not taken from a search: a search fit is one run (its candidates' fits are that
+            run's progress, "12/20 fits"), and the group of its name counts its repeats.
 
     Raises:
         ValueError: An argument is empty or out of range.
@@ -104,9 +107,10 @@ class MLOpsCallback(Adapter):
         emit: Emit | None = None,
         params: Mapping[str, Any] | None = None,
         group: str | None = None,
+        group_size: int | None = None,
     ) -> None:
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
-        self.configure_params(params, group)
+        self.configure_params(params, group, group_size)
         if validation_data is not None and (
                 not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2):
             raise TypeError("validation_data must be a pair (X_val, y_val), got "

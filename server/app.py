@@ -30,6 +30,7 @@ __all__ = ["create_app"]
 _DEFAULT: Any = object()
 #: Requests timed for ``api_response_time_ms`` (uploads are timed by their size, not the API).
 _TIMED_PREFIXES = ("/api/models", "/api/monitoring", "/api/activity", "/api/events", "/api/runs",
+                   "/api/groups",
                    "/healthz")
 #: The page's Content-Security-Policy: its own scripts, styles and connections only, and no
 #: framing (clickjacking). ``{ws}`` names the page's own WebSocket origins for browsers whose
@@ -139,6 +140,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
         Route("/api/runs", runs.runs, methods=["GET"]),
         Route("/api/runs/{run_id}", runs.run, methods=["GET"]),
         Route("/api/runs/{run_id}/metrics", runs.run_metrics, methods=["GET"]),
+        Route("/api/groups/{group}", runs.group, methods=["GET"]),
         Route("/api/files", files.upload, methods=["POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),

@@ -36,11 +36,13 @@ from typing import Any
 from mlops_hooks import events as ev
 from mlops_hooks.run.lifecycle import Run
 
-__all__ = ["GROUP_ENV", "MAX_COMMAND", "flatten", "git_info", "param_value", "probe_git",
-           "resolve_group", "run_metadata", "send_params"]
+__all__ = ["GROUP_ENV", "GROUP_SIZE_ENV", "MAX_COMMAND", "flatten", "git_info", "param_value",
+           "probe_git", "resolve_group", "resolve_group_size", "run_metadata", "send_params"]
 
 #: Environment variable naming the group (sweep, study) of every run of the process.
 GROUP_ENV = "MLOPS_HOOKS_GROUP"
+#: Environment variable giving how many runs the group plans (``group_size``).
+GROUP_SIZE_ENV = "MLOPS_HOOKS_GROUP_SIZE"
 #: Longest command line kept in the metadata (characters).
 MAX_COMMAND = 1024
 #: Seconds each ``git`` command may take before the commit is reported as unknown (null).
@@ -157,6 +159,32 @@ def resolve_group(group: object = None, default: str | None = None) -> str | Non
         raise ValueError(f"group must be a non-empty string or None, got {group!r}")
     chosen = group or os.environ.get(GROUP_ENV, "").strip() or default
     return chosen[:512] if chosen else None
+
+
+def resolve_group_size(group_size: object = None) -> int | None:
+    """How many runs the group plans: ``group_size`` if given, else ``MLOPS_HOOKS_GROUP_SIZE``.
+
+    Raises:
+        ValueError: ``group_size`` is not a positive integer or None, or
+            ``MLOPS_HOOKS_GROUP_SIZE`` is set to something else than a positive integer.
+    """
+    if group_size is not None:
+        if (isinstance(group_size, bool) or not isinstance(group_size, int)
+                or not 1 <= group_size <= ev.MAX_INT):
+            raise ValueError(f"group_size must be a positive integer (the runs the group "
+                             f"plans) or None, got {group_size!r}")
+        return group_size
+    raw = os.environ.get(GROUP_SIZE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= ev.MAX_INT:
+        raise ValueError(f"{GROUP_SIZE_ENV} must be a positive integer (the runs the group "
+                         f"plans), got {raw[:64]!r}")
+    return value
 
 
 # ---------------------------------------------------------------------- metadata
@@ -308,7 +336,8 @@ def send_params(run: Run, params: Mapping[Any, Any], *, group: str | None = None
         group: The run's group (see :func:`resolve_group`).
         metadata: Include the process's metadata (the first ``run_params`` of a run); when
             the git commit is not known yet, a second event brings it.
-        group_size: How many runs the group plans (a study's ``n_trials``), when known.
+        group_size: How many runs the group plans (a study's ``n_trials``), when known;
+            dropped when the run has no group.
 
     Returns:
         The event sent, or None when it could not be built.
@@ -316,7 +345,8 @@ def send_params(run: Run, params: Mapping[Any, Any], *, group: str | None = None
     try:
         meta = run_metadata() if metadata else None
         event = ev.RunParams(run_id=run.run_id, model_name=run.name, group=group,
-                             params=flatten(params), metadata=meta, group_size=group_size)
+                             params=flatten(params), metadata=meta,
+                             group_size=group_size if group is not None else None)
         ev.from_dict(ev.to_dict(event))  # the caps, checked here rather than at the server
     except Exception as exc:
         _warn(f"mlops-hooks: the run's parameters were not sent: {exc}")

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mlops_hooks.run.lifecycle import Run
-from mlops_hooks.run.params import probe_git, resolve_group, send_params
+from mlops_hooks.run.params import probe_git, resolve_group, resolve_group_size, send_params
 
 __all__ = ["track"]
 
@@ -20,6 +20,7 @@ def track(
     total_steps: int | None = None,
     params: Mapping[str, Any] | None = None,
     group: str | None = None,
+    group_size: int | None = None,
     **options: Any,
 ) -> Iterator[Run]:
     """Track a hand-written training loop; see :class:`Run` for the options.
@@ -37,11 +38,15 @@ def track(
         total_steps: Optimizer steps planned, if known.
         params: The run's parameters (learning rate, batch size, ...), sent once.
         group: The sweep or study the run belongs to; defaults to ``MLOPS_HOOKS_GROUP``.
+        group_size: How many runs the group plans (shown as "of N planned"); defaults to
+            ``MLOPS_HOOKS_GROUP_SIZE``. Ignored when the run has no group.
         **options: Other :class:`Run` options (``steps_per_epoch``, ``run_id``, ...).
 
     Raises:
         TypeError: ``params`` is not a mapping.
-        ValueError: ``group`` is not a non-empty string, or a :class:`Run` option is invalid.
+        ValueError: ``group`` is not a non-empty string, ``group_size`` (or
+            ``MLOPS_HOOKS_GROUP_SIZE``) is not a positive integer, or a :class:`Run` option
+            is invalid.
 
     Example:
         >>> with track("mnist-cnn", total_epochs=3, steps_per_epoch=100,  # doctest: +SKIP
@@ -58,8 +63,9 @@ def track(
         raise TypeError(f"params must be a mapping of names to values, got "
                         f"{type(params).__name__}")
     chosen_group = resolve_group(group)
+    planned = resolve_group_size(group_size)
     probe_git()
     run = Run(name, total_epochs=total_epochs, total_steps=total_steps, **options)
     with run:
-        send_params(run, params or {}, group=chosen_group)
+        send_params(run, params or {}, group=chosen_group, group_size=planned)
         yield run

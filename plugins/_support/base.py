@@ -21,7 +21,13 @@ from typing import Any, TypeGuard, TypeVar
 
 from mlops_hooks.formatting import to_float
 from mlops_hooks.run import Emit, Run
-from mlops_hooks.run.params import flatten, probe_git, resolve_group, send_params
+from mlops_hooks.run.params import (
+    flatten,
+    probe_git,
+    resolve_group,
+    resolve_group_size,
+    send_params,
+)
 
 __all__ = [
     "Adapter",
@@ -214,13 +220,17 @@ class Adapter:
     #: (not ``params``: Keras callbacks have their own).
     user_params: Mapping[str, Any] = {}
     group: str | None = None
+    #: The user's ``group_size=``, else ``MLOPS_HOOKS_GROUP_SIZE`` (read when configured).
+    group_size: int | None = None
 
-    def configure_params(self, params: object, group: object) -> None:
-        """Check and keep the ``params=`` and ``group=`` options; start reading git's commit.
+    def configure_params(self, params: object, group: object,
+                         group_size: object = None) -> None:
+        """Check and keep ``params=``, ``group=`` and ``group_size=``; start reading git's commit.
 
         Raises:
             TypeError: ``params`` is not a mapping.
-            ValueError: ``group`` is not a non-empty string.
+            ValueError: ``group`` is not a non-empty string, or ``group_size`` (or
+                ``MLOPS_HOOKS_GROUP_SIZE``) is not a positive integer.
         """
         if params is not None and not isinstance(params, Mapping):
             raise TypeError(f"params must be a mapping of names to values, got "
@@ -228,6 +238,7 @@ class Adapter:
         resolve_group(group)  # checked now, resolved (MLOPS_HOOKS_GROUP) when a run starts
         self.user_params = flatten(params or {})  # scalars: the callback stays picklable
         self.group = group if isinstance(group, str) else None
+        self.group_size = resolve_group_size(group_size)
         probe_git()  # in the background, long before the run starts
 
     def send_params(self, run: Run, captured: Callable[[], Mapping[str, Any]], *,
@@ -244,7 +255,8 @@ class Adapter:
                 one (a scikit-learn search's name).
             later: A later event of the run (scikit-learn's ``best_params_``): only
                 ``captured``, without the metadata and the user's ``params=``.
-            group_size: How many runs the group plans (a study's ``n_trials``), when known.
+            group_size: How many runs the group plans (a study's ``n_trials``), when known;
+                else the user's ``group_size=`` (or ``MLOPS_HOOKS_GROUP_SIZE``).
         """
         merged: dict[str, Any] = {} if later else dict(self.user_params)
         try:
@@ -255,7 +267,8 @@ class Adapter:
             _warn(f"mlops-hooks: some of the run's parameters could not be read "
                        f"({type(exc).__name__}: {exc}); the others are sent")
         send_params(run, merged, group=resolve_group(self.group, default_group),
-                    metadata=not later, group_size=group_size)
+                    metadata=not later,
+                    group_size=group_size or (None if later else self.group_size))
 
     @staticmethod
     def reporting(run: Run | None) -> TypeGuard[Run]:

@@ -13,7 +13,7 @@ from typing import Any
 from mlops_hooks.plugins._support import base as _base
 from mlops_hooks.plugins._support.base import check_emit, check_name, fraction
 from mlops_hooks.run import Emit, Run
-from mlops_hooks.run.params import probe_git, resolve_group, send_params
+from mlops_hooks.run.params import probe_git, resolve_group, resolve_group_size, send_params
 
 __all__ = ["completion_scores", "monitored_fit", "pickled_size"]
 
@@ -115,7 +115,8 @@ def monitored_fit(
         The fitted estimator.
 
     Raises:
-        ValueError: ``epochs`` is not a positive integer, or a name is empty.
+        ValueError: ``epochs`` is not a positive integer, a name is empty, or
+            ``MLOPS_HOOKS_GROUP_SIZE`` is not a positive integer.
         TypeError: ``epochs`` is given but the estimator has no ``partial_fit``.
 
     Example:
@@ -127,12 +128,14 @@ def monitored_fit(
     if epochs is not None and not hasattr(estimator, "partial_fit"):
         raise TypeError(f"epochs needs an estimator with partial_fit; "
                         f"{type(estimator).__name__} has none (leave epochs=None to use fit)")
+    planned = resolve_group_size(None)  # MLOPS_HOOKS_GROUP_SIZE, checked before the fit
     probe_git()
     run = Run(check_name(name) or type(estimator).__name__, total_epochs=epochs,
               total_steps=None if epochs else 1, run_id=check_name(run_id),
               model_id=check_name(model_id), emit=check_emit(emit))
     with run:
-        send_params(run, _get_params(estimator), group=resolve_group(None))
+        send_params(run, _get_params(estimator), group=resolve_group(None),
+                    group_size=planned)
         run.stage("model_training")
         if epochs is None:
             estimator.fit(X, y, **fit_params)

@@ -1,4 +1,4 @@
-"""Run history on REST: ``GET /api/runs``, ``/api/runs/{run_id}``, ``/api/runs/{run_id}/metrics``.
+"""Run history on REST: ``GET /api/runs``, ``/api/runs/{id}``, ``/metrics``, ``/api/groups/{g}``.
 
 Every run the history database holds, not only those in memory; each read waits for the events
 already accepted to be written, then runs on the store's reader thread (the event loop never
@@ -24,7 +24,7 @@ from mlops_hooks.server.state.runs import RUN_STATUSES
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["MAX_KEYS", "MAX_LIMIT", "MAX_QUERY", "run", "run_metrics", "runs"]
+__all__ = ["MAX_KEYS", "MAX_LIMIT", "MAX_QUERY", "group", "run", "run_metrics", "runs"]
 
 #: ``GET /api/runs?limit=``: at most this many runs per page (default 50).
 MAX_LIMIT = 500
@@ -146,3 +146,21 @@ async def run_metrics(request: Request) -> Response:
     except sqlite3.Error as exc:
         return _unavailable(exc)
     return _not_found(run_id) if body is None else _json(body)
+
+
+async def group(request: Request) -> Response:
+    """``GET /api/groups/{group}``: the group's runs by status, planned count, best so far."""
+    denied = refused(request)
+    if denied is not None:
+        return denied
+    name = request.path_params["group"]
+    if len(name) > MAX_QUERY:
+        return _bad("group", f"group must be at most {MAX_QUERY} characters")
+    try:
+        body = await _read(request, partial(history.read_group, group=name))
+    except sqlite3.Error as exc:
+        return _unavailable(exc)
+    if body is None:
+        return JSONResponse({"error": f"no run of group {name[:MAX_QUERY]!r} in this server's "
+                                      "history"}, status_code=404)
+    return _json(body)

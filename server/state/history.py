@@ -17,15 +17,17 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["MAX_PARAMS", "RUN_UPSERT", "merge_params", "migrate", "read_run", "read_runs",
-           "read_series", "run_row"]
+from mlops_hooks.server.state.series import read_points
+
+__all__ = ["MAX_PARAMS", "RUN_UPSERT", "merge_params", "migrate", "read_group", "read_run",
+           "read_runs", "read_series", "run_row"]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
 #: Columns added to ``runs`` by schema 2 (run history), with their SQL types.
 _RUN_COLUMNS = {"started_at": "TEXT NOT NULL DEFAULT ''", "ended_at": "TEXT", "grp": "TEXT",
-                "progress": "REAL", "final_accuracy": "REAL"}
+                "progress": "REAL", "final_accuracy": "REAL", "group_size": "INTEGER"}
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_group ON runs (grp, started_at DESC, run_id DESC);
@@ -40,11 +42,14 @@ RUN_UPSERT = (" ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, status = 
               " started_at = CASE WHEN runs.started_at != '' THEN runs.started_at"
               " ELSE excluded.started_at END,"
               " ended_at = excluded.ended_at, grp = COALESCE(excluded.grp, runs.grp),"
-              " progress = excluded.progress, final_accuracy = excluded.final_accuracy")
+              " progress = excluded.progress, final_accuracy = excluded.final_accuracy,"
+              " group_size = COALESCE(excluded.group_size, runs.group_size)")
 #: Keys a run's merged params (and its metadata) keep at most; later new keys are dropped.
 MAX_PARAMS = 1024
+#: The run states, as ``GET /api/groups/{group}`` counts them.
+_STATUSES = ("running", "stalled", "completed", "failed")
 _COLUMNS = ("r.run_id, r.model_name, r.status, r.started_at, r.ended_at, r.progress, "
-            "r.final_accuracy, r.grp, r.updated, p.params")
+            "r.final_accuracy, r.grp, r.updated, p.params, r.group_size")
 
 
 # --------------------------------------------------------------------------- writing (store thread)
@@ -56,7 +61,7 @@ def migrate(db: sqlite3.Connection) -> None:
     missing = [(name, kind) for name, kind in _RUN_COLUMNS.items() if name not in have]
     for name, kind in missing:
         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-    if missing:
+    if any(name == "started_at" for name, _ in missing):
         db.execute("UPDATE runs SET started_at = COALESCE(updated, '') WHERE started_at = ''")
     db.executescript(_INDEXES)
 
@@ -71,7 +76,7 @@ def run_row(run_id: str, seq: int, run: dict[str, Any]) -> tuple[Any, ...]:
     accuracy = completed.get("final_accuracy") if isinstance(completed, dict) else None
     return (run_id, seq, run.get("status"), run.get("model_name"), run.get("updated"),
             _encode(run).decode(), run.get("started_at") or "", run.get("ended_at"),
-            run.get("group"), percent, accuracy)
+            run.get("group"), percent, accuracy, run.get("group_size"))
 
 
 def merge_params(db: sqlite3.Connection, batch: list[tuple[Any, ...]]) -> None:
@@ -135,7 +140,8 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 
 def _run(row: tuple[Any, ...], last: dict[str, Any]) -> dict[str, Any]:
-    run_id, model_name, status, started, ended, progress, accuracy, group, updated, params = row
+    (run_id, model_name, status, started, ended, progress, accuracy, group, updated, params,
+     group_size) = row
     return {
         "run_id": run_id,
         "model_name": model_name,
@@ -146,6 +152,7 @@ def _run(row: tuple[Any, ...], last: dict[str, Any]) -> dict[str, Any]:
         "final_accuracy": accuracy,
         "params": _decode(params) if params else {},
         "group": group,
+        "group_size": group_size,
         "last_metrics": last,
         "duration_s": _seconds(started, ended or updated),
     }
@@ -214,6 +221,28 @@ def read_run(db: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
     return {"run": run}
 
 
+def read_group(db: sqlite3.Connection, group: str) -> dict[str, Any] | None:
+    """``GET /api/groups/{group}``: its runs counted by status, planned, best so far.
+
+    ``planned`` is the ``group_size`` of the group's newest run that has one; ``best`` the run
+    with the highest final accuracy. ``None`` when no run of the history is in ``group``.
+    """
+    counts = dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE grp = ? GROUP BY status",
+                             (group,)).fetchall())
+    if not counts:
+        return None
+    planned = db.execute("SELECT group_size FROM runs WHERE grp = ? AND group_size IS NOT NULL "
+                         "ORDER BY started_at DESC, run_id DESC LIMIT 1", (group,)).fetchone()
+    best = db.execute("SELECT run_id, model_name, final_accuracy FROM runs WHERE grp = ? AND "
+                      "final_accuracy IS NOT NULL ORDER BY final_accuracy DESC, started_at, "
+                      "run_id LIMIT 1", (group,)).fetchone()
+    by_status = {status: int(counts.get(status, 0)) for status in _STATUSES}
+    return {"group": group, "runs": sum(by_status.values()), "counts": by_status,
+            "planned": planned[0] if planned else None,
+            "best": {"run_id": best[0], "model_name": best[1], "final_accuracy": best[2]}
+            if best else None}
+
+
 def read_series(db: sqlite3.Connection, run_id: str, keys: list[str] | None,
                 max_keys: int) -> dict[str, Any] | None:
     """``GET /api/runs/{run_id}/metrics``: ``[step, value]`` lists sorted by step.
@@ -242,7 +271,5 @@ def read_series(db: sqlite3.Connection, run_id: str, keys: list[str] | None,
         found = found[:max_keys]
         body["truncated"] = True
     for series_id, key in found:
-        body["series"][key] = db.execute(
-            "SELECT step, value FROM points WHERE series_id = ? ORDER BY step",
-            (series_id,)).fetchall()
+        body["series"][key] = read_points(db, series_id)
     return body

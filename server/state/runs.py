@@ -82,8 +82,8 @@ class RunState:
     """
 
     __slots__ = ("_count", "_stride", "_tail", "completed", "ended_at", "failed", "group",
-                 "model_name", "points", "progress", "run_id", "seen_at", "started_at", "status",
-                 "updated")
+                 "group_size", "model_name", "points", "progress", "run_id", "seen_at",
+                 "started_at", "status", "updated")
 
     def __init__(self, run_id: str, model_name: str | None = None) -> None:
         self.run_id = run_id
@@ -99,6 +99,8 @@ class RunState:
         self.ended_at: str | None = None
         #: The sweep or study the run belongs to (``run_params``'s ``group``).
         self.group: str | None = None
+        #: How many runs its group plans (``run_params``'s ``group_size``), when known.
+        self.group_size: int | None = None
         self.seen_at = time.monotonic()
         self._count = 0
         self._stride = 1
@@ -151,11 +153,12 @@ class RunState:
         self.ended_at = normal_time(data.get("timestamp"))
 
     def on_params(self, data: dict[str, Any]) -> None:
-        """Apply a ``run_params`` event: its model name and group (its params go to history)."""
+        """Apply a ``run_params`` event: model name, group and group size (params: history)."""
         if data.get("model_name"):
             self.model_name = data["model_name"]
         if isinstance(data.get("group"), str):
             self.group = data["group"]
+        self.group_size = _size(data.get("group_size")) or self.group_size
 
     def mark_stalled(self) -> bool:
         """Mark a running run as stalled; returns whether it changed."""
@@ -192,6 +195,7 @@ class RunState:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "group": self.group,
+            "group_size": self.group_size,
         }
 
     @classmethod
@@ -211,5 +215,11 @@ class RunState:
         run.ended_at = normal_time(data.get("ended_at"))
         group = data.get("group")
         run.group = group if isinstance(group, str) else None
+        run.group_size = _size(data.get("group_size"))
         run._count = len(run.points)
         return run
+
+
+def _size(value: Any) -> int | None:
+    """A ``group_size``: a positive integer, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

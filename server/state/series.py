@@ -1,4 +1,4 @@
-"""Metric series in SQLite: appended point by point, each bounded by min/max buckets.
+"""Metric series in SQLite: packed :data:`CHUNK_POINTS` points a row, bounded by min/max buckets.
 
 Runs on the store's thread (:class:`~mlops_hooks.server.state.store.Store`), inside its write
 transaction. A series holds at most :data:`MAX_POINTS` points. When a point would make it
@@ -10,17 +10,28 @@ keeps the envelope of its whole history and its recent points exactly.
 Compaction depends only on the series' own points, taken in stream order, never on how the
 points were batched: every server of a fleet (each deriving the series from the same stream)
 and a restarted server hold the same points.
+
+Storage: a series' points are packed as MessagePack ``[[step, value], ...]``, sorted: full
+chunks in ``chunks`` (``series_id``, ``first_step``), non-overlapping, and the newest, open chunk
+in ``tails`` (one row per series, all of them side by side, so a write dirties few pages). A
+new step is appended to the open chunk, kept in memory and stored once per write (a row per
+series per batch instead of a row per point); once it holds :data:`CHUNK_POINTS` points it
+moves to ``chunks`` and a new one starts; a step before the open chunk goes into the chunk whose
+range holds it.
 """
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["BUCKETS", "EXACT_POINTS", "MAX_POINTS", "MAX_SERIES_PER_RUN", "SCHEMA",
-           "SeriesWriter", "min_max_buckets"]
+import msgspec
+
+__all__ = ["BUCKETS", "CHUNK_POINTS", "EXACT_POINTS", "MAX_POINTS", "MAX_SERIES_PER_RUN",
+           "SCHEMA", "SeriesWriter", "migrate", "min_max_buckets", "read_points"]
 
 #: Points a series holds at most (and the most ``GET /api/runs/{id}/metrics`` returns per key).
 MAX_POINTS = 2000
@@ -37,10 +48,50 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
     key TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, last_step INTEGER,
     last_value, UNIQUE (run_id, key));
-CREATE TABLE IF NOT EXISTS points (series_id INTEGER NOT NULL, step INTEGER NOT NULL,
-    value, PRIMARY KEY (series_id, step)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (series_id INTEGER NOT NULL, first_step INTEGER NOT NULL,
+    data BLOB NOT NULL, PRIMARY KEY (series_id, first_step)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tails (series_id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
-_ROWS_PER_INSERT = 999 // 3
+#: Points packed in one ``chunks`` row as a series grows (a chunk that takes an earlier step
+#: later may hold more).
+CHUNK_POINTS = 128
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.decode
+
+
+def _full_chunks(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
+    points: list[list[Any]] = []
+    for (data,) in db.execute("SELECT data FROM chunks WHERE series_id = ? ORDER BY first_step",
+                              (series_id,)):
+        points += _unpack(data)
+    return points
+
+
+def read_points(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
+    """Every ``[step, value]`` of a series, sorted by step."""
+    points = _full_chunks(db, series_id)
+    tail = db.execute("SELECT data FROM tails WHERE series_id = ?", (series_id,)).fetchone()
+    return points + _unpack(tail[0]) if tail else points
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Pack the points of a schema-2 database (one row per point) into ``chunks``."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'points'"
+                  ).fetchone() is None:
+        return
+    rows: dict[int, list[list[Any]]] = {}
+    for series_id, step, value in db.execute(
+            "SELECT series_id, step, value FROM points ORDER BY series_id, step"):
+        rows.setdefault(series_id, []).append([step, value])
+    db.executemany("INSERT OR REPLACE INTO chunks (series_id, first_step, data) VALUES (?, ?, ?)",
+                   [(sid, part[0][0], _pack(part)) for sid, points in rows.items()
+                    for part in _parts(points)])
+    db.execute("DROP TABLE points")
+
+
+def _parts(points: list[list[Any]]) -> Iterator[list[list[Any]]]:
+    for start in range(0, len(points), CHUNK_POINTS):
+        yield points[start:start + CHUNK_POINTS]
 
 
 def min_max_buckets(points: list[tuple[int, Any]], buckets: int) -> list[tuple[int, Any]]:
@@ -70,36 +121,39 @@ def min_max_buckets(points: list[tuple[int, Any]], buckets: int) -> list[tuple[i
     return sorted(set(lows.values()) | set(highs.values()))
 
 
-def _each(points: Iterable[tuple[str, int, dict[str, Any]]]
-          ) -> Iterator[tuple[str, str, int, Any]]:
-    for run_id, step, values in points:
-        for key, value in values.items():
-            yield run_id, key, step, value
-
-
 class _Series:
-    __slots__ = ("id", "last_step", "last_value", "n", "pending")
+    __slots__ = ("id", "last_step", "last_value", "n", "tail", "write")
 
     def __init__(self, series_id: int, n: int, last_step: int | None, last_value: Any) -> None:
         self.id = series_id
         self.n = n
         self.last_step = last_step
         self.last_value = last_value
-        #: Points of the current batch not inserted yet: step -> value (the later one wins).
-        self.pending: dict[int, Any] = {}
+        #: The open chunk's points (``None``: not read yet).
+        self.tail: list[list[Any]] | None = None
+        #: The last :meth:`SeriesWriter.write` that touched it.
+        self.write = 0
 
 
 class SeriesWriter:
-    """Appends points to series and keeps each within :data:`MAX_POINTS` (store thread only)."""
+    """Appends points to series and keeps each within :data:`MAX_POINTS` (store thread only).
+
+    Points are packed :data:`CHUNK_POINTS` to a row: a series' newest chunk is kept in memory
+    and stored once per write, whatever the number of points it took.
+    """
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, str], _Series] = OrderedDict()
+        #: run_id -> key -> series, least recently written run first.
+        self._runs: OrderedDict[str, dict[str, _Series]] = OrderedDict()
+        self._cached = 0
         self._full: set[str] = set()
+        self._writes = 0
         self.compactions = 0
 
     def forget(self) -> None:
         """Drop the cached counters (after a rollback or a prune)."""
-        self._cache.clear()
+        self._runs.clear()
+        self._cached = 0
         self._full.clear()
 
     def write(self, db: sqlite3.Connection,
@@ -108,39 +162,55 @@ class SeriesWriter:
 
         A step a series already has gets the new value (the later point wins).
         """
-        cache = self._cache
-        touched: dict[tuple[str, str], _Series] = {}
-        for run_id, key, step, value in _each(points):
-            series = cache.get((run_id, key))
-            if series is None:
-                series = self._series(db, run_id, key)
+        self._writes += 1
+        mark = self._writes
+        runs = self._runs
+        touched: list[_Series] = []
+        written: set[str] = set()
+        for run_id, step, values in points:
+            cached = runs.get(run_id)
+            if cached is None:
+                cached = runs[run_id] = {}
+            written.add(run_id)
+            for key, value in values.items():
+                series = cached.get(key)
                 if series is None:
-                    continue
-            touched[(run_id, key)] = series
-            pending = series.pending
-            if step in pending:
-                pass
-            elif series.last_step is None or step > series.last_step:
-                series.n += 1
-                series.last_step = step
-            elif step != series.last_step and db.execute(
-                    "SELECT 1 FROM points WHERE series_id = ? AND step = ?",
-                    (series.id, step)).fetchone() is None:
-                series.n += 1
-            pending[step] = value
-            series.last_value = value
-            if series.n > MAX_POINTS:
-                self._insert(db, [series])
-                self._compact(db, series)
-        self._insert(db, touched.values())
+                    series = self._series(db, cached, run_id, key)
+                    if series is None:
+                        continue
+                if series.write != mark:
+                    series.write = mark
+                    touched.append(series)
+                tail = series.tail
+                if tail is None:
+                    tail = self._load_tail(db, series)
+                last = series.last_step
+                if last is None or step > last:
+                    if len(tail) >= CHUNK_POINTS:  # the chunk is full: store it, start the next
+                        db.execute("INSERT OR REPLACE INTO chunks (series_id, first_step, data) "
+                                   "VALUES (?, ?, ?)", (series.id, tail[0][0], _pack(tail)))
+                        series.tail = tail = []
+                    tail.append([step, value])
+                    series.n += 1
+                    series.last_step = step
+                elif step == last and tail:
+                    tail[-1][1] = value
+                else:
+                    self._earlier(db, series, step, value)
+                series.last_value = value
+                if series.n > MAX_POINTS:
+                    self._compact(db, series)
+        db.executemany("INSERT OR REPLACE INTO tails (series_id, data) VALUES (?, ?)",
+                       [(s.id, _pack(s.tail)) for s in touched if s.tail])
         db.executemany("UPDATE series SET n = ?, last_step = ?, last_value = ? WHERE id = ?",
-                       [(s.n, s.last_step, s.last_value, s.id) for s in touched.values()])
-        for name in touched:  # least recently written first out of the cache
-            cache.move_to_end(name)
-        while len(cache) > CACHED_SERIES:
-            cache.popitem(last=False)
+                       [(s.n, s.last_step, s.last_value, s.id) for s in touched])
+        for run_id in written:  # least recently written first out of the cache
+            runs.move_to_end(run_id)
+        while self._cached > CACHED_SERIES and len(runs) > 1:
+            self._cached -= len(runs.popitem(last=False)[1])
 
-    def _series(self, db: sqlite3.Connection, run_id: str, key: str) -> _Series | None:
+    def _series(self, db: sqlite3.Connection, cached: dict[str, _Series], run_id: str,
+                key: str) -> _Series | None:
         """Load or create the series ``(run_id, key)`` into the cache (``None``: over the cap)."""
         row = db.execute("SELECT id, n, last_step, last_value FROM series "
                          "WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
@@ -153,34 +223,58 @@ class SeriesWriter:
                 self._full.add(run_id)
                 return None
             cursor = db.execute("INSERT INTO series (run_id, key) VALUES (?, ?)", (run_id, key))
-            row = (cursor.lastrowid, 0, None, None)
-        series = self._cache[(run_id, key)] = _Series(int(row[0]), int(row[1]), row[2], row[3])
+            series = _Series(int(cursor.lastrowid or 0), 0, None, None)
+            series.tail = []
+        else:
+            series = _Series(int(row[0]), int(row[1]), row[2], row[3])
+        cached[key] = series
+        self._cached += 1
         return series
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, touched: Iterable[_Series]) -> None:
-        rows: list[tuple[int, int, Any]] = []
-        for s in touched:
-            if s.pending:
-                sid = s.id
-                rows += [(sid, step, value) for step, value in s.pending.items()]
-                s.pending = {}
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            chunk = rows[start:start + _ROWS_PER_INSERT]
-            db.execute("INSERT OR REPLACE INTO points (series_id, step, value) VALUES "
-                       + ", ".join(["(?, ?, ?)"] * len(chunk)),
-                       [value for row in chunk for value in row])
+    def _load_tail(db: sqlite3.Connection, series: _Series) -> list[list[Any]]:
+        row = db.execute("SELECT data FROM tails WHERE series_id = ?", (series.id,)).fetchone()
+        series.tail = _unpack(row[0]) if row else []
+        return series.tail
+
+    def _earlier(self, db: sqlite3.Connection, series: _Series, step: int, value: Any) -> None:
+        """Put a point before the series' newest step into the chunk whose range holds it."""
+        tail = series.tail or []
+        row = None
+        if not tail or step < tail[0][0]:
+            row = db.execute("SELECT first_step, data FROM chunks WHERE series_id = ? AND "
+                             "first_step <= ? ORDER BY first_step DESC LIMIT 1",
+                             (series.id, step)).fetchone() or db.execute(
+                "SELECT first_step, data FROM chunks WHERE series_id = ? ORDER BY first_step "
+                "LIMIT 1", (series.id,)).fetchone()
+        chunk: list[list[Any]] = tail if row is None else _unpack(row[1])
+        index = bisect.bisect_left(chunk, step, key=lambda point: point[0])
+        if index < len(chunk) and chunk[index][0] == step:
+            chunk[index][1] = value
+        else:
+            chunk.insert(index, [step, value])
+            series.n += 1
+        if row is None:
+            series.tail = chunk  # stored with the other open chunks at the end of the write
+            return
+        if row[0] != chunk[0][0]:
+            db.execute("DELETE FROM chunks WHERE series_id = ? AND first_step = ?",
+                       (series.id, row[0]))
+        db.execute("INSERT OR REPLACE INTO chunks (series_id, first_step, data) VALUES (?, ?, ?)",
+                   (series.id, chunk[0][0], _pack(chunk)))
 
     def _compact(self, db: sqlite3.Connection, series: _Series) -> None:
-        rows = db.execute("SELECT step, value FROM points WHERE series_id = ? ORDER BY step",
-                          (series.id,)).fetchall()
+        rows = _full_chunks(db, series.id) + (series.tail or [])
         older, exact = rows[:-EXACT_POINTS], rows[-EXACT_POINTS:]
-        kept = min_max_buckets([(int(s), v) for s, v in older], BUCKETS)
-        db.execute("DELETE FROM points WHERE series_id = ? AND step < ?",
-                   (series.id, exact[0][0]))
-        series.pending = dict(kept)
-        self._insert(db, [series])
-        series.n = len(kept) + len(exact)
+        kept = [list(p) for p in min_max_buckets([(int(s), v) for s, v in older], BUCKETS)]
+        points = kept + exact
+        db.execute("DELETE FROM chunks WHERE series_id = ?", (series.id,))
+        db.execute("DELETE FROM tails WHERE series_id = ?", (series.id,))
+        parts = list(_parts(points))
+        db.executemany("INSERT INTO chunks (series_id, first_step, data) VALUES (?, ?, ?)",
+                       [(series.id, part[0][0], _pack(part)) for part in parts[:-1]])
+        series.tail = parts[-1]
+        series.n = len(points)
         self.compactions += 1
 
     @staticmethod
@@ -191,6 +285,7 @@ class SeriesWriter:
         for start in range(0, len(gone), 900):
             chunk = gone[start:start + 900]
             marks = ", ".join("?" * len(chunk))
-            db.execute(f"DELETE FROM points WHERE series_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM chunks WHERE series_id IN ({marks})", chunk)
+            db.execute(f"DELETE FROM tails WHERE series_id IN ({marks})", chunk)
             db.execute(f"DELETE FROM series WHERE id IN ({marks})", chunk)
         return len(gone)

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     status TEXT, model_name TEXT, updated TEXT, data TEXT NOT NULL,
     started_at TEXT NOT NULL DEFAULT '', ended_at TEXT, grp TEXT, progress REAL,
-    final_accuracy REAL);
+    final_accuracy REAL, group_size INTEGER);
 CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
     data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deployments (seq INTEGER PRIMARY KEY, model_id TEXT,
@@ -76,7 +76,7 @@ _APPEND = {
     "deployments": ("INSERT OR REPLACE INTO deployments (seq, model_id, data) VALUES ", 3),
     "event_ids": ("INSERT OR REPLACE INTO event_ids (event_id, seq) VALUES ", 2),
     "runs": ("INSERT INTO runs (run_id, seq, status, model_name, updated, data, started_at, "
-             "ended_at, grp, progress, final_accuracy) VALUES ", 11),
+             "ended_at, grp, progress, final_accuracy, group_size) VALUES ", 12),
     "models": ("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES ", 3),
 }
 #: Bound parameters per statement (SQLite's historical limit is 999).
@@ -301,7 +301,8 @@ class Store:
                 db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             run_history.migrate(db)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', '2')")
+            series_module.migrate(db)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', '3')")
             history = self._read(db)
             clean = db.execute("SELECT value FROM meta WHERE key = 'clean'").fetchone()
             history.unclean = clean is not None and clean[0] != "1"

@@ -1,5 +1,7 @@
 // The group view of `/runs?group=NAME` (a sweep or study): how many of its runs are done,
-// running and failed, the best run so far by a chosen metric (final accuracy by default;
+// running and failed out of the runs it plans ("3 done · 1 running · 0 failed of 20 planned":
+// the `group_size` of its newest run that sent one; without "of N planned" when none did),
+// live as the stream's events change the runs' records; the best run so far by a chosen metric (final accuracy by default;
 // losses and errors count lower as better), and a scatter of a chosen parameter against that
 // metric, one point per run, drawn with uPlot.
 
@@ -57,9 +59,16 @@ export class GroupView {
       else if (RUNNING.has(run.status)) running += 1;
       else failed += 1;
     }
-    setText(byId('group-done'), `${done} of ${runs.length}`);
+    // runs are newest first: the newest plan wins (a study re-planned with more trials)
+    const planned = runs.map((run) => run.group_size).find((n) => Number.isInteger(n) && n > 0) ?? null;
+    setText(byId('group-done'), done);
     setText(byId('group-running'), running);
     setText(byId('group-failed'), failed);
+    setText(byId('group-planned'), planned === null ? '—' : planned);
+    const summary = byId('group-summary');
+    setText(summary, `${done} done · ${running} running · ${failed} failed`
+      + (planned === null ? '' : ` of ${planned} planned`));
+    summary.dataset.planned = planned === null ? '' : String(planned);
 
     const metrics = new Set(['final_accuracy']);
     const params = new Set();

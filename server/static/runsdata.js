@@ -99,7 +99,7 @@ export function newRun(event) {
   return {
     run_id: event.run_id, model_name: event.model_name || null, status: 'running',
     started_at: event.timestamp || null, ended_at: null, progress: null, final_accuracy: null,
-    params: {}, group: null, last_metrics: {}, duration_s: null,
+    params: {}, group: null, group_size: null, last_metrics: {}, duration_s: null,
   };
 }
 
@@ -143,6 +143,7 @@ export function applyRunEvent(run, event) {
       run.params = { ...(run.params || {}), ...(event.params || {}) };
       if (event.model_name) run.model_name = event.model_name;
       if (event.group) run.group = event.group;
+      if (Number.isInteger(event.group_size) && event.group_size > 0) run.group_size = event.group_size;
       if (event.metadata && typeof event.metadata === 'object') {
         run.metadata = { ...(run.metadata || {}), ...event.metadata };
       }

@@ -39,6 +39,8 @@ class History:
                       "model_name": run["model_name"], "params": run["params"]}
             if run.get("group"):
                 params["group"] = run["group"]
+            if run.get("group_size"):
+                params["group_size"] = run["group_size"]
             metrics = dict(run["last_metrics"])
             progress_event: dict[str, Any] = {
                 "type": "training_progress", "run_id": run["run_id"], "timestamp": at,

@@ -212,8 +212,10 @@ def test_group_view_counts_best_and_scatter(page: Page, stub: History) -> None:
     ])
     console = open_page(page, stub.http_url + "/runs?group=sweep")
     expect(page.locator("#runs-body tr")).to_have_count(3)
-    expect(page.locator("#group-done")).to_have_text("2 of 3")
+    expect(page.locator("#group-summary")).to_have_text("2 done · 0 running · 1 failed")
+    expect(page.locator("#group-done")).to_have_text("2")
     expect(page.locator("#group-failed")).to_have_text("1")
+    expect(page.locator("#group-planned")).to_have_text("—")
     expect(page.locator("#group-best")).to_have_attribute("data-run-id", "g2")
     expect(page.locator("#group-scatter")).to_have_attribute("data-points", "2")
     expect(page.locator("#group-scatter canvas")).to_have_count(1)
@@ -221,8 +223,29 @@ def test_group_view_counts_best_and_scatter(page: Page, stub: History) -> None:
               progress("g4", 1, loss=0.5),
               {"type": "training_completed", "run_id": "g4", "final_accuracy": 0.95})
     expect(page.locator("#group-best")).to_have_attribute("data-run-id", "g4")
-    expect(page.locator("#group-done")).to_have_text("3 of 4")
+    expect(page.locator("#group-summary")).to_have_text("3 done · 0 running · 1 failed")
     expect(page.locator("#group-scatter")).to_have_attribute("data-points", "3")
+    console.assert_clean()
+
+
+def test_group_view_counts_out_of_planned_live_from_the_stream(page: Page, stub: History) -> None:
+    stub.seed([run("p1", group="study", group_size=4, final_accuracy=0.6),
+               run("p2", group="study", status="failed", group_size=4)])
+    console = open_page(page, stub.http_url + "/runs?group=study")
+    summary = page.locator("#group-summary")
+    expect(summary).to_have_text("1 done · 0 running · 1 failed of 4 planned")
+    expect(page.locator("#group-planned")).to_have_text("4")
+    api_reads: list[str] = []  # pushed over /ws from here on: the page reads no REST route
+    page.on("request", lambda r: api_reads.append(r.url) if "/api/" in r.url else None)
+    # a new trial starts (the study re-planned to 6 trials): running, then done
+    stub.post({"type": "run_params", "run_id": "p3", "group": "study", "group_size": 6,
+               "params": {"lr": 0.1}}, progress("p3", 1, loss=0.5))
+    expect(summary).to_have_text("1 done · 1 running · 1 failed of 6 planned")
+    expect(page.locator("#group-running")).to_have_text("1")
+    stub.post({"type": "training_completed", "run_id": "p3", "final_accuracy": 0.8})
+    expect(summary).to_have_text("2 done · 0 running · 1 failed of 6 planned")
+    expect(page.locator("#group-best")).to_have_attribute("data-run-id", "p3")
+    assert api_reads == []
     console.assert_clean()
 
 
@@ -333,6 +356,6 @@ def test_a_tracked_training_script_fills_the_run_page(page: Page, stub: History,
     for key, points in series.items():
         chart_points(page, key).to_have_attribute("data-points", str(len(points)))
     page.goto(stub.http_url + "/runs?group=sweep-e2e")
-    expect(page.locator("#group-done")).to_have_text("1 of 1")
+    expect(page.locator("#group-summary")).to_have_text("1 done · 0 running · 0 failed")
     expect(page.locator("#group-best")).to_have_attribute("data-run-id", "e2e")
     console.assert_clean()

@@ -235,3 +235,47 @@ def test_params_that_cannot_be_sent_are_a_warning_never_an_error(pm, recorder):
                                                 "run_params.metadata: expected JSON"):
             assert rp.send_params(run, {"lr": 1}) is None
     assert recorder.of_type("run_params") == []
+
+
+# ---------------------------------------------------------------------- group_size
+
+
+def test_group_size_comes_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.delenv(rp.GROUP_SIZE_ENV, raising=False)
+    assert rp.resolve_group_size(None) is None
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, " 50 ")
+    assert rp.resolve_group_size(None) == 50
+    assert rp.resolve_group_size(8) == 8
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="group_size must be a positive integer"):
+            rp.resolve_group_size(bad)
+    for raw in ("fifty", "0", "-3", "1e3"):
+        monkeypatch.setenv(rp.GROUP_SIZE_ENV, raw)
+        with pytest.raises(ValueError, match=f"MLOPS_HOOKS_GROUP_SIZE must be a positive "
+                                             f"integer .*got '{raw}'"):
+            rp.resolve_group_size(None)
+
+
+def test_track_sends_the_group_size_with_a_group_only(pm, recorder, git_known, monkeypatch):
+    monkeypatch.delenv(rp.GROUP_ENV, raising=False)
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, "12")
+    with track("planned", group="study", emit=pm.dispatch):
+        pass
+    with track("explicit", group="study", group_size=3, emit=pm.dispatch):
+        pass
+    with track("alone", emit=pm.dispatch):  # no group: nothing to plan
+        pass
+    sent = recorder.of_type("run_params")
+    assert [(e.model_name, e.group, e.group_size) for e in sent] == [
+        ("planned", "study", 12), ("explicit", "study", 3), ("alone", None, None)]
+    assert ev.decode(ev.encode(sent[0])).group_size == 12
+
+
+def test_track_refuses_a_bad_group_size_naming_the_variable(pm, recorder, monkeypatch):
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, "lots")
+    with pytest.raises(ValueError, match="MLOPS_HOOKS_GROUP_SIZE must be a positive integer"):
+        track("x", group="g", emit=pm.dispatch).__enter__()
+    monkeypatch.delenv(rp.GROUP_SIZE_ENV)
+    with pytest.raises(ValueError, match=r"group_size must be a positive integer .* got 0"):
+        track("x", group="g", group_size=0, emit=pm.dispatch).__enter__()
+    assert recorder.events == []

@@ -42,6 +42,7 @@ def _git_known_and_no_group(monkeypatch):
     rp.git_info(timeout=60)
     assert rp.git_info()[0]
     monkeypatch.delenv(rp.GROUP_ENV, raising=False)
+    monkeypatch.delenv(rp.GROUP_SIZE_ENV, raising=False)
 
 
 def _optimizer_params(prefix: str, optimizer: torch.optim.Optimizer) -> dict:
@@ -131,13 +132,14 @@ def test_lightning_epoch_metrics_reach_progress_with_the_modules_own_epoch_end(p
 
 def test_env_group_and_bad_options(pm, recorder, monkeypatch):
     monkeypatch.setenv(rp.GROUP_ENV, "nightly")
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, "20")
     callback = LightningCallback(emit=pm.dispatch)
     trainer = L.Trainer(max_steps=2, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[callback])
     trainer.fit(HParamsMLP(), *digits_loaders())
     (sent,) = recorder.of_type("run_params")
-    assert sent.group == "nightly"
+    assert (sent.group, sent.group_size) == ("nightly", 20)
     assert (sent.params["max_steps"], sent.params["max_epochs"]) == (2, -1)
     with pytest.raises(TypeError, match="params must be a mapping of names to values, got str"):
         LightningCallback(params="lr=1")
@@ -145,6 +147,12 @@ def test_env_group_and_bad_options(pm, recorder, monkeypatch):
         keras_plugin.MLOpsCallback(group="")
     with pytest.raises(TypeError, match="params must be a mapping"):
         SklearnCallback(params=[1])
+    with pytest.raises(ValueError, match=r"group_size must be a positive integer .* got -2"):
+        SklearnCallback(group_size=-2)
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, "twenty")  # read by the constructor: refused at once
+    for make in (LightningCallback, keras_plugin.MLOpsCallback, SklearnCallback):
+        with pytest.raises(ValueError, match="MLOPS_HOOKS_GROUP_SIZE must be a positive integer"):
+            make()
 
 
 # ---------------------------------------------------------------------- Keras
@@ -171,7 +179,7 @@ def test_keras_sends_the_optimizer_config_batch_size_and_epochs(pm, recorder, di
     history = model.fit(x, y, epochs=2, batch_size=50, validation_split=0.25, verbose=0,
                         callbacks=[keras_plugin.MLOpsCallback(
                             emit=pm.dispatch, throttle=0, params={"seed": 0},
-                            group="keras-sweep")])
+                            group="keras-sweep", group_size=4)])
     (sent,) = recorder.of_type("run_params")
     with warnings.catch_warnings():  # Keras' get_config warns under NumPy 2 on torch
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -180,7 +188,7 @@ def test_keras_sends_the_optimizer_config_batch_size_and_epochs(pm, recorder, di
     expected_optimizer.update({"optimizer.name": "Adam", "optimizer.learning_rate": 0.003})
     assert sent.params == {"seed": 0, **expected_optimizer, "batch_size": 50, "epochs": 2,
                            "steps_per_epoch": 12}
-    assert (sent.model_name, sent.group) == ("kdigits", "keras-sweep")
+    assert (sent.model_name, sent.group, sent.group_size) == ("kdigits", "keras-sweep", 4)
     assert sent.metadata == expected_metadata()
     assert "keras" in sent.metadata["frameworks"]
     # every key of every epoch's logs reaches training_progress.metrics
@@ -223,6 +231,7 @@ def test_grid_search_sends_params_grid_group_and_best_params(pm, recorder):
             first.params["error_score"]) == ("SVC()", 1.0, 2, "nan")
     assert list(first.params)[:2] == ["grid.C", "grid.kernel"]
     assert (first.model_name, first.group) == ("GridSearchCV", "GridSearchCV(SVC)")
+    assert first.group_size is None  # a search is one run: its candidates are its progress
     assert first.metadata == expected_metadata()
     assert best == ev.RunParams(run_id=first.run_id, model_name="GridSearchCV",
                                 group="GridSearchCV(SVC)",
@@ -237,12 +246,14 @@ def test_monitored_fit_sends_get_params(pm, recorder, monkeypatch):
     from mlops_hooks.plugins.sklearn import monitored_fit
 
     monkeypatch.setenv(rp.GROUP_ENV, "svc-trials")
+    monkeypatch.setenv(rp.GROUP_SIZE_ENV, "7")
     x, y = load_digits(return_X_y=True)
     model = SVC(C=2.0)
     monitored_fit(model, x[:200], y[:200], emit=pm.dispatch)
     (sent,) = recorder.of_type("run_params")
     assert sent.params == {k: rp.param_value(v) for k, v in model.get_params().items()}
-    assert (sent.params["C"], sent.model_name, sent.group) == (2.0, "SVC", "svc-trials")
+    assert (sent.params["C"], sent.model_name, sent.group, sent.group_size) == (
+        2.0, "SVC", "svc-trials", 7)
     assert sent.metadata == expected_metadata()
 
 

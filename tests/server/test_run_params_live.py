@@ -93,3 +93,46 @@ def test_a_tracked_run_publishes_its_params_to_a_live_server(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                           text=True, check=True).stdout.strip()
     assert git["commit"] == head and isinstance(git["dirty"], bool)
+
+
+GROUPED = """
+import sys
+import mlops_hooks
+for i, outcome in enumerate(sys.argv[1:]):
+    try:
+        with mlops_hooks.track(f"trial-{i}", total_epochs=1, group="study-e2e",
+                               run_id=f"trial-{i}") as run:
+            run.epoch_end(0, metrics={"val_loss": 1.0 / (i + 1)})
+            if outcome == "fail":
+                raise RuntimeError("diverged")
+            run.complete(final_accuracy=0.5 + i / 10)
+    except RuntimeError:
+        pass
+"""
+
+
+def test_tracked_runs_with_a_planned_group_size_make_the_group_endpoint(tmp_path):
+    """MLOPS_HOOKS_GROUP_SIZE in a real training process; GET /api/groups/... with httpx."""
+    env = {**os.environ, "MLOPS_HOOKS_DISABLE": "console", "MLOPS_HOOKS_FLUSH_TIMEOUT": "30",
+           "PYTHONPATH": str(REPO), "MLOPS_HOOKS_GROUP_SIZE": "5"}
+    env.pop(GROUP_ENV, None)
+    with LiveServer(tmp_path, extra_args=QUIET) as server:
+        env["MLOPS_HOOKS_URL"] = server.ws_url
+        done = subprocess.run([sys.executable, "-c", GROUPED, "ok", "fail", "ok"], env=env,
+                              cwd=str(REPO), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        body = httpx.get(f"{server.http_url}/api/groups/study-e2e", timeout=10).json()
+        runs = httpx.get(f"{server.http_url}/api/runs", params={"group": "study-e2e"},
+                         timeout=10).json()["runs"]
+        bad = subprocess.run([sys.executable, "-c", GROUPED, "ok"],
+                             env={**env, "MLOPS_HOOKS_GROUP_SIZE": "five"}, cwd=str(REPO),
+                             capture_output=True, text=True, timeout=60)
+    assert body == {"group": "study-e2e", "runs": 3, "planned": 5,
+                    "counts": {"running": 0, "stalled": 0, "completed": 2, "failed": 1},
+                    "best": {"run_id": "trial-2", "model_name": "trial-2",
+                             "final_accuracy": 0.7}}
+    assert sorted((r["run_id"], r["status"], r["group_size"]) for r in runs) == [
+        ("trial-0", "completed", 5), ("trial-1", "failed", 5), ("trial-2", "completed", 5)]
+    assert bad.returncode != 0
+    assert "MLOPS_HOOKS_GROUP_SIZE must be a positive integer" in bad.stderr
+    assert "'five'" in bad.stderr

@@ -44,8 +44,8 @@ def test_a_run_with_params_series_and_outcome(client):
            "started_at": "2025-12-06T10:00:00.000Z", "ended_at": "2025-12-06T10:10:00.000Z",
            "progress": 100.0, "final_accuracy": 0.93,
            "params": {"lr": 0.02, "optimizer": "adam", "layers": 3, "best.C": 1.0},
-           "group": "sweep-1", "last_metrics": {"accuracy": 0.5, "loss": 0.5, "lr": 0.001,
-                                                "val_loss": 0.7},
+           "group": "sweep-1", "group_size": None,
+           "last_metrics": {"accuracy": 0.5, "loss": 0.5, "lr": 0.001, "val_loss": 0.7},
            "duration_s": 600.0}
     assert client.get("/api/runs").json() == {"runs": [run], "next_cursor": None}
     detail = client.get("/api/runs/r1").json()
@@ -155,7 +155,8 @@ def test_without_keys_at_most_64_series_are_returned(client):
 def test_every_read_needs_the_subscriber_token(make_client):
     client = make_client(subscriber_token="sub-secret")
     post(client, [step("r", 1, current_loss=1.0)])
-    for path in ("/api/runs", "/api/runs/r", "/api/runs/r/metrics", "/api/runs/nope"):
+    for path in ("/api/runs", "/api/runs/r", "/api/runs/r/metrics", "/api/runs/nope",
+                 "/api/groups/g"):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == "Bearer"
@@ -195,3 +196,31 @@ def test_runs_evicted_from_memory_keep_their_history(client):
     assert client.get("/api/runs/first/metrics").json()["series"] == {
         "loss": [[1, 1.0], [2, 0.5]]}
     assert len(client.get("/api/runs?limit=500").json()["runs"]) == MAX_RUNS + 6
+
+
+def test_a_group_counts_its_runs_by_status_with_the_planned_count_and_the_best(client):
+    post(client, [
+        params("g1", {"lr": 0.1}, group="sweep", group_size=4, timestamp="2025-12-06T10:00:00Z"),
+        {"type": "training_completed", "run_id": "g1", "final_accuracy": 0.7},
+        params("g2", {"lr": 0.01}, group="sweep", group_size=6, timestamp="2025-12-06T10:01:00Z"),
+        {"type": "training_completed", "run_id": "g2", "final_accuracy": 0.9},
+        params("g3", {"lr": 1.0}, group="sweep", timestamp="2025-12-06T10:02:00Z"),
+        {"type": "training_failed", "run_id": "g3", "error": "nan", "error_code": "NAN_LOSS"},
+        params("g4", {"lr": 0.5}, group="sweep", timestamp="2025-12-06T10:03:00Z"),
+        step("g4", 1, current_loss=1.0),
+        params("other", {"lr": 0.2}, group="else", group_size=2, timestamp="2025-12-06T10:04:00Z"),
+        {"type": "training_completed", "run_id": "other", "final_accuracy": 0.99},
+    ])
+    # planned: the newest run's group_size that has one (g2's 6: a study re-planned)
+    assert client.get("/api/groups/sweep").json() == {
+        "group": "sweep", "runs": 4, "planned": 6,
+        "counts": {"running": 1, "stalled": 0, "completed": 2, "failed": 1},
+        "best": {"run_id": "g2", "model_name": None, "final_accuracy": 0.9}}
+    assert [r["group_size"] for r in client.get("/api/runs?group=sweep").json()["runs"]] == [
+        None, None, 6, 4]
+    unplanned = client.get("/api/groups/else").json()
+    assert unplanned["planned"] == 2 and unplanned["runs"] == 1
+    missing = client.get("/api/groups/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    long = client.get("/api/groups/" + "x" * 600)
+    assert long.status_code == 400 and long.json()["field"] == "group"

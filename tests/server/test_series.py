@@ -22,8 +22,14 @@ def _db() -> sqlite3.Connection:
 
 
 def _points(db: sqlite3.Connection, key: str = "loss") -> list[tuple[int, float]]:
-    return db.execute("SELECT step, value FROM points JOIN series ON series.id = series_id "
-                      "WHERE key = ? ORDER BY step", (key,)).fetchall()
+    (series_id,) = db.execute("SELECT id FROM series WHERE key = ?", (key,)).fetchone()
+    return [(step, value) for step, value in series_module.read_points(db, series_id)]
+
+
+def _all(db: sqlite3.Connection) -> list[tuple[str, str, int, float]]:
+    return [(run_id, key, step, value) for series_id, run_id, key in db.execute(
+        "SELECT id, run_id, key FROM series ORDER BY run_id, key").fetchall()
+        for step, value in series_module.read_points(db, series_id)]
 
 
 def _write(writer: SeriesWriter, db: sqlite3.Connection,
@@ -97,9 +103,7 @@ def test_series_survive_reopening_and_go_with_pruned_runs(tmp_path, monkeypatch)
     store.close()
     again = Store(path)
     again.open().result()
-    rows = again.query(lambda db: db.execute(
-        "SELECT run_id, key, step, value FROM points JOIN series ON series.id = series_id "
-        "ORDER BY run_id, key, step").fetchall()).result()
+    rows = again.query(_all).result()
     assert rows == [("new", "acc", 0, 0.0), ("new", "acc", 1, 0.1), ("new", "acc", 2, 0.2),
                     ("new", "loss", 0, 0.0), ("new", "loss", 1, 1.0), ("new", "loss", 2, 2.0),
                     ("old", "loss", 1, 1.0)]
@@ -110,9 +114,9 @@ def test_series_survive_reopening_and_go_with_pruned_runs(tmp_path, monkeypatch)
     left = again.query(lambda db: (
         db.execute("SELECT DISTINCT run_id FROM series").fetchall(),
         db.execute("SELECT run_id FROM run_params").fetchall(),
-        db.execute("SELECT COUNT(*) FROM points").fetchone())).result()
+        len(_all(db)), db.execute("SELECT COUNT(*) FROM tails").fetchone())).result()
     again.close()
-    assert left == ([("new",)], [], (6,))
+    assert left == ([("new",)], [], 6, (2,))
 
 
 def test_a_schema_1_database_is_migrated(tmp_path):
@@ -135,3 +139,51 @@ def test_a_schema_1_database_is_migrated(tmp_path):
     store.close()
     assert [(r["run_id"], r["status"], r["started_at"], r["params"]) for r in body["runs"]] == [
         ("r0", "completed", "2025-12-06T10:00:00.000Z", {})]
+
+
+def test_points_are_packed_a_chunk_a_row_and_earlier_steps_go_into_their_chunk():
+    db = _db()
+    writer = SeriesWriter()
+    size = series_module.CHUNK_POINTS
+    _write(writer, db, [("r", "loss", 2 * i, float(i)) for i in range(size * 2 + 5)])
+    # two full chunks, and the open one of the newest points
+    assert db.execute("SELECT COUNT(*) FROM chunks").fetchone() == (2,)
+    assert db.execute("SELECT COUNT(*) FROM tails").fetchone() == (1,)
+    # an odd step inside the first chunk, one before every chunk, one replacing a stored step
+    _write(SeriesWriter(), db, [("r", "loss", 3, -1.0), ("r", "loss", -4, -2.0),
+                                ("r", "loss", 2 * size, -3.0)])
+    stored = _points(db)
+    expected = {2 * i: float(i) for i in range(size * 2 + 5)} | {3: -1.0, -4: -2.0,
+                                                                 2 * size: -3.0}
+    assert stored == sorted(expected.items())
+    assert db.execute("SELECT n FROM series").fetchone() == (len(expected),)
+    assert db.execute("SELECT MIN(first_step), COUNT(*) FROM chunks").fetchone() == (-4, 2)
+
+
+def test_a_schema_2_database_has_its_points_packed(tmp_path):
+    from mlops_hooks.server.state import history
+
+    path = tmp_path / "v2.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, status TEXT, "
+        "model_name TEXT, updated TEXT, data TEXT NOT NULL);"
+        "INSERT INTO runs VALUES ('r0', 3, 'running', 'Net', '2025-12-06T10:00:00.000Z', "
+        "'{\"run_id\": \"r0\", \"status\": \"running\"}');"
+        "CREATE TABLE series (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, key TEXT NOT NULL, "
+        "n INTEGER NOT NULL DEFAULT 0, last_step INTEGER, last_value, UNIQUE (run_id, key));"
+        "INSERT INTO series VALUES (1, 'r0', 'loss', 300, 299, 0.5);"
+        "CREATE TABLE points (series_id INTEGER NOT NULL, step INTEGER NOT NULL, value, "
+        "PRIMARY KEY (series_id, step)) WITHOUT ROWID;")
+    old.executemany("INSERT INTO points VALUES (1, ?, ?)", [(s, 1 / (s + 1)) for s in range(300)])
+    old.commit()
+    old.close()
+    store = Store(str(path))
+    store.open().result()
+    store.points_added("r0", 300, {"loss": 0.25})
+    body = store.query(lambda db: history.read_series(db, "r0", None, 64)).result()
+    tables = store.query(lambda db: [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")]).result()
+    store.close()
+    assert body["series"]["loss"] == [[s, 1 / (s + 1)] for s in range(300)] + [[300, 0.25]]
+    assert "points" not in tables
