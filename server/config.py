@@ -140,11 +140,14 @@ class ServerConfig:
             )
         if not isinstance(self.alerts, AlertConfig):
             raise ValueError(f"ServerConfig.alerts must be an AlertConfig, got {self.alerts!r}")
+        from_file = self.alerts.sections["notify"]["public_url"]
+        if self.public_url is None and from_file:
+            object.__setattr__(self, "public_url", from_file)
         if self.public_url is not None and (
                 not isinstance(self.public_url, str)
                 or not self.public_url.startswith(("http://", "https://"))):
-            raise ValueError(f"ServerConfig.public_url must be an http:// or https:// URL, got "
-                             f"{self.public_url!r}")
+            raise ValueError(f"ServerConfig.public_url (--public-url, [notify] public_url) must "
+                             f"be an http:// or https:// URL, got {self.public_url!r}")
         # Tuples stay tuples even when a caller passes lists.
         object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))

@@ -38,7 +38,7 @@ RULES: dict[str, dict[str, Value]] = {
 }
 #: The sections that are not rules.
 DEFAULTS: dict[str, dict[str, Value]] = {
-    "alerts": {"cooldown_s": 300.0},
+    "alerts": {"enabled": True, "cooldown_s": 300.0},
     "notify": {"timeout_s": 10.0, "retries": 5, "backoff_base_s": 1.0, "backoff_cap_s": 60.0,
                "queue_size": 1000, "public_url": ""},
 }
@@ -125,7 +125,9 @@ class AlertConfig:
         return float(self.sections["alerts"]["cooldown_s"])
 
     def enabled(self) -> list[str]:
-        """The names of the rules that are on."""
+        """The names of the rules that are on (none when ``[alerts] enabled`` is false)."""
+        if not self.sections["alerts"]["enabled"]:
+            return []
         return [name for name in RULES if self.sections[name]["enabled"]]
 
     @classmethod

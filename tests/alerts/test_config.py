@@ -38,6 +38,7 @@ def test_defaults_enable_every_rule_but_finished():
     assert config.enabled() == [name for name in RULES if name != "finished"]
     assert config.cooldown == 300.0
     assert config.rule("divergence")["factor"] == 2.0
+    assert AlertConfig.build(assignments=("alerts.enabled=false",)).enabled() == []
 
 
 def test_a_toml_file_then_assignments(tmp_path):
@@ -96,5 +97,8 @@ def test_the_server_config_links_to_run_pages_and_hides_notifier_urls():
         "https://ml.example.com"
     described = config.describe()["alerts"]
     assert described == {"rules": AlertConfig().enabled(), "notifiers": 1}
-    with pytest.raises(ValueError, match="public_url must be an http"):
+    with pytest.raises(ValueError, match=r"public_url\) must be an http"):
         ServerConfig(public_url="ml.example.com")
+    in_file = AlertConfig.build({"notify": {"public_url": "https://ml.example.com"}})
+    assert ServerConfig(alerts=in_file).link_base == "https://ml.example.com"
+    assert ServerConfig(alerts=in_file, public_url="http://other:1").link_base == "http://other:1"
