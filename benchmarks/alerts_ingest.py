@@ -76,7 +76,7 @@ def main() -> int:
     clients = {}
     for name, alerts in _configs().items():
         config = ServerConfig(port=0, db=":memory:", metrics_interval=0, stall_timeout=0,
-                              probe=False, alerts=alerts)
+                              probe=False, alerts=alerts, allowed_hosts=("testserver",))
         client = TestClient(create_app(config, plugins=None))
         client.__enter__()
         clients[name] = client
