@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -104,7 +105,8 @@ class Core:
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
         await self.ingest.start(history)
-        self.alerts.start(self.ingest.submit)
+        # alerts are not acknowledged to anyone: they ride on the next commit of the history
+        self.alerts.start(functools.partial(self.ingest.submit, durable=False))
         if background is not None:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(coro) for coro in background(self)]

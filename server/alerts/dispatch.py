@@ -83,8 +83,13 @@ class Notifier:
         self._stop.set()
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(None)
+        failed = self.counts["failed"]
         if self._thread.is_alive():
             self._thread.join(timeout)
+        lost = self.counts["failed"] - failed + self.queue.qsize()
+        if lost:
+            log.warning("mlops-hooks: notifier %s: %d alerts not delivered at shutdown",
+                        self.name, lost)
 
     def _call(self, note: Notification) -> None:
         args = note.kwargs()
@@ -106,8 +111,10 @@ class Notifier:
                 failures += 1
                 if failures > self.retries or self._stop.is_set():
                     self.counts["failed"] += 1
-                    log.warning("mlops-hooks: notifier %s gave up on alert %s after %d "
-                                "attempts: %s", self.name, note.alert.get("id"), failures, exc)
+                    if not self._stop.is_set():  # at shutdown: one line for all, in stop()
+                        log.warning("mlops-hooks: notifier %s gave up on alert %s after %d "
+                                    "attempts: %s", self.name, note.alert.get("id"), failures,
+                                    exc)
                     return
                 self.counts["retried"] += 1
                 if self._stop.wait(self.backoff.delay(failures)):

@@ -71,6 +71,12 @@ class AlertEngine:
         self.rules: list[Rule[Any]] = [RULE_CLASSES[name](config.rule(name))
                                        for name in config.enabled()]
         self._by_name = {rule.name: rule for rule in self.rules}
+        self._by_type: dict[str, list[Rule[Any]]] = {}
+        for rule in self.rules:
+            for kind in rule.watches:
+                self._by_type.setdefault(kind, []).append(rule)
+        for kind in ("training_completed", "training_failed", "run_state"):
+            self._by_type.setdefault(kind, [])  # a run's end clears open alerts
         self.cooldown = config.cooldown
         self.link = link
         self.clock = clock
@@ -81,7 +87,8 @@ class AlertEngine:
 
     def observe(self, event: ev.Event, seq: int | None) -> list[Raised]:
         """The alerts ``event`` (stored with ``seq``) raises or clears; usually none."""
-        if event.run_id is None or isinstance(event, ev.SystemAlert):
+        rules = self._by_type.get(event.type)
+        if rules is None or event.run_id is None:
             return []
         name = getattr(event, "model_name", None)
         if isinstance(name, str):
@@ -90,7 +97,7 @@ class AlertEngine:
             if len(self._names) > MAX_KEYS:
                 self._names.popitem(last=False)
         out: list[Raised] = []
-        for rule in self.rules:
+        for rule in rules:
             for finding in rule.observe(event):
                 raised = self._apply(rule, finding, event, seq)
                 if raised is not None:

@@ -61,6 +61,8 @@ class Rule(Generic[T]):
     alert_type = ""
     #: An open alert of this rule is cleared when its run ends (a condition of a live run).
     clears_at_end = False
+    #: The event types the rule looks at (the engine shows it no others).
+    watches: frozenset[str] = frozenset()
 
     def __init__(self, settings: dict[str, bool | int | float | str]) -> None:
         self.settings = settings

@@ -31,6 +31,7 @@ class HostMemory(Rule[None]):
     """Host memory at or above ``percent`` (the OOM killer is near); clears ``hysteresis`` below."""
 
     name = "host_memory"
+    watches = frozenset({"host_metrics"})
     alert_type = "host_memory_high"
     clears_at_end = True
 
@@ -60,6 +61,7 @@ class GpuMemory(Rule[None]):
     """A GPU's memory used at or above ``percent`` of its total."""
 
     name = "gpu_memory"
+    watches = frozenset({"host_metrics"})
     alert_type = "gpu_memory_high"
     clears_at_end = True
 
@@ -104,6 +106,8 @@ class GpuIdle(Rule[_Idle]):
     """
 
     name = "gpu_idle"
+    watches = frozenset({"training_progress", "run_state", "training_completed",
+                         "training_failed", "host_metrics"})
     alert_type = "gpu_idle"
     clears_at_end = True
 

@@ -31,6 +31,7 @@ class Stall(Rule[None]):
     """The server marked the run ``stalled`` (``run_state``); cleared by ``running`` or an end."""
 
     name = "stall"
+    watches = frozenset({"run_state", "training_completed", "training_failed"})
     alert_type = "run_stalled"
 
     def new_state(self) -> None:
@@ -66,6 +67,7 @@ class Failed(Rule[_Ended]):
     """
 
     name = "failed"
+    watches = frozenset({"training_failed", "run_state"})
     alert_type = "run_failed"
 
     def new_state(self) -> _Ended:
@@ -103,6 +105,7 @@ class Finished(Rule[None]):
     """The run finished (opt-in: off by default)."""
 
     name = "finished"
+    watches = frozenset({"training_completed", "run_state"})
     alert_type = "run_finished"
 
     def new_state(self) -> None:

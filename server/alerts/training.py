@@ -15,6 +15,8 @@ __all__ = ["Divergence", "LossNan", "Plateau", "Throughput"]
 
 #: ``training_failed.error_code`` of a run stopped by a NaN or infinite loss.
 NUMERICAL_ERROR = "NUMERICAL_ERROR"
+#: The run's median rate is recomputed every this many rates (sorting 256 costs microseconds).
+MEDIAN_EVERY = 8
 _LR = ("Lower the learning rate", "Enable gradient clipping", "Check the input data")
 
 
@@ -32,6 +34,7 @@ class LossNan(Rule[None]):
     """The loss became NaN or infinite (a value in progress, or the run's numerical failure)."""
 
     name = "loss_nan"
+    watches = frozenset({"training_progress", "training_failed"})
     alert_type = "loss_not_finite"
 
     def new_state(self) -> None:
@@ -59,12 +62,14 @@ class _Losses:
     window: deque[float]
     best: float = math.inf
     last: tuple[int | None, int | None] = (None, None)
+    firing: bool = False
 
 
 class Divergence(Rule[_Losses]):
     """The loss is rising: the mean of the last ``window`` points above ``factor`` x the best."""
 
     name = "divergence"
+    watches = frozenset({"training_progress"})
     alert_type = "loss_diverging"
 
     def new_state(self) -> _Losses:
@@ -90,25 +95,31 @@ class Divergence(Rule[_Losses]):
         mean = sum(run.window) / len(run.window)
         limit = run.best + (float(self.settings["factor"]) - 1) * abs(run.best)
         if mean > limit and run.window[-1] > run.window[0]:
+            run.firing = True
             return [self.fire(
                 event.run_id, "Training Diverging",
                 f"The loss of run {_label(event)} is rising: {_number(loss)} (mean of the last "
                 f"{len(run.window)} points {_number(mean)}, more than "
                 f"{self.settings['factor']}x the best {_number(run.best)})",
                 round(loss, 6), actions=_LR)]
-        return [self.clear(event.run_id)] if mean <= limit else []
+        if run.firing and mean <= limit:  # a clear only after a fire: findings cost
+            run.firing = False
+            return [self.clear(event.run_id)]
+        return []
 
 
 @dataclass
 class _Best:
     best: float | None = None
     epoch: int = 0
+    firing: bool = False
 
 
 class Plateau(Rule[_Best]):
     """No improvement of ``metric`` (by more than ``min_delta``) for ``patience`` epochs."""
 
     name = "plateau"
+    watches = frozenset({"training_progress"})
     alert_type = "metric_plateau"
     clears_at_end = False
 
@@ -133,9 +144,11 @@ class Plateau(Rule[_Best]):
                                       else value > run.best + delta)
         if better:
             run.best, run.epoch = float(value), event.current_epoch
-            return [self.clear(event.run_id)]
+            firing, run.firing = run.firing, False
+            return [self.clear(event.run_id)] if firing else []
         waited = event.current_epoch - run.epoch
         if waited >= int(self.settings["patience"]):
+            run.firing = True
             return [self.fire(
                 event.run_id, "Metric Plateau",
                 f"{metric} of run {_label(event)} has not improved for {waited} epochs "
@@ -150,6 +163,8 @@ class _Rates:
     rates: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=3))
     last: tuple[int, float, int | None] | None = None
+    median: float = 0.0  # of ``rates``, recomputed every MEDIAN_EVERY rates
+    firing: bool = False
 
 
 def _seconds(timestamp: str | None) -> float | None:
@@ -165,6 +180,7 @@ class Throughput(Rule[_Rates]):
     """Steps per second below ``fraction`` of the run's own median (after ``min_samples``)."""
 
     name = "throughput"
+    watches = frozenset({"training_progress"})
     alert_type = "throughput_drop"
     clears_at_end = True
 
@@ -190,13 +206,19 @@ class Throughput(Rule[_Rates]):
         run.recent.append(rate)
         if len(run.rates) < int(self.settings["min_samples"]):
             return []
-        median = statistics.median(run.rates)
+        if len(run.rates) % MEDIAN_EVERY == 0 or not run.median:
+            run.median = statistics.median(run.rates)
+        median = run.median
         current = statistics.median(run.recent)
         fraction = float(self.settings["fraction"])
         if current < fraction * median:
+            run.firing = True
             return [self.fire(
                 event.run_id, "Training Throughput Dropped",
                 f"Run {_label(event)} runs at {current:.3g} steps/s, below {fraction:g} of its "
                 f"median {median:.3g} steps/s",
                 round(current, 4), actions=("Check the data loader", "Check the machine"))]
-        return [self.clear(event.run_id)]
+        if run.firing:
+            run.firing = False
+            return [self.clear(event.run_id)]
+        return []
