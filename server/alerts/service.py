@@ -60,7 +60,11 @@ def notifier_plugins(config: AlertConfig, *, entry_points: bool = True) -> plugg
         notifier = AppriseNotifier(url)
         plugins.register(notifier, name=f"apprise-{i + 1}-{notifier.scheme}")
     if entry_points:
-        plugins.load_setuptools_entrypoints(NOTIFIER_GROUP)
+        try:
+            plugins.load_setuptools_entrypoints(NOTIFIER_GROUP)
+        except Exception:  # a broken third-party notifier must not keep the server down
+            log.exception("mlops-hooks: loading the notifiers of entry-point group %s failed",
+                          NOTIFIER_GROUP)
     return plugins
 
 
