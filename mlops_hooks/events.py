@@ -283,9 +283,14 @@ class ActivityUpdate(Event, tag="activity_update", kw_only=True):
 
 
 class SystemAlert(Event, tag="system_alert", kw_only=True):
-    """An important notification with a priority and suggested actions."""
+    """An important notification with a priority and suggested actions.
+
+    Extension: ``clears`` names the ``alert.id`` of an earlier alert this one closes (the alert
+    rules' clearing alerts, docs/protocol.md); absent on an alert that closes nothing.
+    """
 
     alert: Alert
+    clears: Name | None = None
 
 
 # --------------------------------------------------------------------------- registry

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from mlops_hooks.server.alerts.config import AlertConfig
 
 __all__ = ["DEFAULT_PORT", "IDEMPOTENCY_WINDOW", "MAX_BODY_BYTES", "ServerConfig", "data_dir"]
 
@@ -82,6 +84,9 @@ class ServerConfig:
             4008) may take to read the rest of its data and the close frame before it is
             aborted.
         probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
+        alerts: The alert rules' and notifiers' settings (docs/alerts.md).
+        public_url: Base URL of the dashboard in notifications' links to run pages (default:
+            ``http://<host>:<port>``).
     """
 
     host: str = "127.0.0.1"
@@ -106,6 +111,8 @@ class ServerConfig:
     request_timeout: float = 5.0
     slow_close_timeout: float = 30.0
     probe: bool = True
+    alerts: AlertConfig = field(default_factory=AlertConfig)
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -131,6 +138,16 @@ class ServerConfig:
                 f"ServerConfig.backend must be a URL such as 'memory://' or "
                 f"'redis://localhost:6379/0', got {self.backend!r}"
             )
+        if not isinstance(self.alerts, AlertConfig):
+            raise ValueError(f"ServerConfig.alerts must be an AlertConfig, got {self.alerts!r}")
+        from_file = self.alerts.sections["notify"]["public_url"]
+        if self.public_url is None and from_file:
+            object.__setattr__(self, "public_url", from_file)
+        if self.public_url is not None and (
+                not isinstance(self.public_url, str)
+                or not self.public_url.startswith(("http://", "https://"))):
+            raise ValueError(f"ServerConfig.public_url (--public-url, [notify] public_url) must "
+                             f"be an http:// or https:// URL, got {self.public_url!r}")
         # Tuples stay tuples even when a caller passes lists.
         object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
@@ -149,12 +166,24 @@ class ServerConfig:
             return data_dir() / "uploads"
         return Path(self.upload_dir)
 
+    @property
+    def link_base(self) -> str:
+        """Where notifications link to: :attr:`public_url`, else the bind address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     def describe(self) -> dict[str, object]:
         """The settings without secrets (for logs and ``/healthz``)."""
         out: dict[str, object] = {}
         for f in fields(self):
             if f.name in ("token", "subscriber_token"):
                 out[f.name] = "set" if getattr(self, f.name) else None
+            elif f.name == "alerts":  # notifier URLs carry tokens: counted, never shown
+                out[f.name] = {"rules": self.alerts.enabled(),
+                               "notifiers": len(self.alerts.notify_urls)
+                               + len(self.alerts.webhooks)}
             else:
                 out[f.name] = getattr(self, f.name)
         return out

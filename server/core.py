@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -10,6 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from mlops_hooks.manager import PluginManager
+from mlops_hooks.server.alerts import Alerts
 from mlops_hooks.server.backends import Backend, create_backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.ingest import Ingest
@@ -36,7 +38,8 @@ class Core:
         backend: A backend to use instead of the one ``config.backend`` names.
 
     Raises:
-        ValueError: ``config.backend`` names an unknown or unavailable backend.
+        ValueError: ``config.backend`` names an unknown or unavailable backend, or a notifier
+            URL is bad (or Apprise is missing for ``--notify``).
     """
 
     def __init__(self, config: ServerConfig, *, plugins: PluginManager | None = None,
@@ -50,8 +53,9 @@ class Core:
         self.hub = Hub(self.metrics, max_bytes=config.queue_max_bytes,
                        max_events=config.queue_max_events)
         self.plugins = plugins
+        self.alerts = Alerts(config.alerts, config.link_base)
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
-                             plugins)
+                             plugins, alerts=self.alerts)
         self.publishers = 0
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
@@ -74,6 +78,13 @@ class Core:
                            lambda: [({"backend": self.backend.name},
                                      self._backend_fact("reconnects", 0.0))])
 
+        self.metrics.gauge("mlops_hooks_notifications",
+                           "Alert notifications per notifier and outcome (delivered, failed "
+                           "after its retries, dropped, retried).",
+                           lambda: [({"notifier": name, "outcome": outcome}, float(count))
+                                    for name, counts in self.alerts.dispatcher.counts().items()
+                                    for outcome, count in counts.items()])
+
     def _backend_fact(self, name: str, default: float) -> float:
         value = self.backend.describe().get(name, default)
         return float(value) if isinstance(value, (bool, int, float)) else default
@@ -94,6 +105,8 @@ class Core:
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
         await self.ingest.start(history)
+        # alerts are not acknowledged to anyone: they ride on the next commit of the history
+        self.alerts.start(functools.partial(self.ingest.submit, durable=False))
         if background is not None:
             loop = asyncio.get_running_loop()
             self._tasks = [loop.create_task(coro) for coro in background(self)]
@@ -110,6 +123,7 @@ class Core:
             except Exception:
                 log.exception("mlops-hooks: a background task failed")
         self._tasks = []
+        await self.alerts.stop()
         for subscriber in list(self.hub.subscribers):
             await self.hub.remove(subscriber)
         await self.backend.close()

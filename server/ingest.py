@@ -3,9 +3,10 @@
 :meth:`Ingest.submit` fills a missing ``timestamp`` and hands the event to the backend, which
 numbers it (or recognises its ``event_id``). Every new record then comes back through
 :meth:`Ingest.deliver`, in ``seq`` order and synchronously, where it is folded into the state,
-noted for history, passed to the server-side plugins (``mlops_<type>`` and ``mlops_event``) and
-broadcast. Because that is one synchronous step per record, a subscriber registered between two
-records sees a snapshot and a live stream that neither overlap nor leave a gap.
+noted for history, passed to the server-side plugins (``mlops_<type>`` and ``mlops_event``)
+and to the alert rules (:mod:`mlops_hooks.server.alerts`), and broadcast. Because that is one
+synchronous step per record, a subscriber registered between two records sees a snapshot and a
+live stream that neither overlap nor leave a gap.
 
 With a shared backend (``redis://``) every server of a fleet delivers every record, but only the
 server that accepted the event (:attr:`Record.local`; for an event a server raises itself, that
@@ -25,6 +26,7 @@ from mlops_hooks import events as ev
 from mlops_hooks import protocol
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.manager import PluginManager
+from mlops_hooks.server.alerts import Alerts
 from mlops_hooks.server.backends.base import Backend, Published
 from mlops_hooks.server.backends.memory import MemoryBackend
 from mlops_hooks.server.ops.metrics import Metrics
@@ -65,16 +67,19 @@ class Ingest:
         store: History (``None``: nothing is persisted).
         metrics: Counters.
         plugins: Server-side plugin manager (``None``: no hooks are called).
+        alerts: The alert rules, shown every record (``None``: no rules).
     """
 
     def __init__(self, backend: Backend, state: State, hub: Hub, store: Store | None,
-                 metrics: Metrics, plugins: PluginManager | None) -> None:
+                 metrics: Metrics, plugins: PluginManager | None, *,
+                 alerts: Alerts | None = None) -> None:
         self.backend = backend
         self.state = state
         self.hub = hub
         self.store = store
         self.metrics = metrics
         self.plugins = plugins
+        self.alerts = alerts
         self._state_failed = False
         self._commit: tuple[Future[None], asyncio.Future[None]] | None = None
 
@@ -128,7 +133,12 @@ class Ingest:
         return asyncio.shield(self._commit[1])
 
     def deliver(self, record: Record) -> None:
-        """Apply one new record: state, history, plugins, then every subscriber."""
+        """Apply one new record: state, history, plugins, alert rules, then every subscriber.
+
+        The alert rules see every record, on every server of a fleet (a rule's state follows
+        the whole stream); the alerts they raise are submitted later by a task, with ids
+        derived from the record, so a fleet stores each alert once.
+        """
         event = record.event
         if event is None:  # a backend that streams text only
             event = ev.decode(record.text)
@@ -144,6 +154,8 @@ class Ingest:
             self.store.note(record.seq, event.event_id)
         if self.plugins is not None and record.local:  # once per event across a fleet
             self.plugins.dispatch(event)
+        if self.alerts is not None:
+            self.alerts.observe(event, record.seq)
         self.hub.broadcast(record)
 
     async def handle_message(self, text: str, *, durable: bool = True) -> Outcome:

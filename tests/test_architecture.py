@@ -28,6 +28,8 @@ SERVER_LAYERS_FORBIDDEN = {
     "state": ("stream", "backends", "endpoints", "ingest", "core", "ops", "app", "serve"),
     "backends": ("state", "endpoints", "ingest", "core", "ops", "app", "serve"),
     "ops": ("endpoints", "ingest", "app", "serve"),
+    "alerts": ("stream", "state", "backends", "endpoints", "ingest", "core", "ops", "app",
+               "serve"),
     "ingest": ("endpoints", "core", "app", "serve"),
     "core": ("endpoints", "app", "serve"),
     "endpoints": ("app", "serve"),

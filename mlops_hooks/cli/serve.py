@@ -89,6 +89,23 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
                     help="byte budget of one subscriber's queue before it is closed with 4008 "
                     "(default 4MB)")
+    alerts = sp.add_argument_group(
+        "alerts", "rules on every run's stream (docs/alerts.md), raised as system_alert events "
+        "and sent to notifiers")
+    alerts.add_argument("--alerts-config", metavar="PATH", default=None,
+                        help="TOML file of rule thresholds and notifiers (Python 3.11+, or "
+                        "the tomli package on 3.10)")
+    alerts.add_argument("--alert-set", action="append", default=[], metavar="RULE.KEY=VALUE",
+                        help="set one value, over the file (repeatable), e.g. "
+                        "divergence.factor=3, finished.enabled=true, alerts.cooldown_s=600")
+    alerts.add_argument("--notify", action="append", default=[], metavar="URL",
+                        help="send alerts to an Apprise URL: slack://, discord://, tgram://, "
+                        "ntfy://, mailto://, json://... (repeatable; needs the 'notify' extra)")
+    alerts.add_argument("--webhook", action="append", default=[], metavar="URL",
+                        help="POST each alert as JSON to this http(s) URL (repeatable)")
+    alerts.add_argument("--public-url", metavar="URL", default=None,
+                        help="the dashboard's URL as people reach it, for links in "
+                        "notifications (default http://HOST:PORT)")
     sp.add_argument("--log-level", default="warning",
                     choices=("critical", "error", "warning", "info", "debug", "trace"),
                     help="server log level (default warning)")
@@ -96,10 +113,15 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from mlops_hooks.server.alerts.config import AlertConfig, load_toml
     from mlops_hooks.server.config import ServerConfig
 
     token = args.token if args.token is not None else os.environ.get("MLOPS_HOOKS_TOKEN") or None
     try:
+        alerts = AlertConfig.build(
+            load_toml(args.alerts_config) if args.alerts_config else None,
+            assignments=tuple(args.alert_set), notify=tuple(args.notify),
+            webhooks=tuple(args.webhook))
         config = ServerConfig(
             host=args.host, port=args.port, db=args.db, token=token,
             subscriber_token=args.subscriber_token, backend=args.backend,
@@ -110,7 +132,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections, max_publishers=args.max_publishers,
             max_open_connections=args.max_open_connections,
             request_timeout=args.request_timeout, slow_close_timeout=args.slow_close_timeout,
-            queue_max_bytes=args.queue_size)
+            queue_max_bytes=args.queue_size, alerts=alerts, public_url=args.public_url)
     except ValueError as exc:
         print(f"mlops-hooks serve: {exc}", file=sys.stderr)
         return 2

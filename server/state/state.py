@@ -292,6 +292,9 @@ class State:
         alert = dict(data["alert"])
         if alert.get("timestamp") is None:  # encoded as null when the producer left it out
             alert["timestamp"] = event.timestamp
+        if event.clears is not None:  # a clearing alert closes the one it names
+            for entry in [e for e in self.alerts if e[1].get("id") == event.clears]:
+                self.alerts.remove(entry)
         self.alerts.appendleft((time.monotonic(), alert))
         if event.alert.alert_type == STALLED_ALERT and event.run_id is not None \
                 and event.run_id in self.runs:

@@ -7,6 +7,8 @@
 //   `healthy`, the others once it is `healthy` (health is the worst resource's level, so none of
 //   them still applies). A machine whose CPU hovers around a threshold raises a new alert at each
 //   crossing; this keeps the panel to the ones that still hold.
+// * An alert rule's clearing alert (`clears: <id>`, docs/alerts.md) closes the alert it names;
+//   it is itself low priority and auto-dismissed.
 // * `auto_dismiss` alerts leave `alertAutoDismissMs` after their timestamp, so one that is
 //   already older (in the snapshot of a reloaded page, in a replay) does not show up again.
 //
@@ -82,6 +84,10 @@ export class AlertsView {
 
   onAlert(e) {
     const alert = e.alert;
+    if (typeof e.clears === 'string' && this.alerts.has(e.clears)) { // an alert rule's clear
+      this.close(e.clears);
+      this.render();
+    }
     if (!alert || !alert.id || this.dismissed.has(alert.id)) return;
     const known = this.alerts.has(alert.id);
     this.alerts.set(alert.id, { ...alert, timestamp: alert.timestamp || e.timestamp });

@@ -140,8 +140,10 @@ def browser_context(chromium: Callable[..., BrowserContext]) -> Iterator[Browser
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
-    """A real server; no monitor or watchdog, so the page shows exactly what the test posts."""
-    live = LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0"])
+    """A real server; no monitor, watchdog or alert rules, so the page shows exactly what the
+    test posts."""
+    live = LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0",
+                                            "--alert-set", "alerts.enabled=false"])
     live.start()
     try:
         yield live

@@ -38,9 +38,10 @@ def running(*servers: LiveServer) -> Iterator[tuple[LiveServer, ...]]:
 
 
 def fleet_args(redis: RedisServer) -> list[str]:
-    """Server arguments for a fleet test: no metrics samples or stall alerts, so every event
-    a test sees is the test's own."""
-    return ["--backend", redis.url, "--metrics-interval", "0", "--stall-timeout", "0"]
+    """Server arguments for a fleet test: no metrics samples, stall alerts or alert rules, so
+    every event a test sees is the test's own."""
+    return ["--backend", redis.url, "--metrics-interval", "0", "--stall-timeout", "0",
+            "--alert-set", "alerts.enabled=false"]
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import pytest
 from mlops_hooks import events as ev
 from mlops_hooks.manager import hookimpl
 from mlops_hooks.server import ServerConfig, create_app
+from mlops_hooks.server.alerts import AlertConfig
 from mlops_hooks.server.backends import MemoryBackend, Published
 
 with warnings.catch_warnings():
@@ -65,6 +66,8 @@ def unit_config(tmp_path: Path, **overrides: Any) -> ServerConfig:
     settings: dict[str, Any] = {
         "db": ":memory:", "port": 0, "allowed_hosts": ("testserver",),
         "upload_dir": str(tmp_path / "uploads"), "metrics_interval": 0, "stall_timeout": 0,
+        # the alert rules raise events of their own: off unless a test asks for them
+        "alerts": AlertConfig.build({"alerts": {"enabled": False}}),
     }
     settings.update(overrides)
     return ServerConfig(**settings)

@@ -1,0 +1,54 @@
+"""The dashboard shows the alert rules' alerts (docs/alerts.md) and drops the ones they clear,
+live and after a reload (from the snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext
+
+from tests.browser.conftest import Dashboard
+from tests.browser.test_alerts import expect_titles
+from tests.live_server import LiveServer
+
+
+@pytest.fixture
+def rules_dash(browser_context: BrowserContext, tmp_path: Path) -> Iterator[Dashboard]:
+    """A dashboard of a server with its alert rules on (the default)."""
+    with LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0"]) \
+            as server:
+        page = browser_context.new_page()
+        try:
+            yield Dashboard(page, server)
+        finally:
+            page.close()
+
+
+def _progress(run_id: str) -> dict[str, object]:
+    return {"type": "training_progress", "run_id": run_id, "model_name": "Net",
+            "stage": "model_training", "current_step": 1, "current_loss": 0.5}
+
+
+def test_rule_alerts_show_and_a_clear_closes_its_alert(rules_dash: Dashboard) -> None:
+    dash = rules_dash
+    page = dash.open()
+    dash.wait_live()
+    dash.post(_progress("r-fail"), {"type": "training_failed", "run_id": "r-fail",
+                                    "model_name": "Net", "error": "CUDA out of memory",
+                                    "error_code": "OUT_OF_MEMORY"})
+    expect_titles(page, ["Training Run Failed"])
+    item = page.locator("#alerts > li").first
+    assert "CUDA out of memory" in item.inner_text()
+    dash.post(_progress("r-stall"), {"type": "run_state", "run_id": "r-stall",
+                                     "state": "stalled", "reason": "no step for 95 s"})
+    expect_titles(page, ["Training Run Stalled", "Training Run Failed"])
+    dash.post({"type": "run_state", "run_id": "r-stall", "state": "running",
+               "previous": "stalled"})
+    # the stall alert is closed; its clearing notice is low priority and dismisses itself
+    expect_titles(page, ["Training Run Failed"], low=False)
+    page.reload()
+    dash.wait_live()
+    expect_titles(page, ["Training Run Failed"], low=False)
+    dash.console.assert_clean()

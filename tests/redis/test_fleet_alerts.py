@@ -1,0 +1,49 @@
+"""A fleet sharing Redis: both servers evaluate the rules, the alert is stored and notified once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.alerts.receiver import Receiver
+from tests.live_server import LiveServer
+from tests.redis.fleet import healthz, running, wait_until
+from tests.redis_server import RedisServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def _metric(server: LiveServer, prefix: str) -> float:
+    text = httpx.get(server.http_url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(prefix))
+
+
+def test_a_fleet_stores_and_notifies_each_alert_once(tmp_path: Path,
+                                                     redis_server: RedisServer) -> None:
+    with Receiver() as receiver:
+        args = ["--backend", redis_server.url, "--metrics-interval", "0", "--stall-timeout", "0",
+                "--webhook", receiver.url()]
+        with running(LiveServer(tmp_path / "a", extra_args=args),
+                     LiveServer(tmp_path / "b", extra_args=args)) as (a, b):
+            response = httpx.post(a.http_url + "/api/events", timeout=10, json=[
+                {"type": "training_progress", "run_id": "r-f", "stage": "model_training",
+                 "current_step": 1, "current_loss": 0.5},
+                {"type": "training_failed", "run_id": "r-f", "error": "boom",
+                 "error_code": "RUNTIME_ERROR"}])
+            assert response.status_code == 200, response.text
+            [body] = receiver.wait_for("/hook", 1)
+            # both servers raised it; the second store was recognised as a duplicate
+            wait_until(lambda: sum(_metric(s, "mlops_hooks_duplicates_total")
+                                   for s in (a, b)) >= 1, 20, "the second server's duplicate")
+            wait_until(lambda: healthz(a)["seq"] == healthz(b)["seq"] == 3, 20, "seq 3")
+            for server in (a, b):
+                alerts = httpx.get(server.http_url + "/api/monitoring/system",
+                                   timeout=10).json()["alerts"]
+                assert [x["alert_type"] for x in alerts] == ["run_failed"]
+            delivered = sum(_metric(s, 'mlops_hooks_notifications{notifier="webhook-1",'
+                                       'outcome="delivered"}') for s in (a, b))
+    assert body["rule"] == "failed" and body["run"]["run_id"] == "r-f"
+    assert len(receiver.on("/hook")) == 1 and delivered == 1
