@@ -15,6 +15,7 @@ from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.ingest import Ingest
 from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
+from mlops_hooks.server.state.runwatch import RunWatch
 from mlops_hooks.server.state.state import State
 from mlops_hooks.server.state.store import History, Store
 from mlops_hooks.server.stream.hub import Hub
@@ -50,8 +51,10 @@ class Core:
         self.hub = Hub(self.metrics, max_bytes=config.queue_max_bytes,
                        max_events=config.queue_max_events)
         self.plugins = plugins
+        self.watch = RunWatch(self.state, grace=config.crash_grace, factor=config.stall_factor,
+                              floor=config.stall_floor)
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
-                             plugins)
+                             plugins, self.watch)
         self.publishers = 0
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
@@ -63,6 +66,10 @@ class Core:
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics.gauge("mlops_hooks_publishers", "Connected WebSocket publishers.",
                            lambda: [({}, float(self.publishers))])
+        self.metrics.gauge("mlops_hooks_runs_carried",
+                           "Runs the heartbeats of this server's publishers list (liveness).",
+                           lambda: [({}, float(len(set().union(
+                               *(c.runs for c in self.watch.liveness.carriers)))))])
         self.metrics.gauge("mlops_hooks_connections", "Open WebSocket connections.",
                            lambda: [({}, float(self.connections))])
         self.metrics.gauge("mlops_hooks_backend_up",
@@ -93,6 +100,8 @@ class Core:
         history: History = await asyncio.wrap_future(self.store.open())
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
+        if self.backend.name == "memory":  # alone: a live run nobody carries again crashed
+            self.watch.restore()
         await self.ingest.start(history)
         if background is not None:
             loop = asyncio.get_running_loop()
