@@ -114,6 +114,16 @@ def test_silent_heartbeats_orphan_the_runs_and_an_ended_run_is_never_reported():
     assert live2.due(10.0) == []
 
 
+def test_after_a_restart_a_live_run_must_be_carried_again():
+    live = Liveness(grace=2)
+    live.restored(["back", "gone"], 0.0)
+    a = live.connect(1.0)
+    live.heartbeat(a, ["back"], 1.0)  # its publisher reconnected
+    assert live.due(HEARTBEAT_TIMEOUT + 1.9) == []
+    due = live.due(HEARTBEAT_TIMEOUT + 2)
+    assert [run for run, _ in due] == ["gone"] and "restarted" in due[0][1]
+
+
 # --------------------------------------------------------------------------- the state machine
 
 
