@@ -6,7 +6,8 @@ to vanish (``crashed``). While a ``track()`` run is active in the main thread an
 its default action, :func:`watch` installs a handler that fails every watched run with
 :class:`SIGTERMException` (``error_code: "TERMINATED"``: the server marks the run ``killed``),
 waits a bounded time for the publisher to deliver it, restores the default action and sends
-SIGTERM again: the process still dies of SIGTERM, as the scheduler expects. When the last
+SIGTERM again: the process still dies of SIGTERM, as the scheduler expects. The Keras adapter's
+runs are watched too (``plugins/_support/open_runs.py``). When the last
 watched run ends the default action is restored. A handler the program installed itself is
 never replaced.
 """
@@ -57,7 +58,8 @@ def unwatch(run: Run) -> None:
         return
     _runs.remove(run)
     if not _runs and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with contextlib.suppress(ValueError):  # not the main thread: the handler stays, idle
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -83,6 +83,26 @@ trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
 trainer.fit(Net(), DataLoader(data, batch_size=8))
 """
 
+KERAS = """
+import os, pathlib, sys, time
+os.environ["KERAS_BACKEND"] = "torch"
+import keras, numpy as np
+from mlops_hooks.plugins.keras import MLOpsCallback
+
+class Slow(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 20:
+            (pathlib.Path(sys.argv[2]).parent / "stepping").touch()
+        time.sleep(0.02)
+
+x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+y = (x[:, 0] > 0).astype("int32")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+model.fit(x, y, batch_size=2, epochs=1000, verbose=0,
+          callbacks=[Slow(), MLOpsCallback(name="keras-states", run_id=sys.argv[3])])
+"""
+
 
 def _env(server: LiveServer) -> dict[str, str]:
     return {**os.environ, "MLOPS_HOOKS_URL": server.publish_url, "MLOPS_HOOKS_DISABLE": "console",
@@ -104,9 +124,9 @@ async def _process(server: LiveServer, script: str, mode: str, tmp: Path,
         await proc.wait()
 
 
-async def _until(check: Any, what: str) -> None:
+async def _until(check: Any, what: str, deadline: float = DEADLINE) -> None:
     """Poll ``check()`` (a condition, not a timer) until true; fail after the deadline."""
-    async with asyncio.timeout(DEADLINE):
+    async with asyncio.timeout(deadline):
         while not check():
             await asyncio.sleep(0.05)
     assert check(), what
@@ -243,6 +263,24 @@ def test_a_lightning_run_finishes_and_a_sigterm_one_is_killed(server, tmp_path):
     assert code is not None  # Lightning ends the fit itself (SIGTERMException)
     assert _run(server, "lit-done")["status"] == "completed"
     assert _run(server, "lit-term")["status"] == "killed"
+
+
+@pytest.mark.timeout(400)
+def test_a_keras_fit_ended_by_sigterm_is_killed_then_dies_of_it(server, tmp_path):
+    async def scenario() -> tuple[dict[str, Any], int]:
+        async with subscriber(f"{server.ws_url}?types=run_state") as sub:
+            assert (await recv_json(sub))["type"] == "snapshot"
+            async with _process(server, KERAS, "fit", tmp_path, "keras-term") as proc:
+                # importing Keras and torch on a loaded machine takes a while
+                await _until(lambda: (tmp_path / "stepping").exists(), "the fit stepped", 200)
+                proc.send_signal(signal.SIGTERM)
+                code = await proc.wait()
+            return await _state(sub, "keras-term", "killed"), code
+
+    killed, code = asyncio.run(scenario())
+    assert code == -signal.SIGTERM
+    assert killed["model_name"] == "keras-states" and killed["reason"].startswith("TERMINATED")
+    assert _run(server, "keras-term")["status"] == "killed"
 
 
 def test_a_publisher_cannot_send_run_state(server):
