@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 __all__ = ["CHART_METRICS", "FAILED_STATUS", "MAX_POINTS", "RUN_STATUSES", "RunState",
-           "normal_time", "series_point", "state_name"]
+           "failed_status", "normal_time", "series_point", "state_name"]
 
 #: Chart points kept per run; older points are thinned so the chart spans the whole run.
 MAX_POINTS = 200
@@ -64,6 +64,18 @@ def series_point(data: dict[str, Any]) -> tuple[int, dict[str, float]] | None:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[str(key)] = value
     return (step, values) if values else None
+
+
+def failed_status(error_code: Any, error: Any) -> str:
+    """The status of a run ended by ``training_failed``.
+
+    ``interrupted`` (Ctrl-C), ``killed`` (SIGTERM: ``TERMINATED`` with an error naming it, as
+    :mod:`mlops_hooks.failures` reports it) or ``failed`` (anything else, ``SystemExit`` too).
+    """
+    status = FAILED_STATUS.get(str(error_code), "failed")
+    if status == "killed" and "SIGTERM" not in str(error or ""):
+        return "failed"
+    return status
 
 
 def state_name(status: str) -> str:
@@ -157,7 +169,7 @@ class RunState:
         if data.get("model_name"):
             self.model_name = data["model_name"]
         self.failed = data
-        self.status = FAILED_STATUS.get(str(data.get("error_code")), "failed")
+        self.status = failed_status(data.get("error_code"), data.get("error"))
         self.ended_at = normal_time(data.get("timestamp"))
 
     def on_params(self, data: dict[str, Any]) -> None:

@@ -16,8 +16,12 @@ export const ENDED_STATES = new Set(['completed', 'failed', 'interrupted', 'kill
 /** A `run_state` event's state as a run status (`finished` is the spec's `completed`). */
 export const statusOfState = (state) => (state === 'finished' ? 'completed' : state);
 
-/** The status of a run that sent `training_failed` with this `error_code` (as the server decides). */
-export const failedStatus = (code) => ({ INTERRUPTED: 'interrupted', TERMINATED: 'killed' }[code] || 'failed');
+/** The status of a run ended by this `training_failed` (as the server decides). */
+export function failedStatus(event) {
+  if (event.error_code === 'INTERRUPTED') return 'interrupted';
+  if (event.error_code === 'TERMINATED' && String(event.error || '').includes('SIGTERM')) return 'killed';
+  return 'failed';
+}
 
 /** Words for a run status, shown as a tooltip (the run_state's reason when there is one). */
 export const STATUS_HELP = {
@@ -167,7 +171,7 @@ export function applyRunEvent(run, event) {
       if (event.timestamp) run.duration_s = elapsed(run, event.timestamp);
       return true;
     case 'training_failed':
-      run.status = failedStatus(event.error_code);
+      run.status = failedStatus(event);
       if (event.model_name) run.model_name = event.model_name;
       run.ended_at = event.timestamp || run.ended_at;
       if (event.timestamp) run.duration_s = elapsed(run, event.timestamp);

@@ -156,7 +156,7 @@ export class TrainingView {
     const run = this.ensure(key, e);
     run.failed = { ...e, suggestions: Array.isArray(e.suggestions) ? e.suggestions : [] };
     run.completed = null;
-    run.status = failedStatus(e.error_code);
+    run.status = failedStatus(e);
     const panel = this.renderRun(key);
     panel.retried = false;
     toast(`Training failed: ${run.model_name || key}`, `${e.error_code ? `${e.error_code}: ` : ''}${e.error || ''}`, 'error');

@@ -151,14 +151,18 @@ def test_ends_map_to_states_and_the_first_event_raises_none():
     assert [(e.state, e.previous, e.event_id) for e in done] == [
         ("finished", "running", "run-state:2:a")]
     assert done[0].reason == "training completed (stop_reason: early_stopping)"
-    for code, want in (("INTERRUPTED", "interrupted"), ("TERMINATED", "killed"),
-                       ("MEMORY_ERROR", "failed")):
-        _apply(state, watch, progress(code, 5), 10)
-        out = _apply(state, watch, {"type": "training_failed", "run_id": code, "error": "x",
+    for run_id, code, error, want in (
+            ("c", "INTERRUPTED", "KeyboardInterrupt", "interrupted"),
+            ("t", "TERMINATED", "SIGTERMException: the process received SIGTERM", "killed"),
+            ("x", "TERMINATED", "SystemExit: the process exited before the run finished",
+             "failed"),  # exited, not killed
+            ("m", "MEMORY_ERROR", "MemoryError", "failed")):
+        _apply(state, watch, progress(run_id, 5), 10)
+        out = _apply(state, watch, {"type": "training_failed", "run_id": run_id, "error": error,
                                     "error_code": code}, 11)
         assert [(e.state, e.previous) for e in out] == [(want, "running")]
-        assert out[0].reason == f"{code}: x"
-        assert state.runs[code].status == want
+        assert out[0].reason == f"{code}: {error}"
+        assert state.runs[run_id].status == want
 
 
 def test_a_stalled_run_is_running_again_at_its_next_step():
