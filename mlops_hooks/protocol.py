@@ -121,9 +121,11 @@ def error(message: str, field: str | None = None, event_id: Any = None, *,
                     "retry": retry}).decode()
 
 
-def ping(ping_id: Any) -> bytes:
-    """A client's ``{"type": "ping", "id": X}``."""
-    return _encode({"type": "ping", "id": ping_id})
+def ping(ping_id: Any, runs: list[str] | None = None) -> bytes:
+    """A client's ``{"type": "ping", "id": X}``; with ``runs``, a publisher's heartbeat."""
+    if runs is None:
+        return _encode({"type": "ping", "id": ping_id})
+    return _encode({"type": "ping", "id": ping_id, "runs": runs})
 
 
 def pong(ping_id: Any) -> str:

@@ -67,6 +67,11 @@ class ServerConfig:
         metrics_interval: Seconds between ``system_metrics`` samples (``0`` disables the monitor).
         stall_timeout: Seconds without an event before a running run is marked stalled
             (``0`` disables the watchdog).
+        crash_grace: Seconds a live run whose publisher connection closed (or stopped its
+            heartbeats) has to be carried by a publisher again before it is ``crashed``.
+        stall_factor: A running run is ``stalled`` after this many times its median step
+            time without a step ...
+        stall_floor: ... and never before this many seconds.
         upload_dir: Where ``POST /api/files`` stores files (default: ``<data dir>/uploads``).
         max_upload_bytes: Largest accepted upload.
         upload_quota_bytes: Total size the upload directory may reach; an upload that would
@@ -102,6 +107,9 @@ class ServerConfig:
     queue_max_events: int = 4096
     metrics_interval: float = 5.0
     stall_timeout: float = 120.0
+    crash_grace: float = 5.0
+    stall_factor: float = 5.0
+    stall_floor: float = 30.0
     upload_dir: str | None = None
     max_upload_bytes: int = 100 * 1024 * 1024
     upload_quota_bytes: int = 1024 * 1024 * 1024
@@ -125,8 +133,10 @@ class ServerConfig:
             _positive(name, getattr(self, name), integer=True)
         if self.max_open_connections is not None:
             _positive("max_open_connections", self.max_open_connections, integer=True)
-        for name in ("metrics_interval", "stall_timeout"):
+        for name in ("metrics_interval", "stall_timeout", "crash_grace"):
             _positive(name, getattr(self, name), zero=True)
+        for name in ("stall_factor", "stall_floor"):
+            _positive(name, getattr(self, name))
         _positive("slow_close_timeout", self.slow_close_timeout)
         _positive("request_timeout", self.request_timeout)
         for name in ("token", "subscriber_token"):

@@ -17,6 +17,7 @@ from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.ingest import Ingest
 from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
+from mlops_hooks.server.state.runwatch import RunWatch
 from mlops_hooks.server.state.state import State
 from mlops_hooks.server.state.store import History, Store
 from mlops_hooks.server.stream.hub import Hub
@@ -54,8 +55,10 @@ class Core:
                        max_events=config.queue_max_events)
         self.plugins = plugins
         self.alerts = Alerts(config.alerts, config.link_base)
+        self.watch = RunWatch(self.state, grace=config.crash_grace, factor=config.stall_factor,
+                              floor=config.stall_floor)
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
-                             plugins, alerts=self.alerts)
+                             plugins, self.watch, alerts=self.alerts)
         self.publishers = 0
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
@@ -67,6 +70,10 @@ class Core:
         self._tasks: list[asyncio.Task[None]] = []
         self.metrics.gauge("mlops_hooks_publishers", "Connected WebSocket publishers.",
                            lambda: [({}, float(self.publishers))])
+        self.metrics.gauge("mlops_hooks_runs_carried",
+                           "Runs the heartbeats of this server's publishers list (liveness).",
+                           lambda: [({}, float(len(set().union(
+                               *(c.runs for c in self.watch.liveness.carriers)))))])
         self.metrics.gauge("mlops_hooks_connections", "Open WebSocket connections.",
                            lambda: [({}, float(self.connections))])
         self.metrics.gauge("mlops_hooks_backend_up",
@@ -104,6 +111,8 @@ class Core:
         history: History = await asyncio.wrap_future(self.store.open())
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
+        if self.backend.name == "memory":  # alone: a live run nobody carries again crashed
+            self.watch.restore()
         await self.ingest.start(history)
         # alerts are not acknowledged to anyone: they ride on the next commit of the history
         self.alerts.start(functools.partial(self.ingest.submit, durable=False))

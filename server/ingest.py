@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import Future
 from typing import NamedTuple
 
@@ -30,12 +31,14 @@ from mlops_hooks.server.alerts import Alerts
 from mlops_hooks.server.backends.base import Backend, Published
 from mlops_hooks.server.backends.memory import MemoryBackend
 from mlops_hooks.server.ops.metrics import Metrics
+from mlops_hooks.server.state.liveness import MAX_CARRIED, Carrier
+from mlops_hooks.server.state.runwatch import RunWatch
 from mlops_hooks.server.state.state import State
 from mlops_hooks.server.state.store import History, Store
 from mlops_hooks.server.stream.hub import Hub
 from mlops_hooks.server.stream.record import Record
 
-__all__ = ["CRASH_GAP", "Ingest", "Outcome"]
+__all__ = ["CRASH_GAP", "Ingest", "Outcome", "client_refusal"]
 
 log = logging.getLogger("mlops_hooks.server")
 #: After a crash an in-process backend numbers this far past the history's last ``seq``: the
@@ -43,6 +46,17 @@ log = logging.getLogger("mlops_hooks.server")
 #: each waits for the commit before its acknowledgement) are never given out again.
 CRASH_GAP = 10_000
 _decode_any = msgspec.json.Decoder().decode
+
+
+def client_refusal(event: ev.Event) -> str | None:
+    """Why a client may not publish ``event`` (``None``: it may).
+
+    ``run_state`` is raised by the server only: a publisher that sent one could mark any run
+    crashed or finished.
+    """
+    if event.type == "run_state":
+        return "run_state events are raised by the server; publishers cannot send them"
+    return None
 
 
 class Outcome(NamedTuple):
@@ -67,12 +81,13 @@ class Ingest:
         store: History (``None``: nothing is persisted).
         metrics: Counters.
         plugins: Server-side plugin manager (``None``: no hooks are called).
+        watch: Raises the runs' ``run_state`` events (default: the default settings).
         alerts: The alert rules, shown every record (``None``: no rules).
     """
 
     def __init__(self, backend: Backend, state: State, hub: Hub, store: Store | None,
-                 metrics: Metrics, plugins: PluginManager | None, *,
-                 alerts: Alerts | None = None) -> None:
+                 metrics: Metrics, plugins: PluginManager | None,
+                 watch: RunWatch | None = None, *, alerts: Alerts | None = None) -> None:
         self.backend = backend
         self.state = state
         self.hub = hub
@@ -80,6 +95,9 @@ class Ingest:
         self.metrics = metrics
         self.plugins = plugins
         self.alerts = alerts
+        self.watch = watch or RunWatch(state, grace=5.0, factor=5.0, floor=30.0)
+        self._raising: set[asyncio.Task[None]] = set()
+        self._derived: list[ev.Event] = []  # raised by records, not published yet
         self._state_failed = False
         self._commit: tuple[Future[None], asyncio.Future[None]] | None = None
 
@@ -111,6 +129,8 @@ class Ingest:
         if event.timestamp is None:
             event.timestamp = iso_utc()
         result = await self.backend.publish(event)
+        if self._derived:  # what it changed (a run's state) follows it at once
+            await self._publish_derived()
         if durable:  # acknowledged means written: it survives a kill -9
             await self.committed()
         if result.duplicate:
@@ -143,8 +163,12 @@ class Ingest:
         if event is None:  # a backend that streams text only
             event = ev.decode(record.text)
         self.metrics.events_in[record.type] += 1
+        changes: list[ev.RunState] = []
         try:
-            self.state.apply(event, _decode_any(record.text))
+            prior = self.watch.before(event)
+            data = _decode_any(record.text)
+            self.state.apply(event, data)
+            changes = self.watch.after(event, data, prior, time.monotonic())
         except Exception:  # a state bug must not stop the broadcast
             if not self._state_failed:
                 self._state_failed = True
@@ -157,13 +181,46 @@ class Ingest:
         if self.alerts is not None:
             self.alerts.observe(event, record.seq)
         self.hub.broadcast(record)
+        self.raise_events(changes)
 
-    async def handle_message(self, text: str, *, durable: bool = True) -> Outcome:
+    def raise_events(self, events: list[ev.RunState]) -> None:
+        """Submit events the server raises itself (run states) right after the current record.
+
+        A :meth:`submit` in progress publishes them before it returns (with the in-memory
+        backend they take the ``seq`` right after their cause); otherwise a task does.
+        """
+        if not events:
+            return
+        self._derived.extend(events)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # applied outside the server's loop (a test): nobody to tell
+            self._derived.clear()
+            return
+        task = loop.create_task(self._publish_derived())
+        self._raising.add(task)
+        task.add_done_callback(self._raising.discard)
+
+    async def _publish_derived(self) -> None:
+        while self._derived:
+            event = self._derived.pop(0)
+            if event.timestamp is None:
+                event.timestamp = iso_utc()
+            try:
+                await self.backend.publish(event)
+            except ConnectionError as exc:  # the timers raise theirs again; ends are not
+                log.warning("mlops-hooks: %s of run %s not published: %s", event.type,
+                            event.run_id, exc)
+
+    async def handle_message(self, text: str, *, durable: bool = True,
+                             carrier: Carrier | None = None) -> Outcome:
         """Handle one ``/ws/publish`` message; returns the one reply to send.
 
         Args:
-            text: The message: an event, or ``{"type": "ping", "id": X}``.
+            text: The message: an event, or ``{"type": "ping", "id": X}`` (with ``runs``: a
+                heartbeat).
             durable: See :meth:`submit` (``False``: await :meth:`committed` before sending).
+            carrier: The connection's :class:`Carrier` (heartbeats update it).
 
         Returns:
             An ``ack`` (with ``duplicate: true`` for a known ``event_id``), a ``pong``, or an
@@ -173,7 +230,11 @@ class Ingest:
         try:
             event = ev.decode(text)
         except ev.EventError as exc:
-            return Outcome(self._not_an_event(text, exc))
+            return Outcome(self._not_an_event(text, exc, carrier))
+        refused = client_refusal(event)
+        if refused is not None:
+            self.metrics.rejected["invalid_event"] += 1
+            return Outcome(protocol.error(refused, "type", event.event_id))
         try:
             result = await self.submit(event, durable=durable)
         except ConnectionError as exc:
@@ -182,12 +243,22 @@ class Ingest:
                                           None, event.event_id, retry=True), retry=True)
         return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate))
 
-    def _not_an_event(self, text: str, exc: ev.EventError) -> str:
+    def _not_an_event(self, text: str, exc: ev.EventError, carrier: Carrier | None) -> str:
         try:
             raw = _decode_any(text)
         except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past the limit
             raw = None
         if isinstance(raw, dict) and raw.get("type") == "ping":
+            runs = raw.get("runs")
+            if runs is None:
+                return protocol.pong(raw.get("id"))
+            if not isinstance(runs, list) or len(runs) > MAX_CARRIED or not all(
+                    isinstance(r, str) and 0 < len(r) <= 512 for r in runs):
+                self.metrics.rejected["invalid_event"] += 1
+                return protocol.error(f"a heartbeat's runs must be a list of at most "
+                                      f"{MAX_CARRIED} run ids (1-512 characters)", "runs")
+            if carrier is not None:
+                self.raise_events(self.watch.heartbeat(carrier, runs))
             return protocol.pong(raw.get("id"))
         self.metrics.rejected["invalid_event"] += 1
         if isinstance(raw, list):

@@ -206,7 +206,7 @@ def test_ctrl_c_during_training_reports_the_run_interrupted_and_stops_everything
     with LiveServer(tmp_path / "after", db=str(demo.db)) as server:
         runs = httpx.get(server.http_url + "/api/models", timeout=10).json()["runs"]
     (run,) = [r for r in runs if r["model_name"] == "Digits MLP"]
-    assert run["status"] == "failed" and run["failed"]["error_code"] == "INTERRUPTED"
+    assert run["status"] == "interrupted" and run["failed"]["error_code"] == "INTERRUPTED"
 
 
 @pytest.mark.timeout(120)

@@ -36,6 +36,7 @@ from typing import cast
 from websockets.sync.client import ClientConnection
 
 from mlops_hooks._publisher.buffer import Entry, EventBuffer
+from mlops_hooks._publisher.carried import OpenRuns
 from mlops_hooks._publisher.config import Settings
 from mlops_hooks._publisher.connection import (
     BROKEN,
@@ -47,12 +48,7 @@ from mlops_hooks._publisher.connection import (
     describe,
     open_connection,
 )
-from mlops_hooks._publisher.mailbox import (
-    URGENT_CLASSES,
-    FlushMarker,
-    Mailbox,
-    overflow_warning,
-)
+from mlops_hooks._publisher.mailbox import URGENT_CLASSES, FlushMarker, Mailbox, overflow_warning
 from mlops_hooks._publisher.system import SystemSampler
 from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
 from mlops_hooks.backoff import Backoff, quality
@@ -114,6 +110,7 @@ class Worker:
         self.last_rejection: str | None = None
         self._warned: set[str] = set()
         self.system = SystemSampler(settings.system_interval)  # 0: does nothing
+        self.open_runs = OpenRuns()  # listed in each ping: the heartbeat
 
     # ------------------------------------------------------------------ loop
 
@@ -146,6 +143,8 @@ class Worker:
                 self.n += 1
                 event = item[0]
                 self.system.observe(event, item[1])
+                if self.open_runs.observe(event):  # a new run: tell the server at once
+                    self.next_ping = 0.0
                 if buffer.add(Entry(self.n, event, item[1]), self.outstanding) \
                         and not self.mailbox.dropping:
                     self.mailbox.dropping = True  # never reached: the exit line tells
@@ -421,9 +420,8 @@ class Worker:
         self.ping_ids += 1
         return Ping(self.ping_ids, _now())
 
-    @staticmethod
-    def ping_message(ping: Ping) -> bytes:
-        return encode_ping(ping.id)
+    def ping_message(self, ping: Ping) -> bytes:
+        return encode_ping(ping.id, self.open_runs.ids())
 
     def measure(self, ping: Ping) -> None:
         """Record a round trip; report a change of quality level."""

@@ -59,6 +59,14 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--stall-timeout", type=float, default=120.0, metavar="SECONDS",
                     help="seconds without events before a running run is marked stalled; "
                     "0 disables (default 120)")
+    sp.add_argument("--crash-grace", type=float, default=5.0, metavar="SECONDS",
+                    help="seconds a live run whose publisher disconnected has to come back "
+                    "before it is marked crashed (default 5)")
+    sp.add_argument("--stall-factor", type=float, default=5.0, metavar="K",
+                    help="a running run is stalled after K times its median step time "
+                    "without a step (default 5) ...")
+    sp.add_argument("--stall-floor", type=float, default=30.0, metavar="SECONDS",
+                    help="... and never before this many seconds (default 30)")
     sp.add_argument("--replay-size", type=int, default=10_000, metavar="N",
                     help="events kept for ?since= replay (default 10000)")
     sp.add_argument("--upload-dir", metavar="DIR", default=None,
@@ -126,6 +134,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, db=args.db, token=token,
             subscriber_token=args.subscriber_token, backend=args.backend,
             metrics_interval=args.metrics_interval, stall_timeout=args.stall_timeout,
+            crash_grace=args.crash_grace, stall_factor=args.stall_factor,
+            stall_floor=args.stall_floor,
             replay_size=args.replay_size, upload_dir=args.upload_dir,
             max_upload_bytes=args.max_upload_size, upload_quota_bytes=args.upload_quota,
             allowed_origins=tuple(args.allowed_origin), allowed_hosts=tuple(args.allowed_host),

@@ -8,6 +8,7 @@ from typing import Any
 
 from mlops_hooks.run.lifecycle import Run
 from mlops_hooks.run.params import probe_git, resolve_group, resolve_group_size, send_params
+from mlops_hooks.run.signals import unwatch, watch
 
 __all__ = ["track"]
 
@@ -25,7 +26,9 @@ def track(
 ) -> Iterator[Run]:
     """Track a hand-written training loop; see :class:`Run` for the options.
 
-    An exception inside the block emits ``training_failed`` and is re-raised unchanged; a
+    An exception inside the block emits ``training_failed`` and is re-raised unchanged (Ctrl-C:
+    ``error_code: "INTERRUPTED"``; SIGTERM in the main thread is reported as
+    ``"TERMINATED"`` before the process dies of it, see :mod:`mlops_hooks.run.signals`); a
     block that ends normally completes the run (unless ``run.complete(...)`` was called) with
     the last accuracy and validation score (``val_score``/``val_accuracy``/``val_acc``)
     given to ``epoch_end``.
@@ -67,5 +70,9 @@ def track(
     probe_git()
     run = Run(name, total_epochs=total_epochs, total_steps=total_steps, **options)
     with run:
-        send_params(run, params or {}, group=chosen_group, group_size=planned)
-        yield run
+        watch(run)  # SIGTERM: reported as killed, then the default action (run/signals.py)
+        try:
+            send_params(run, params or {}, group=chosen_group, group_size=planned)
+            yield run
+        finally:
+            unwatch(run)

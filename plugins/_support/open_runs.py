@@ -7,7 +7,9 @@ still reported as failed:
 * by an uncaught exception: ``sys.excepthook`` is chained (the previous hook still runs), and the
   run fails with that exception, its stage and its progress;
 * at interpreter exit, if it is still open (the exception was caught and ignored): it fails with
-  "the process exited before the run finished".
+  "the process exited before the run finished";
+* by SIGTERM (in the main thread, while SIGTERM has its default action): it fails as
+  ``TERMINATED`` (:mod:`mlops_hooks.run.signals`), then the process dies of SIGTERM.
 
 Both run before the publisher's exit flush, so the failure reaches the server.
 """
@@ -20,7 +22,7 @@ import threading
 import types
 import weakref
 
-from mlops_hooks.run import Run
+from mlops_hooks.run import Run, signals
 
 __all__ = ["forget", "open_runs", "report_open_runs", "watch"]
 
@@ -33,6 +35,7 @@ _previous_hook = sys.excepthook
 def watch(run: Run) -> None:
     """Report ``run`` as failed if the process ends (or an exception escapes) while it is open."""
     global _installed, _previous_hook
+    signals.watch(run)  # SIGTERM: reported as killed, then the default action
     with _lock:
         _open.add(run)
         if _installed:
@@ -45,6 +48,7 @@ def watch(run: Run) -> None:
 
 def forget(run: Run) -> None:
     """Stop watching ``run`` (it completed or failed)."""
+    signals.unwatch(run)
     with _lock:
         _open.discard(run)
 

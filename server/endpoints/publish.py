@@ -16,9 +16,10 @@ from mlops_hooks import events as ev
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES, CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
 from mlops_hooks.server.endpoints._ws import deny, message_problem
-from mlops_hooks.server.ingest import Outcome
+from mlops_hooks.server.ingest import Outcome, client_refusal
 from mlops_hooks.server.ops.probe import PROBE_HEADER
 from mlops_hooks.server.security import Denied
+from mlops_hooks.server.state.liveness import Carrier
 from mlops_hooks.server.stream.frames import FrameSink, frame_sink
 from mlops_hooks.server.stream.record import text_frame
 
@@ -61,10 +62,11 @@ class _Refusal:
         self.refused = False
 
 
-async def _handle(core: Core, text: str, refusal: _Refusal) -> Outcome | None:
+async def _handle(core: Core, text: str, refusal: _Refusal,
+                  carrier: Carrier | None = None) -> Outcome | None:
     if refusal.refused:  # behind a refused event: not handled (the publisher resends it)
         return None
-    reply = await core.ingest.handle_message(text, durable=False)
+    reply = await core.ingest.handle_message(text, durable=False, carrier=carrier)
     if reply.retry:
         refusal.refused = True
     return reply
@@ -181,6 +183,7 @@ async def publish_ws(ws: WebSocket) -> None:
     await ws.accept()
     counted = 0 if probe else 1
     core.publishers += counted
+    carrier = core.watch.connect()  # the runs its heartbeats list (liveness)
     loop = asyncio.get_running_loop()
     refusal = _Refusal()
     handling: _Handling = asyncio.Queue(PIPELINE)
@@ -200,9 +203,11 @@ async def publish_ws(ws: WebSocket) -> None:
                 return
             # Tasks start in creation order and queue their event before their first wait, so
             # the stream order is the message order.
-            await handling.put(loop.create_task(_handle(core, message["text"], refusal)))
+            await handling.put(loop.create_task(_handle(core, message["text"], refusal,
+                                                        carrier)))
     finally:
         core.publishers -= counted
+        core.watch.disconnect(carrier)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         while not handling.empty():  # messages whose reply can no longer be sent
@@ -296,6 +301,10 @@ async def post_events(request: Request) -> Response:
             index = int(head[1:])
             field = field.lstrip(".")
         return _error(400, str(exc), field=field, index=index)
+    refused = next(((i, r) for i, r in enumerate(map(client_refusal, events)) if r), None)
+    if refused is not None:
+        core.metrics.rejected["invalid_event"] += 1
+        return _error(400, refused[1], field="type", index=refused[0])
     seqs: list[int] = []
     duplicates: list[int] = []
     for i, event in enumerate(events):

@@ -8,6 +8,8 @@
   reported with a ``system_alert`` (``alert_type: "training_stalled"``, with the run's
   ``run_id``), which marks it ``stalled``, and an activity entry. That covers a training
   process killed by SIGKILL or the OOM killer, which no callback can report.
+* Run states (:mod:`mlops_hooks.server.state.runwatch`): every 0.2 s, the runs whose process
+  vanished (``crashed``) or whose steps stopped (``stalled``) get their ``run_state`` event.
 * Event-loop lag, for ``/metrics``.
 """
 
@@ -34,10 +36,13 @@ if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
 __all__ = ["background_tasks", "check_stalls", "sample_resources", "system_metrics",
-           "watch_stalls"]
+           "watch_runs", "watch_stalls"]
 
 log = logging.getLogger("mlops_hooks.server")
 LAG_PERIOD = 0.5
+#: Seconds between two looks at the runs' liveness and stall timers (a state change reaches
+#: subscribers well within a second of its deadline).
+RUN_PERIOD = 0.2
 
 
 def _disk_path(core: Core) -> str:
@@ -172,6 +177,14 @@ async def watch_stalls(core: Core) -> None:
         await check_stalls(core, time.monotonic(), timeout)
 
 
+async def watch_runs(core: Core) -> None:
+    """Raise the timers' run states (``crashed``, ``stalled``) every :data:`RUN_PERIOD`, forever."""
+    while True:
+        await asyncio.sleep(RUN_PERIOD)
+        for event in core.watch.tick(time.monotonic()):
+            await _submit(core, event)
+
+
 async def _measure_lag(core: Core) -> None:
     while True:
         started = time.perf_counter()
@@ -193,7 +206,8 @@ async def _guarded(name: str, work: Callable[[Core], Coroutine[Any, Any, None]],
 
 def background_tasks(core: Core) -> list[Coroutine[Any, Any, None]]:
     """The coroutines a server runs in the background, as its config asks."""
-    tasks = [_guarded("event-loop lag", _measure_lag, core)]
+    tasks = [_guarded("event-loop lag", _measure_lag, core),
+             _guarded("run states", watch_runs, core)]
     if core.config.metrics_interval > 0:
         tasks.append(_guarded("system metrics", _sample_loop, core))
     if core.config.stall_timeout > 0:

@@ -6,15 +6,19 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["CHART_METRICS", "MAX_POINTS", "RUN_STATUSES", "RunState", "normal_time",
-           "series_point"]
+__all__ = ["CHART_METRICS", "FAILED_STATUS", "MAX_POINTS", "RUN_STATUSES", "RunState",
+           "failed_status", "normal_time", "series_point", "state_name"]
 
 #: Chart points kept per run; older points are thinned so the chart spans the whole run.
 MAX_POINTS = 200
-RUN_STATUSES = ("running", "completed", "failed", "stalled")
+RUN_STATUSES = ("running", "completed", "failed", "stalled", "interrupted", "killed", "crashed")
 #: The ``metrics`` a chart point keeps (what the page's chart draws), not the whole dict.
 CHART_METRICS = ("val_loss", "val_accuracy", "val_acc", "accuracy", "acc")
-_TERMINAL = ("completed", "failed")
+_TERMINAL = ("completed", "failed", "interrupted", "killed")
+#: A ``training_failed`` ``error_code`` that names how the run ended (mlops_hooks.failures).
+FAILED_STATUS = {"INTERRUPTED": "interrupted", "TERMINATED": "killed"}
+#: ``run_state`` names that differ from the run's ``status`` (the spec's ``completed``).
+_STATUS_OF_STATE = {"finished": "completed"}
 
 
 def normal_time(timestamp: Any) -> str | None:
@@ -60,6 +64,23 @@ def series_point(data: dict[str, Any]) -> tuple[int, dict[str, float]] | None:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 values[str(key)] = value
     return (step, values) if values else None
+
+
+def failed_status(error_code: Any, error: Any) -> str:
+    """The status of a run ended by ``training_failed``.
+
+    ``interrupted`` (Ctrl-C), ``killed`` (SIGTERM: ``TERMINATED`` with an error naming it, as
+    :mod:`mlops_hooks.failures` reports it) or ``failed`` (anything else, ``SystemExit`` too).
+    """
+    status = FAILED_STATUS.get(str(error_code), "failed")
+    if status == "killed" and "SIGTERM" not in str(error or ""):
+        return "failed"
+    return status
+
+
+def state_name(status: str) -> str:
+    """The ``run_state`` name of a run ``status`` (``completed`` is ``finished``)."""
+    return "finished" if status == "completed" else status
 
 
 def _chart_metrics(metrics: Any) -> dict[str, Any] | None:
@@ -108,7 +129,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        """Whether the run completed or failed."""
+        """Whether the run ended (completed, failed, interrupted or killed; not crashed)."""
         return self.status in _TERMINAL
 
     def touch(self, timestamp: str | None) -> None:
@@ -124,8 +145,9 @@ class RunState:
         if data.get("model_name"):
             self.model_name = data["model_name"]
         self.progress = data
-        if self.status == "stalled":
+        if self.status in ("stalled", "crashed"):  # steps resumed; a crash was a false alarm
             self.status = "running"
+            self.ended_at = None
         self._add_point({
             "seq": data.get("seq"),
             "progress": data.get("progress"),
@@ -149,7 +171,7 @@ class RunState:
         if data.get("model_name"):
             self.model_name = data["model_name"]
         self.failed = data
-        self.status = "failed"
+        self.status = failed_status(data.get("error_code"), data.get("error"))
         self.ended_at = normal_time(data.get("timestamp"))
 
     def on_params(self, data: dict[str, Any]) -> None:
@@ -159,6 +181,21 @@ class RunState:
         if isinstance(data.get("group"), str):
             self.group = data["group"]
         self.group_size = _size(data.get("group_size")) or self.group_size
+
+    def on_state(self, data: dict[str, Any]) -> bool:
+        """Apply a ``run_state`` event; returns whether the status changed.
+
+        An ended run keeps its end (a late ``crashed`` or ``stalled`` raised while its last
+        events were on their way changes nothing), only a running run can stall, and
+        ``crashed`` sets ``ended_at``.
+        """
+        status = _STATUS_OF_STATE.get(str(data.get("state")), str(data.get("state")))
+        if status not in RUN_STATUSES or status == self.status or self.finished or (
+                status == "stalled" and self.status != "running"):  # a late stall of a crash
+            return False
+        self.status = status
+        self.ended_at = normal_time(data.get("timestamp")) if status == "crashed" else None
+        return True
 
     def mark_stalled(self) -> bool:
         """Mark a running run as stalled; returns whether it changed."""

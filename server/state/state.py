@@ -194,6 +194,12 @@ class State:
         run.on_failed(data)
         self._run_changed(run, seq)
 
+    def _on_run_state(self, event: ev.Event, data: dict[str, Any], seq: int) -> None:
+        """A state the server raised (stalled, crashed, running again): the run's status."""
+        run = self.runs.get(run_key(event))
+        if run is not None and run.on_state(data):
+            self._run_changed(run, seq)
+
     def _model(self, model_id: str) -> dict[str, Any]:
         model = self.models.get(model_id)
         if model is None:

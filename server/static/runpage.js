@@ -9,7 +9,7 @@ import { byId, fmtDateTime, fmtDuration, fmtFraction, h, isNum, replaceChildren,
 import { onProgressGap, snapshotThenLive, startPage } from './pagekit.js';
 import { Series, SeriesChart } from './plots.js';
 import {
-  applyRunEvent, fmtValue, getJson, LIVE_STATES, pageUrl, progressPoint, RUN_EVENTS, runName,
+  applyRunEvent, fmtValue, getJson, LIVE_STATES, pageUrl, progressPoint, RUN_EVENTS, runName, STATUS_HELP,
 } from './runsdata.js';
 
 const { config, manager } = startPage();
@@ -50,6 +50,7 @@ function renderHeader() {
   const status = byId('run-status');
   status.dataset.status = run.status || '';
   setText(status, run.status || 'unknown');
+  status.title = run.state_reason || STATUS_HELP[run.status] || '';
   setText(byId('run-progress'), isNum(run.progress) && LIVE_STATES.has(run.status) ? `${Math.round(run.progress)}%` : '');
   setText(byId('run-id'), run.run_id);
   const meta = metaRows(run).flatMap(([key, value]) => [h('dt', { text: key }), h('dd', { text: String(value) })]);

@@ -17,7 +17,16 @@ export const STAGE_TEXT = {
   finalization: 'Finalizing model',
 };
 
-const STATUS_LABEL = { running: 'Running', completed: 'Completed', failed: 'Failed', stalled: 'Stalled' };
+const STATUS_LABEL = {
+  running: 'Running', completed: 'Completed', failed: 'Failed', stalled: 'Stalled',
+  interrupted: 'Interrupted', killed: 'Killed', crashed: 'Crashed',
+};
+/** Statuses that end with a `training_failed` (its error, code and suggestions are shown). */
+const FAILED_STATES = new Set(['failed', 'interrupted', 'killed']);
+const STATE_NOTE = {
+  stalled: 'No step from this run for much longer than usual: the training loop may be stuck.',
+  crashed: 'The training process vanished (killed by SIGKILL or the out-of-memory killer, or its machine went away).',
+};
 
 let panelCount = 0;
 
@@ -135,6 +144,7 @@ export class RunPanel {
     const e = this.el;
     const p = run.progress || {};
     const status = run.status || 'running';
+    const failed = FAILED_STATES.has(status) && run.failed ? run.failed : null;
     const name = run.model_name || p.model_name || (run.completed && run.completed.model_name)
       || (run.failed && run.failed.model_name) || run.run_id;
     this.root.dataset.status = status;
@@ -145,12 +155,13 @@ export class RunPanel {
     setText(e.badge, STATUS_LABEL[status] || humanize(status));
     e.badge.dataset.status = status;
     setTime(e.updated, run.updated);
+    e.badge.title = run.stateReason || '';
     e.dismiss.hidden = status === 'running';
     this.chart.label = `Loss and accuracy of ${name}`;
 
     let percent = isNum(p.progress) ? p.progress : null;
     if (status === 'completed') percent = 100;
-    if (status === 'failed' && isNum(run.failed.progress_when_failed)) percent = run.failed.progress_when_failed;
+    if (failed && isNum(failed.progress_when_failed)) percent = failed.progress_when_failed;
     const shown = percent === null ? null : Math.max(0, Math.min(100, percent));
     e.bar.style.width = shown === null ? '' : `${shown}%`;
     e.progress.classList.toggle('indeterminate', shown === null && status === 'running');
@@ -159,18 +170,18 @@ export class RunPanel {
     e.progress.setAttribute('aria-valuetext', shown === null ? 'In progress' : `${Math.round(shown)}%`);
     setText(e.percent, shown === null ? '—' : `${Math.round(shown)}%`);
 
-    const stage = status === 'failed' && run.failed.stage_failed ? run.failed.stage_failed : p.stage;
+    const stage = failed && failed.stage_failed ? failed.stage_failed : p.stage;
     const celebrating = this.root.classList.contains('celebrate');
     let stageText = p.current_stage || STAGE_TEXT[stage] || humanize(stage) || 'Starting';
     if (status === 'completed') stageText = celebrating ? 'Training completed!' : 'Ready';
-    if (status === 'failed') stageText = `Failed: ${STAGE_TEXT[stage] || humanize(stage) || 'training'}`;
+    if (failed) stageText = `${STATUS_LABEL[status]}: ${STAGE_TEXT[stage] || humanize(stage) || 'training'}`;
     setText(e.stageText, stageText);
     setText(e.stageKey, status === 'completed' ? '' : stage || '');
     const current = STAGES.indexOf(stage);
     e.pips.forEach((pip, i) => {
       let state = 'pending';
       if (status === 'completed' || i < current) state = 'done';
-      else if (i === current) state = status === 'failed' ? 'failed' : 'active';
+      else if (i === current) state = failed || status === 'crashed' ? 'failed' : 'active';
       pip.dataset.state = state;
       if (state === 'active') pip.setAttribute('aria-current', 'step');
       else pip.removeAttribute('aria-current');
@@ -190,14 +201,15 @@ export class RunPanel {
     setText(e.accuracy, isNum(p.current_accuracy) ? fmtFraction(p.current_accuracy) : '—');
     setText(e.message, status === 'completed' && run.completed ? '' : p.message || '');
     e.message.hidden = !e.message.textContent;
-    e.stalled.hidden = status !== 'stalled';
+    e.stalled.hidden = !STATE_NOTE[status];
+    if (STATE_NOTE[status]) setText(e.stalled, `${STATE_NOTE[status]}${run.stateReason ? ` (${run.stateReason})` : ''}`);
     e.stats.hidden = status === 'completed' || !Object.keys(p).length;
     const live = status === 'running' || status === 'stalled';
     this.root.classList.toggle('no-chart', !live && !(run.points || []).some((p) => isNum(p.loss) || isNum(p.accuracy)));
     this.chart.emptyText(status === 'running' || status === 'stalled'
       ? 'Waiting for loss and accuracy values…' : 'This run reported no loss or accuracy values.');
 
-    this.renderFailure(status === 'failed' ? run.failed : null);
+    this.renderFailure(failed);
     this.renderCompletion(status === 'completed' ? run.completed || {} : null, deployed);
     this.chart.setPoints(run.points || []);
   }

@@ -9,7 +9,7 @@ import { byId, fmtDuration, fmtFraction, isNum, setText, timeAgo } from './dom.j
 import { GroupView } from './group.js';
 import { snapshotThenLive, startPage } from './pagekit.js';
 import {
-  applyRunEvent, esc, fmtValue, getJson, newRun, pageUrl, RUN_EVENTS, runName, STATUSES,
+  applyRunEvent, esc, fmtValue, getJson, newRun, pageUrl, RUN_EVENTS, runName, STATUS_HELP, STATUSES,
 } from './runsdata.js';
 
 const MAX_PARAM_COLUMNS = 8;
@@ -96,7 +96,7 @@ function cellHtml(col, run) {
   const value = col.get(run);
   switch (col.id) {
     case 'status':
-      return `<span class="badge" data-status="${esc(run.status)}">${esc(run.status || '—')}</span>`;
+      return `<span class="badge" data-status="${esc(run.status)}" title="${esc(run.state_reason || STATUS_HELP[run.status] || '')}">${esc(run.status || '—')}</span>`;
     case 'name':
       return `<a class="run-link" href="${esc(pageUrl(config, `/runs/${encodeURIComponent(run.run_id)}`))}">${esc(runName(run))}</a>`
         + `<span class="run-id">${esc(run.run_id)}</span>`;

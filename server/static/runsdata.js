@@ -8,7 +8,43 @@ import { isNum, plain } from './dom.js';
 export const LIVE_STATES = new Set(['running', 'stalled']);
 
 /** Statuses the status filter offers: the server's run states (`?status=` refuses others). */
-export const STATUSES = ['running', 'stalled', 'completed', 'failed'];
+export const STATUSES = ['running', 'stalled', 'completed', 'failed', 'interrupted', 'killed', 'crashed'];
+
+/** Statuses of a run that ended (a crashed run may still come back: its process reconnected). */
+export const ENDED_STATES = new Set(['completed', 'failed', 'interrupted', 'killed']);
+
+/** A `run_state` event's state as a run status (`finished` is the spec's `completed`). */
+export const statusOfState = (state) => (state === 'finished' ? 'completed' : state);
+
+/** The status of a run ended by this `training_failed` (as the server decides). */
+export function failedStatus(event) {
+  if (event.error_code === 'INTERRUPTED') return 'interrupted';
+  if (event.error_code === 'TERMINATED' && String(event.error || '').includes('SIGTERM')) return 'killed';
+  return 'failed';
+}
+
+/** Words for a run status, shown as a tooltip (the run_state's reason when there is one). */
+export const STATUS_HELP = {
+  stalled: 'No step for much longer than this run usually takes',
+  interrupted: 'Interrupted (Ctrl-C)',
+  killed: 'Killed by SIGTERM (pre-emption, scancel, a job limit)',
+  crashed: 'The training process vanished (SIGKILL, out of memory, lost machine)',
+};
+
+/**
+ * Apply a `run_state` event to a run record with a `status`, in place; returns whether it
+ * changed. An ended run keeps its end (as on the server).
+ */
+export function applyRunState(run, event) {
+  const status = statusOfState(event.state);
+  if (!status || ENDED_STATES.has(run.status) || run.status === status) return false;
+  if (status === 'stalled' && run.status !== 'running') return false; // a late stall of a crash
+  run.status = status;
+  run.state_reason = event.reason || null;
+  if (status === 'crashed') run.ended_at = event.timestamp || run.ended_at;
+  else if (!ENDED_STATES.has(status)) run.ended_at = null;
+  return true;
+}
 
 /** The run's display name: its model name, else its id. */
 export const runName = (run) => plain(run.model_name || run.run_id || '');
@@ -116,7 +152,8 @@ function elapsed(run, endIso) {
 export function applyRunEvent(run, event) {
   switch (event.type) {
     case 'training_progress': {
-      if (!LIVE_STATES.has(run.status) && run.status) return false;
+      if (!LIVE_STATES.has(run.status) && run.status && run.status !== 'crashed') return false;
+      if (run.status === 'crashed') run.ended_at = null;
       run.status = 'running';
       if (isNum(event.progress)) run.progress = event.progress;
       if (event.model_name) run.model_name = event.model_name;
@@ -134,11 +171,13 @@ export function applyRunEvent(run, event) {
       if (event.timestamp) run.duration_s = elapsed(run, event.timestamp);
       return true;
     case 'training_failed':
-      run.status = 'failed';
+      run.status = failedStatus(event);
       if (event.model_name) run.model_name = event.model_name;
       run.ended_at = event.timestamp || run.ended_at;
       if (event.timestamp) run.duration_s = elapsed(run, event.timestamp);
       return true;
+    case 'run_state':
+      return applyRunState(run, event);
     case 'run_params':
       run.params = { ...(run.params || {}), ...(event.params || {}) };
       if (event.model_name) run.model_name = event.model_name;
@@ -154,7 +193,7 @@ export function applyRunEvent(run, event) {
 }
 
 /** The event types that change a run record. */
-export const RUN_EVENTS = ['training_progress', 'training_completed', 'training_failed', 'run_params'];
+export const RUN_EVENTS = ['training_progress', 'training_completed', 'training_failed', 'run_params', 'run_state'];
 
 /** Whether a metric is better when lower (losses, errors). */
 export const lowerIsBetter = (key) => /loss|error|err\b|mse|mae|rmse|perplexity/i.test(key);

@@ -4,6 +4,7 @@
 import { byId, fmtFraction, isNum, setText } from './dom.js';
 import { publish, requestAction, runControl, toast, uid } from './notify.js';
 import { RunPanel } from './runpanel.js';
+import { ENDED_STATES, failedStatus, statusOfState } from './runsdata.js';
 
 const MAX_POINTS = 400;
 const STALLED_ALERT = 'training_stalled';
@@ -57,6 +58,7 @@ export class TrainingView {
       manager.addWebSocketHandler('training_completed', (e) => this.onCompleted(e)),
       manager.addWebSocketHandler('training_failed', (e) => this.onFailed(e)),
       manager.addWebSocketHandler('system_alert', (e) => this.onAlert(e)),
+      manager.addWebSocketHandler('run_state', (e) => this.onState(e)),
     ];
     this.layout();
   }
@@ -117,14 +119,15 @@ export class TrainingView {
   onProgress(e) {
     const key = this.keyFor(e);
     const run = this.ensure(key, e);
-    if (run.status === 'completed' || run.status === 'failed') {
+    if (ENDED_STATES.has(run.status)) {
       // A finished run stays finished (as on the server); a new attempt needs a new run_id.
       this.renderRun(key);
       return;
     }
     const { type: _type, seq: _seq, ...fields } = e;
     run.progress = { ...run.progress, ...fields };
-    run.status = 'running'; // also ends "stalled": the run reports again
+    run.status = 'running'; // also ends "stalled" and "crashed": the run reports again
+    run.stateReason = null;
     const point = pointOf(e);
     if (point && !(isNum(point.seq) && run.points.some((p) => p.seq === point.seq))) {
       run.points = capPoints([...run.points, point]);
@@ -153,7 +156,7 @@ export class TrainingView {
     const run = this.ensure(key, e);
     run.failed = { ...e, suggestions: Array.isArray(e.suggestions) ? e.suggestions : [] };
     run.completed = null;
-    run.status = 'failed';
+    run.status = failedStatus(e);
     const panel = this.renderRun(key);
     panel.retried = false;
     toast(`Training failed: ${run.model_name || key}`, `${e.error_code ? `${e.error_code}: ` : ''}${e.error || ''}`, 'error');
@@ -166,6 +169,19 @@ export class TrainingView {
     if (!run || !e.alert || e.alert.alert_type !== STALLED_ALERT || run.status !== 'running') return;
     run.status = 'stalled';
     this.renderRun(e.run_id);
+    this.layout();
+  }
+
+  /** The server's word on a run's state (stalled, crashed, running again, ...). */
+  onState(e) {
+    const key = this.keyFor(e);
+    const run = this.runs.get(key);
+    const status = statusOfState(e.state);
+    if (!run || ENDED_STATES.has(run.status) || !status) return;
+    if (status === 'stalled' && run.status !== 'running') return; // a late stall of a crash
+    run.status = status;
+    run.stateReason = e.reason || null;
+    this.renderRun(key);
     this.layout();
   }
 

@@ -33,13 +33,18 @@ class Server(LiveServer):
         super().__init__(workdir, env=env, extra_args=extra, **kwargs)
 
     def received(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Events the server accepted (in the order it accepted them), optionally of one run."""
+        """Events the server accepted (in the order it accepted them), optionally of one run.
+
+        The server's own ``run_state`` events (issue 17) are left out: these are what the
+        publisher delivered.
+        """
         if not self.jsonl.exists():
             return []
         text = self.jsonl.read_text()
         lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
         rows = [json.loads(line) for line in lines if line]
-        return [r for r in rows if run_id is None or r.get("run_id") == run_id]
+        return [r for r in rows if (run_id is None or r.get("run_id") == run_id)
+                and r.get("type") != "run_state"]
 
     def wait_received(self, run_id: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         """:meth:`received` once it holds ``count`` events of the run (a backend such as Redis

@@ -158,7 +158,10 @@ def test_state_converges_on_every_server(fleet: tuple[LiveServer, LiveServer],
                 response = await post(http, a if i % 2 else b, event)
                 assert response.status_code == 200, response.text
     asyncio.run(main())
-    wait_seq([a, b], len(events))
+    # each round's run ends (training_completed, then training_failed) each add the server's
+    # run_state right after them (issue 17): stored once across the fleet
+    stored = len(events) + 2 * 3
+    wait_seq([a, b], stored)
 
     def views(server: LiveServer) -> dict[str, Any]:
         out = {path: httpx.get(server.http_url + path, timeout=10).json()
@@ -172,7 +175,7 @@ def test_state_converges_on_every_server(fleet: tuple[LiveServer, LiveServer],
     assert on_a == on_b
     # what three rounds of the spec's examples leave, exactly
     models = on_a["/api/models"]
-    assert models["seq"] == len(events) == 36
+    assert models["seq"] == stored == 42
     # model_deployed names model-N; model_status_change names the spec's cp_v32_20251206
     assert sorted(m["model_id"] for m in models["models"]) == [
         "cp_v32_20251206", "model-0", "model-1", "model-2"]
@@ -182,14 +185,14 @@ def test_state_converges_on_every_server(fleet: tuple[LiveServer, LiveServer],
     assert [e["id"] for e in on_a["/api/activity?limit=500"]["activity"]] == [
         "act-2", "act-1", "act-0"]  # newest first
     system = on_a["system"]
-    assert system["seq"] == len(events)
+    assert system["seq"] == stored
     assert [alert["id"] for alert in system["alerts"]] == ["alert-2", "alert-1", "alert-0"]
     assert system["health"]["current_health"] == "warning"
     kinds = [example["type"] for example in payload_examples()]
-    last_round = 2 * len(kinds)
-    assert system["system"]["seq"] == last_round + kinds.index("system_metrics") + 1
+    last_round = 2 * (len(kinds) + 2)
+    assert system["system"]["seq"] == last_round + kinds.index("system_metrics") + 1 + 2
 
     # a third server that joins later builds the same state from the stream
     with LiveServer(tmp_path / "c", extra_args=fleet_args(redis_server)) as c:
-        assert healthz(c)["seq"] == len(events)
+        assert healthz(c)["seq"] == stored
         assert views(c) == on_a

@@ -2,7 +2,8 @@
 
 No callback can report a SIGKILL (or the OOM killer): the run just goes silent. The watchdog
 (``--stall-timeout``) raises one ``system_alert`` (``alert_type: "training_stalled"``, with the
-run's ``run_id``), adds an activity entry and marks the run ``stalled``. With two servers on
+run's ``run_id``), adds an activity entry and marks the run ``stalled``; once the crash grace
+has passed without its publisher, the run is ``crashed`` (issue 17). With two servers on
 Redis, both watch the same run and the fleet still raises exactly one alert.
 
 Robust on a busy machine by construction: the training sends its events in one burst and then
@@ -123,8 +124,10 @@ def check(servers: tuple[LiveServer, ...], taps: list[Tap]) -> None:
         assert not [m for m in tap.messages if m.get("type") in ("training_completed",
                                                                    "training_failed")]
     for server in servers:
-        wait_until(lambda s=server: (run_state(s) or {}).get("status") == "stalled", 10,
-                   "run marked stalled")
+        # stalled by the watchdog first; then, its publisher's connection gone for the crash
+        # grace (issue 17), crashed: the process vanished
+        wait_until(lambda s=server: (run_state(s) or {}).get("status") == "crashed", 30,
+                   "run marked crashed")
         state = run_state(server)
         assert state is not None and state["progress"]["current_step"] == STEPS
         alerts = httpx.get(server.http_url + "/api/monitoring/system", timeout=10).json()["alerts"]

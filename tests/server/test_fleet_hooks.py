@@ -92,18 +92,19 @@ def test_a_redis_fleet_hooks_each_event_once_on_the_server_that_accepted_it(
         events.append({"type": "training_progress", "run_id": "silent", "progress": 5,
                        "stage": "model_training", "event_id": "via-b-5"})
         assert httpx.post(b.http_url + "/api/events", json=events).status_code == 200  # ... 3 via b
-        # the run falls silent: both servers' watchdogs raise the stall; one alert is stored
+        # the run falls silent: both servers' watchdogs raise the stall; one alert is stored,
+        # and one run_state "stalled" (both servers derive it from the alert; same event_id)
         _wait(lambda: any(r["type"] == "system_alert" for s in ("a", "b")
                           for r in _hooked(tmp_path / f"{s}.jsonl")), "the stall alert")
         for server in servers:
-            _wait(lambda s=server: httpx.get(s.http_url + "/healthz").json()["seq"] == 7,
-                  "both servers delivered all 7 events")
+            _wait(lambda s=server: httpx.get(s.http_url + "/healthz").json()["seq"] == 8,
+                  "both servers delivered all 8 events")
     hooked = {name: _hooked(tmp_path / f"{name}.jsonl") for name in ("a", "b")}
     accepted = {name: [r["event_id"] for r in rows if r["event_id"].startswith("via-")]
                 for name, rows in hooked.items()}
     assert accepted == {"a": ["via-a-1", "via-a-2"], "b": ["via-b-3", "via-b-4", "via-b-5"]}
     stalls = [r["type"] for rows in hooked.values() for r in rows
               if not r["event_id"].startswith("via-")]
-    assert sorted(stalls) == ["activity_update", "system_alert"]  # once across the fleet
+    assert sorted(stalls) == ["activity_update", "run_state", "system_alert"]  # once each
     every = [r["seq"] for rows in hooked.values() for r in rows]
-    assert sorted(every) == list(range(1, 8))  # each of the 7 events hooked exactly once
+    assert sorted(every) == list(range(1, 9))  # each of the 8 events hooked exactly once

@@ -22,7 +22,7 @@ def test_models_runs_and_their_seq(client):
                              "error_code": "MEMORY_ERROR"},
     ])
     body = client.get("/api/models").json()
-    assert body["seq"] == 7
+    assert body["seq"] == 9  # 7 events and the server's run_state of each run's end
     model = body["models"][0]
     assert model["status"] == "error" and model["health_score"] == 0.4
     assert model["total_predictions"] == 5247 and model["milestone_reached"] == 5000

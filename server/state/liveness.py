@@ -1,0 +1,126 @@
+"""Liveness: which runs a publisher connection carries, and runs whose process vanished.
+
+A publisher's background thread lists its open runs in every ping (``{"type": "ping", "id":
+X, "runs": [...]}``, about every 5 s: the heartbeat, docs/protocol.md). A :class:`Carrier` is one
+``/ws/publish`` connection and the runs its latest heartbeat listed. When the connection closes,
+or its heartbeats stop for :data:`HEARTBEAT_TIMEOUT` seconds, each run it carried and no other
+connection carries becomes an *orphan*; an orphan still not carried ``grace`` seconds later is
+due to be reported ``crashed`` (the caller checks that the run has not ended). A publisher that
+reconnects within the grace (a network blip, a server restart) lists the run again and it is
+no orphan any more.
+
+Pure bookkeeping: every method takes the time (``time.monotonic()``) and returns at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mlops_hooks.formatting import format_duration
+
+__all__ = ["HEARTBEAT_TIMEOUT", "MAX_CARRIED", "Carrier", "Liveness"]
+
+#: Seconds without a heartbeat after which an open connection no longer carries its runs
+#: (publishers send one about every 5 s).
+HEARTBEAT_TIMEOUT = 30.0
+#: Runs one heartbeat may list.
+MAX_CARRIED = 64
+
+
+class Carrier:
+    """One publisher connection: the runs of its latest heartbeat, and when it came."""
+
+    __slots__ = ("beat_at", "runs")
+
+    def __init__(self, now: float) -> None:
+        self.runs: frozenset[str] = frozenset()
+        self.beat_at = now
+
+
+class Liveness:
+    """The carriers of this server and the orphaned runs waiting out their grace.
+
+    Args:
+        grace: Seconds an orphaned run has to be carried again before it is reported.
+
+    Raises:
+        ValueError: ``grace`` is not a number >= 0.
+    """
+
+    def __init__(self, grace: float) -> None:
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            raise ValueError(f"the crash grace must be a number of seconds >= 0, got {grace!r}")
+        self.grace = float(grace)
+        self.carriers: set[Carrier] = set()
+        #: run_id -> (deadline, why it was orphaned)
+        self.orphans: dict[str, tuple[float, str]] = {}
+
+    def connect(self, now: float) -> Carrier:
+        """A publisher connection opened; it carries nothing until its first heartbeat."""
+        carrier = Carrier(now)
+        self.carriers.add(carrier)
+        return carrier
+
+    def heartbeat(self, carrier: Carrier, runs: Iterable[str], now: float) -> list[str]:
+        """``carrier`` lists ``runs`` now.
+
+        Returns:
+            The runs it carries that no connection of this server carried a moment ago (a
+            publisher that reconnected, or a new run).
+        """
+        listed = frozenset(runs)
+        fresh = [r for r in listed if r not in carrier.runs and not self.carried(r)]
+        carrier.runs = listed
+        carrier.beat_at = now
+        for run_id in listed:
+            self.orphans.pop(run_id, None)
+        return fresh
+
+    def disconnect(self, carrier: Carrier, now: float) -> None:
+        """A publisher connection closed: its runs are orphaned unless carried elsewhere."""
+        self.carriers.discard(carrier)
+        self._orphan(carrier.runs, now, "its publisher's connection closed")
+        carrier.runs = frozenset()
+
+    def carried(self, run_id: str) -> bool:
+        """Whether an open connection's latest heartbeat lists ``run_id``."""
+        return any(run_id in c.runs for c in self.carriers)
+
+    def restored(self, runs: Iterable[str], now: float) -> None:
+        """Runs that were live when this server last stopped: orphans until a heartbeat.
+
+        They get :data:`HEARTBEAT_TIMEOUT` plus the grace (their publishers reconnect with
+        backoff).
+        """
+        deadline = now + HEARTBEAT_TIMEOUT
+        for run_id in runs:
+            if not self.carried(run_id):
+                self.orphans.setdefault(run_id, (deadline + self.grace,
+                                                 "no publisher carried it after the server "
+                                                 "restarted"))
+
+    def ended(self, run_id: str) -> None:
+        """The run ended: nothing to report about it."""
+        self.orphans.pop(run_id, None)
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        """Runs to report as crashed at ``now``, with the reason.
+
+        A connection silent for :data:`HEARTBEAT_TIMEOUT` seconds orphans its runs first (it
+        carries them again with its next heartbeat).
+        """
+        for carrier in self.carriers:
+            if carrier.runs and now - carrier.beat_at >= HEARTBEAT_TIMEOUT:
+                runs, carrier.runs = carrier.runs, frozenset()
+                self._orphan(runs, now, "no heartbeat from its publisher for "
+                             f"{format_duration(now - carrier.beat_at)}")
+        out = [(run_id, why) for run_id, (deadline, why) in self.orphans.items()
+               if deadline <= now]
+        for run_id, _ in out:
+            del self.orphans[run_id]
+        return out
+
+    def _orphan(self, runs: Iterable[str], now: float, why: str) -> None:
+        for run_id in runs:
+            if not self.carried(run_id):
+                self.orphans[run_id] = (now + self.grace, why)
