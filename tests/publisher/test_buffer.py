@@ -58,7 +58,7 @@ DROPPABLE = {
 def test_which_events_may_be_dropped():
     assert set(DROPPABLE) == set(ev.EVENT_TYPES)
     assert {kind for kind, droppable in DROPPABLE.items() if not droppable} \
-        == ev.LIFECYCLE_TYPES - {"run_params"}
+        == ev.LIFECYCLE_TYPES - {"run_params", "run_state"}
     assert "run_params" in ev.LIFECYCLE_TYPES  # the extension is lifecycle too
     assert not is_droppable(ev.RunParams(run_id="r1", params={"lr": 0.1}))
     examples = {e["type"]: e for e in payload_examples()}
