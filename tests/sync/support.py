@@ -20,7 +20,8 @@ def sync_command(*args: str) -> list[str]:
 def run_sync(*args: str, env: dict[str, str] | None = None,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_HOOKS_DISABLE": "", **(env or {})}
-    full.pop("MLOPS_HOOKS_TOKEN", None) if env is None or "MLOPS_HOOKS_TOKEN" not in env else None
+    if "MLOPS_HOOKS_TOKEN" not in (env or {}):
+        full.pop("MLOPS_HOOKS_TOKEN", None)  # the token comes from the test, if at all
     return subprocess.run(sync_command(*args), env=full, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
