@@ -62,7 +62,8 @@ from mlops_hooks._publisher.spool import OfflineWorker, Spooler, settle
 from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
-__all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
+__all__ = ["DEFAULT_URL", "Ack", "DeliveryError", "Publisher", "deliver", "make_plugin",
+           "publish_url"]
 
 _time = time.time  # clocks bound at import: patching the time module never reaches us
 _monotonic = time.monotonic

@@ -1,6 +1,6 @@
 """``mlops-hooks sync PATH...``: send runs kept on disk to a server, once.
 
-A run directory (``events.jsonl`` and ``run.json``, :mod:`mlops_hooks._publisher.offline`) is
+A run directory (``events.jsonl`` and ``run.json``, :mod:`mlops_hooks.offline`) is
 sent in order, in batches, to ``POST /api/events`` with its events' own ``timestamp`` and
 ``event_id``, so the run lands in the history as if it had streamed live. Idempotent twice over:
 
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_hooks import events as ev
-from mlops_hooks._publisher.config import DEFAULT_URL, publish_url
-from mlops_hooks._publisher.offline import EVENTS, SYNC, read_json, write_json
 from mlops_hooks.formatting import iso_utc
+from mlops_hooks.offline import EVENTS, SYNC, read_json, write_json
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES
+from mlops_hooks.publisher import DEFAULT_URL, publish_url
 
 __all__ = ["SyncError", "Totals", "add_sync", "find_runs", "server_base", "sync_run"]
 
