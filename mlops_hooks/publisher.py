@@ -1,38 +1,29 @@
 """The built-in publisher: how events leave a training or serving process for the server.
 
 ``emit()`` in the training thread only appends ``(event, time.time())`` to an in-memory inbox
-(about a microsecond, whether the server is up, slow or down; ``benchmarks/emit_cost.py``). The
-inbox is a ``collections.deque`` whose ``append`` is atomic in CPython, so the hot path takes no
-lock and wakes no thread (measured on 2 cores: 0.37 µs for the append, 0.50 µs with a lock
-around it, 0.9 µs more to set a ``threading.Event`` a thread waits on, 3.6 µs for
-``loop.call_soon_threadsafe``); its length is checked against the buffer size so a stalled
+(about a microsecond, whether the server is up, slow or down; ``benchmarks/emit_cost.py``): a
+``collections.deque`` (atomic ``append``: no lock, no thread woken; 0.37 µs, vs 0.50 µs with a
+lock, +0.9 µs to set a ``threading.Event``), checked against the buffer size so a stalled
 background thread cannot let it grow without bound. One background thread per process
 owns one WebSocket to ``/ws/publish`` and does the rest: timestamps and idempotency keys,
 validation, a bounded buffer that drops superseded progress first and never lifecycle events,
 pipelined sends, acknowledgements, reconnects with exponential backoff and full jitter, and
 resending what the server has not acknowledged (see :mod:`mlops_hooks._publisher.worker`).
 
-Connection changes are reported through the ``mlops_connection_change`` hook, from the
-background thread: ``connected`` (with ``latency_ms`` and ``quality`` from an application-level
-ping/pong; again whenever the quality level changes), ``disconnected`` (a clean close),
-``error`` (a failed attempt, with the ``delay`` until the next one, or a broken connection),
-``reconnecting`` (before every attempt but the first), and ``max_reconnect_attempts`` once after
-five failed attempts in a row, after which the publisher keeps its buffer and keeps retrying at
-the capped delay. An invalid event is dropped before it is sent, with one warning line per kind
-of problem (event type and field); :meth:`Publisher.status` counts them.
+Connection changes go to the ``mlops_connection_change`` hook, from the background thread:
+``connected`` (with ``latency_ms`` and ``quality`` from a ping/pong, again when the quality level
+changes), ``disconnected``, ``error`` (with the ``delay`` to the next attempt), ``reconnecting``
+and, once after five failures in a row, ``max_reconnect_attempts`` (retrying goes on at the
+capped delay). Invalid events are dropped before sending, one warning per kind of problem.
 
-Nothing starts until the first event: no thread, no socket. A forked child (DataLoader workers,
-``multiprocessing``) drops the parent's state, never touches its socket, and starts its own
-thread on its first event. At exit (and at the end of a ``multiprocessing`` child) the publisher
-waits up to ``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for delivery; a server that was
-never reached is not waited for. What is not delivered is kept on disk
-(:mod:`mlops_hooks._publisher.offline`, under ``MLOPS_HOOKS_DIR``) and one line says where.
-Clocks are bound at import, so a test patching ``time.monotonic`` never feeds this thread.
-
-Example:
-    >>> from mlops_hooks.publisher import Publisher
-    >>> publisher = Publisher("ws://127.0.0.1:8001/ws", buffer_size=50_000)  # doctest: +SKIP
-    >>> get_plugin_manager().register(publisher, name="my-publisher")  # doctest: +SKIP
+Nothing starts until the first event: no thread, no socket. A forked child drops the parent's
+state, never touches its socket, and starts its own thread on its first event. Once every run
+has ended and the server was never reached, the runs go to disk and the thread ends (it starts
+again on the next event); ``MLOPS_HOOKS_MODE=offline`` writes every run to disk
+(:mod:`mlops_hooks._publisher.spool`). At exit the publisher waits up to
+``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for a server it reached; what is not
+delivered is kept under ``MLOPS_HOOKS_DIR`` and one line says where. Clocks are bound at import.
+Example: ``pm.register(Publisher("ws://127.0.0.1:8001/ws", buffer_size=50_000), name="mine")``.
 """
 
 from __future__ import annotations
@@ -65,11 +56,14 @@ from mlops_hooks._publisher.mailbox import (
     Mailbox,
     overflow_warning,
 )
+from mlops_hooks._publisher.mode import is_offline
 from mlops_hooks._publisher.oneshot import Ack, DeliveryError, acknowledged
+from mlops_hooks._publisher.spool import OfflineWorker, Spooler, settle
 from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
-__all__ = ["Ack", "DeliveryError", "Publisher", "deliver", "make_plugin", "publish_url"]
+__all__ = ["DEFAULT_URL", "Ack", "DeliveryError", "Publisher", "deliver", "make_plugin",
+           "publish_url"]
 
 _time = time.time  # clocks bound at import: patching the time module never reaches us
 _monotonic = time.monotonic
@@ -118,6 +112,7 @@ class Publisher:
             else env_float("MLOPS_HOOKS_FLUSH_TIMEOUT", DEFAULT_FLUSH_TIMEOUT),
             **tuning,
         )
+        self.offline = is_offline()  # MLOPS_HOOKS_MODE: runs go to MLOPS_HOOKS_DIR, no socket
         self.plugin_manager = plugin_manager
         self._inbox_limit = self.settings.buffer_size
         self._closed = False
@@ -149,6 +144,7 @@ class Publisher:
             if mailbox.fast and type(event) not in URGENT_CLASSES:
                 return
             self._kick()
+            settle(self._worker, self._thread, event)  # a run's end: the thread may retire
         else:
             self._overflow(event)
 
@@ -222,7 +218,8 @@ class Publisher:
         imported with this module; without it a DataLoader worker forked during the parent's
         first connection could never resolve a host name ("unknown encoding: idna").
         """
-        worker = Worker(self.settings, self._mailbox, self._notify, _warn)
+        kind = OfflineWorker if self.offline else Spooler
+        worker = kind(self.settings, self._mailbox, self._notify, _warn, self._retire)
         thread = threading.Thread(target=worker.run, name="mlops-hooks-publisher", daemon=True)
         self._worker, self._thread, self._pid = worker, thread, os.getpid()
         self._mailbox.fast = True
@@ -233,6 +230,17 @@ class Publisher:
             from multiprocessing import util  # children end with os._exit: no atexit there
 
             util.Finalize(self, self._at_exit, exitpriority=100)
+
+    def _retire(self) -> bool:
+        """From the thread: let it end unless an event arrived (it starts again on the next)."""
+        with self._lock:
+            mailbox, thread, self._thread = self._mailbox, self._thread, None
+            mailbox.fast = False  # from now on emit() takes the lock and sees no thread
+            if mailbox.inbox or self._closed:
+                self._thread, mailbox.fast = thread, True
+                return False
+        atexit.unregister(self._at_exit)
+        return True
 
     # ------------------------------------------------------------------ flush and close
 
@@ -321,13 +329,7 @@ class Publisher:
         payloads = offline.undelivered(worker)
         if not payloads and not dropped:
             return
-        try:
-            files = offline.keep(payloads)
-            where = str(files[0]) if len(files) == 1 else f"{len(files)} files in " \
-                f"{offline.runs_dir()}"
-            kept = f"{len(payloads)} event(s) kept in {where}" if files else "nothing to keep"
-        except OSError as exc:
-            kept = f"{len(payloads)} event(s) could not be kept on disk ({exc})"
+        kept = offline.keep_and_say(payloads, len(payloads))
         lost = f"; {dropped} superseded progress/metrics event(s) dropped" if dropped else ""
         why = worker.last_error or "no reply from the server"
         if not worker.reached:

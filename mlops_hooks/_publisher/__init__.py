@@ -10,5 +10,7 @@ Shared with the server, hence outside this package: :mod:`mlops_hooks.protocol` 
 * :mod:`.connection`: pings, and the exceptions that end a connection (described in a line);
 * :mod:`.worker`: the background thread that owns the WebSocket;
 * :mod:`.oneshot`: one event, acknowledged (``mlops-hooks emit``);
-* :mod:`.offline`: what the exit flush could not deliver, kept on disk (offline run files).
+* :mod:`.spool`: the worker with runs kept on disk (spill, offline mode, retiring the thread);
+* :mod:`.offline`: the run directories on disk (``events.jsonl``, ``run.json``);
+* :mod:`.mode`: ``MLOPS_HOOKS_MODE`` and ``MLOPS_HOOKS_DIR`` (:func:`.mode.is_offline`).
 """

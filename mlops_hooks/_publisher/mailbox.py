@@ -13,10 +13,41 @@ from typing import Any
 
 from mlops_hooks import events as ev
 
-__all__ = ["URGENT_CLASSES", "FlushMarker", "Mailbox", "overflow_warning"]
+__all__ = ["ENDS", "URGENT_CLASSES", "FlushMarker", "Mailbox", "Runs", "overflow_warning"]
 
 #: Events that end a run: they wake the thread and cut a reconnect delay short.
 URGENT_CLASSES = frozenset({ev.TrainingCompleted, ev.TrainingFailed})
+#: Events that end their run.
+ENDS = (ev.TrainingCompleted, ev.TrainingFailed)
+
+
+class Runs:
+    """The runs a worker carries: which are open, and whether one has ended."""
+
+    __slots__ = ("closed", "ended", "open")
+
+    def __init__(self) -> None:
+        self.open: set[str] = set()
+        self.closed: set[str] = set()
+        self.ended = False
+
+    def observe(self, event: ev.Event) -> None:
+        """Note one event (training_completed/failed close its run; progress reopens one)."""
+        run_id = event.run_id
+        if run_id is None:
+            return
+        if type(event) in ENDS:
+            self.open.discard(run_id)
+            self.closed.add(run_id)
+            self.ended = True
+        elif run_id not in self.closed or type(event) is ev.TrainingProgress:
+            self.closed.discard(run_id)
+            self.open.add(run_id)
+
+    @property
+    def all_ended(self) -> bool:
+        """A run has ended and none is open."""
+        return self.ended and not self.open
 
 
 class FlushMarker:
@@ -40,15 +71,20 @@ class Mailbox:
             ``emit`` must set :attr:`wake`.
         dropping: Set when the first event is dropped for lack of room (one warning per
             process, whichever side drops first).
+        runs: The runs the background threads carried (one thread after another).
+        unreachable: Why the server could not be reached, once a thread retired for that
+            (empty until then); the next thread starts from there.
     """
 
-    __slots__ = ("dropping", "fast", "inbox", "wake")
+    __slots__ = ("dropping", "fast", "inbox", "runs", "unreachable", "wake")
 
     def __init__(self) -> None:
         self.inbox: collections.deque[Any] = collections.deque()
         self.wake = threading.Event()
         self.fast = False
         self.dropping = False  # events have been dropped (warned once, by whoever dropped first)
+        self.runs = Runs()
+        self.unreachable = ""
 
 
 def overflow_warning(capacity: int, url: str, reason: str | None) -> str:

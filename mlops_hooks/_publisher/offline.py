@@ -1,53 +1,54 @@
-"""Events the server never got, kept on disk at exit: the offline run files.
+"""Runs kept on disk: offline runs, spilled runs and what the exit flush could not deliver.
 
-When the exit flush cannot deliver everything (the server was never reached, or did not answer
-within ``MLOPS_HOOKS_FLUSH_TIMEOUT``), what is left is written under ``MLOPS_HOOKS_DIR``
-(default ``./mlops-hooks-runs``) instead of being dropped:
+Every run gets its own directory under ``MLOPS_HOOKS_DIR`` (default ``./mlops-hooks-runs``;
+:mod:`.mode`), the same layout whichever way the events got there:
 
-* one file per run, ``<run_id>.jsonl`` (events without a ``run_id``: ``no-run-<pid>.jsonl``);
-* one event per line, exactly the JSON message sent on ``/ws/publish`` (``type``, the spec's
-  fields, ``run_id``, ``timestamp``, ``event_id``), oldest first;
-* lines are appended, so a run resumed in another process adds to its file.
+* ``events.jsonl``: one event per line, exactly the JSON message sent on ``/ws/publish``
+  (``type``, the spec's fields, ``run_id``, the original ``timestamp``, ``event_id``), oldest
+  first; appended, never rewritten, so a run resumed in another process adds to it;
+* ``run.json``: the run's metadata (``run_id``, ``model_name``, ``group``, ``started``,
+  ``ended``, ``status``, ``host``, ``pid``, ``mode``), rewritten atomically as it changes;
+* ``sync.json``: written by ``mlops-hooks sync``: how far each server has acknowledged.
 
-Sending the lines again, in order, is idempotent: the server recognises every ``event_id`` it
-already stored. See "Offline run files" in ``docs/protocol.md``.
+Events without a ``run_id`` go to ``no-run-<pid>``. Sending the lines again, in order, is
+idempotent: the server recognises every ``event_id`` it already stored. See "Offline run files"
+in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import re
+import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from mlops_hooks import events as ev
 from mlops_hooks._publisher.buffer import Entry
+from mlops_hooks._publisher.mode import DEFAULT_DIR, run_dir, runs_dir
 from mlops_hooks._publisher.wire import Invalid, prepare
 
 if TYPE_CHECKING:
     from mlops_hooks._publisher.worker import Worker
 
-__all__ = ["DEFAULT_DIR", "keep", "runs_dir", "undelivered"]
+__all__ = ["DEFAULT_DIR", "EVENTS", "META", "SYNC", "keep", "keep_and_say", "read_json", "runs_dir",
+           "undelivered", "write_json"]
 
-#: Where offline run files go when ``MLOPS_HOOKS_DIR`` is not set (relative to the cwd).
-DEFAULT_DIR = "mlops-hooks-runs"
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def runs_dir() -> Path:
-    """``MLOPS_HOOKS_DIR``, else ``./mlops-hooks-runs``."""
-    return Path(os.environ.get("MLOPS_HOOKS_DIR", "").strip() or DEFAULT_DIR)
+EVENTS = "events.jsonl"
+META = "run.json"
+SYNC = "sync.json"
+_ENDS = {"training_completed": "completed", "training_failed": "failed"}
 
 
 def undelivered(worker: Worker) -> list[bytes]:
     """The wire messages of every event ``worker`` has not had acknowledged, oldest first.
 
-    Call it once the worker's thread has stopped: in flight, then buffered, then still in the
-    inbox. Events that fail validation are left out (they would never be accepted).
+    Call it once the worker's thread has stopped (or from that thread): in flight, then
+    buffered, then still in the inbox. Events that fail validation are left out (they would
+    never be accepted).
     """
     payloads: list[bytes] = []
     entries = [item for item in worker.sent if type(item) is Entry]
@@ -69,29 +70,95 @@ def _append_prepared(payloads: list[bytes], event: ev.Event, enqueued: float,
         payloads.append(prepare(event, enqueued, worker.ids)[0])
 
 
-def keep(payloads: list[bytes], directory: Path | None = None) -> list[Path]:
-    """Append each message to its run's file; return the files written, in first-use order.
+def keep(payloads: list[bytes], directory: Path | None = None, *,
+         how: str = "spilled") -> list[Path]:
+    """Append each message to its run's ``events.jsonl``; return the run directories written.
 
     Args:
         payloads: Wire messages (JSON objects), oldest first.
-        directory: Where the files go; defaults to :func:`runs_dir`.
+        directory: Where the run directories go; defaults to :func:`.mode.runs_dir`.
+        how: Recorded in ``run.json`` as ``mode``: ``offline`` (``MLOPS_HOOKS_MODE``) or
+            ``spilled`` (the server could not be reached).
 
     Raises:
-        OSError: The directory or a file cannot be written.
+        OSError: A directory or a file cannot be written.
     """
     directory = directory or runs_dir()
-    by_file: dict[Path, list[bytes]] = {}
+    by_run: dict[Path, tuple[list[bytes], list[dict[str, Any]]]] = {}
     for payload in payloads:
         try:
-            run_id = msgspec.json.decode(payload).get("run_id")
-        except (msgspec.DecodeError, AttributeError):
-            run_id = None
-        name = _UNSAFE.sub("_", run_id)[:200].lstrip(".") if isinstance(run_id, str) else ""
-        path = directory / f"{name or f'no-run-{os.getpid()}'}.jsonl"
-        by_file.setdefault(path, []).append(payload)
-    if by_file:
-        directory.mkdir(parents=True, exist_ok=True)
-    for path, lines in by_file.items():
-        with path.open("ab") as file:
+            row = msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            row = {}
+        if not isinstance(row, dict):
+            row = {}
+        run_id = row.get("run_id")
+        path = run_dir(run_id if isinstance(run_id, str) else None, directory)
+        lines, rows = by_run.setdefault(path, ([], []))
+        lines.append(payload)
+        rows.append(row)
+    for path, (lines, rows) in by_run.items():
+        path.mkdir(parents=True, exist_ok=True)
+        with (path / EVENTS).open("ab") as file:
             file.write(b"".join(line + b"\n" for line in lines))
-    return list(by_file)
+        _update_meta(path, rows, how)
+    return list(by_run)
+
+
+def keep_and_say(payloads: list[bytes], count: int, *, how: str = "spilled") -> str:
+    """:func:`keep` ``payloads``; say where: ``"N event(s) kept in DIR"`` (or why not).
+
+    Args:
+        payloads: Wire messages to write (may be empty when they were written already).
+        count: How many events to report as kept.
+        how: As for :func:`keep`.
+    """
+    try:
+        dirs = keep(payloads, how=how) if payloads else []
+    except OSError as exc:
+        return f"{count} event(s) could not be kept on disk ({exc})"
+    where = str(dirs[0]) if len(dirs) == 1 else f"{runs_dir()}"
+    return f"{count} event(s) kept in {where}" if count else "nothing to keep"
+
+
+def _update_meta(path: Path, rows: list[dict[str, Any]], how: str) -> None:
+    """Fold a batch of events into ``run.json`` (written only when something changed)."""
+    old = read_json(path / META)
+    meta: dict[str, Any] = dict(old) if old else {
+        "run_id": None, "model_name": None, "group": None, "started": None, "ended": None,
+        "status": "running", "host": socket.gethostname(), "pid": os.getpid(), "mode": how}
+    for row in rows:
+        if meta["run_id"] is None and isinstance(row.get("run_id"), str):
+            meta["run_id"] = row["run_id"]
+        if meta["started"] is None:
+            meta["started"] = row.get("timestamp")
+        for key in ("model_name", "group"):
+            if meta.get(key) is None and isinstance(row.get(key), str):
+                meta[key] = row[key]
+        status = _ENDS.get(str(row.get("type")))
+        if status is not None:
+            meta.update(status=status, ended=row.get("timestamp"))
+        elif meta["status"] != "running" and row.get("type") == "training_progress":
+            meta.update(status="running", ended=None)  # resumed
+    if meta != old:
+        write_json(path / META, meta)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; ``None`` when the file is missing or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` atomically (a reader never sees half a file).
+
+    Raises:
+        OSError: The file cannot be written.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

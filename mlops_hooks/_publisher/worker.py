@@ -11,11 +11,10 @@ after an idle period) where this design never wakes anything on the hot path.
 The training thread only appends ``(event, time.time())`` to :attr:`Mailbox.inbox`. This thread
 looks at the inbox every ``poll_interval`` (20 ms) while events flow and sleeps longer when idle
 (then :attr:`Mailbox.fast` is false and the next ``emit`` wakes it). It moves events into the
-bounded :class:`~.buffer.EventBuffer`, prepares each one on first send (timestamp, idempotency
-key, validation), keeps up to ``max_inflight`` messages unacknowledged (pipelined), matches the
-server's in-order replies, and on a lost connection puts every unacknowledged event back in front
-of the buffer and reconnects with backoff. The server's idempotency on ``event_id`` makes those
-resends exactly-once; acknowledged events are never sent again.
+bounded :class:`~.buffer.EventBuffer`, prepares each on first send (timestamp, idempotency key,
+validation), keeps up to ``max_inflight`` unacknowledged (pipelined), matches the in-order
+replies, and on a lost connection requeues every unacknowledged event and reconnects with
+backoff (``event_id`` makes resends exactly-once). :mod:`.spool` adds runs kept on disk.
 
 Replies: an ``ack`` settles its event; an ``error`` with ``retry: true`` (from older servers:
 naming no field) means the server could not store the event right now (its backend is down): the
@@ -134,7 +133,6 @@ class Worker:
     def drain(self) -> None:
         """Move everything from the inbox into the buffer (applying the drop policy)."""
         inbox = self.mailbox.inbox
-        buffer = self.buffer
         moved = False
         self.system.tick(inbox)  # never raises
         while inbox:
@@ -145,11 +143,10 @@ class Worker:
                 self.system.observe(event, item[1])
                 if self.open_runs.observe(event):  # a new run: tell the server at once
                     self.next_ping = 0.0
-                if buffer.add(Entry(self.n, event, item[1]), self.outstanding) \
-                        and not self.mailbox.dropping:
+                if self.admit(Entry(self.n, event, item[1])) and not self.mailbox.dropping:
                     self.mailbox.dropping = True  # never reached: the exit line tells
                     if self.reached:
-                        self._warn(overflow_warning(buffer.capacity, self.s.url,
+                        self._warn(overflow_warning(self.buffer.capacity, self.s.url,
                                                     self.last_error))
                 if type(event) in URGENT_CLASSES:
                     self.urgent = True
@@ -162,6 +159,10 @@ class Worker:
             self.last_activity = _now()
         if self.markers:
             self.check_markers()
+
+    def admit(self, entry: Entry) -> list[Entry]:
+        """Buffer a new event; return the entries dropped (:mod:`.spool` spills instead)."""
+        return self.buffer.add(entry, self.outstanding)
 
     def oldest_pending(self) -> float:
         """Emission number of the oldest event not yet settled (``inf`` when none)."""

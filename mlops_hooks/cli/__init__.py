@@ -1,4 +1,4 @@
-"""The ``mlops-hooks`` command line: ``serve``, ``emit``, ``plugins`` and ``demo``.
+"""The ``mlops-hooks`` command line: ``serve``, ``emit``, ``sync``, ``plugins`` and ``demo``.
 
 A command package beside the library: nothing in the library core imports it. The demo
 (:mod:`mlops_hooks.cli.demo`) lives here too, as the application it is.

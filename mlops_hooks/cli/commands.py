@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlops_hooks.cli.serve import add_bind_options, add_serve
+from mlops_hooks.cli.sync import add_sync
 from mlops_hooks.cli.tensorboard_import import add_import_tensorboard
 
 __all__ = ["build_parser", "main"]
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlops-hooks",
         description="Watch ML training runs live: serve the dashboard, send events, "
-        "list plugins, run the demo, import TensorBoard logs.",
+        "sync runs kept offline, import TensorBoard logs, list plugins, run the demo.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_cmd_plugins)
     _add_emit(sub)
+    add_sync(sub)
 
     add_serve(sub)
     _add_demo(sub)
