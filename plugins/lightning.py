@@ -45,6 +45,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlops_hooks import control
 from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins._support.base import (
     Adapter,
@@ -241,6 +242,7 @@ class _MLOpsCallbackImpl(Adapter):
         self._step_tracker = support.step_tracker(trainer)
         self._counting = True
         self._resume_batch_hook()
+        control.watch(run.run_id, self._resume_batch_hook)  # a Stop request re-arms the hook
         self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
         run.start()
         self.send_params(run, lambda: support.run_params(trainer, pl_module))
@@ -283,6 +285,8 @@ class _MLOpsCallbackImpl(Adapter):
             step = tracker.completed if tracker is not None else trainer.global_step
             run.step(loss, step - self._last_step)
             self._last_step = step
+            if run.should_stop:  # Stop from the dashboard: Lightning ends after this batch
+                trainer.should_stop = True
             wake = run.next_progress_at
             if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE:
                 self.on_train_batch_end = None  # type: ignore[method-assign,assignment]

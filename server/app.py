@@ -21,7 +21,7 @@ from mlops_hooks.protocol import problem
 from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
-from mlops_hooks.server.endpoints import files, pages, publish, rest, runs, subscribe
+from mlops_hooks.server.endpoints import control, files, pages, publish, rest, runs, subscribe
 from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
@@ -139,6 +139,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
         Route("/api/runs", runs.runs, methods=["GET"]),
         Route("/api/runs/{run_id}", runs.run, methods=["GET"]),
         Route("/api/runs/{run_id}/metrics", runs.run_metrics, methods=["GET"]),
+        Route("/api/runs/{run_id}/stop", control.stop_run, methods=["POST"]),
         Route("/api/files", files.upload, methods=["POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),

@@ -13,6 +13,7 @@ from mlops_hooks.manager import PluginManager
 from mlops_hooks.server.backends import Backend, create_backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.ingest import Ingest
+from mlops_hooks.server.ops.controls import Controls
 from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
 from mlops_hooks.server.state.state import State
@@ -53,6 +54,8 @@ class Core:
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
                              plugins)
         self.publishers = 0
+        #: Open publisher connections by run, for Stop requests (``POST /api/runs/{id}/stop``).
+        self.controls = Controls()
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
         self.started_at = time.time()

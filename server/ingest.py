@@ -49,10 +49,12 @@ class Outcome(NamedTuple):
     Attributes:
         text: The reply to send (:mod:`mlops_hooks.protocol`'s ``ack``, ``error`` or ``pong``).
         retry: It refuses an event the backend could not store right now (``retry: true``).
+        run_id: The accepted event's ``run_id`` (which run the connection carries).
     """
 
     text: str
     retry: bool = False
+    run_id: str | None = None
 
 
 class Ingest:
@@ -168,7 +170,8 @@ class Ingest:
             self.metrics.rejected["backend_unavailable"] += 1
             return Outcome(protocol.error(f"the server cannot accept events right now: {exc}",
                                           None, event.event_id, retry=True), retry=True)
-        return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate))
+        return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate),
+                       run_id=event.run_id)
 
     def _not_an_event(self, text: str, exc: ev.EventError) -> str:
         try:
