@@ -22,6 +22,7 @@ from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
 from mlops_hooks.server.endpoints import control, files, pages, publish, rest, runs, subscribe
+from mlops_hooks.server.ops import relaunch
 from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
@@ -116,6 +117,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
     if plugins is _DEFAULT:
         plugins = create_plugin_manager("server")
     core = Core(config, plugins=plugins, backend=backend)
+    relaunchers = relaunch.register(core)  # Retry/Retrain → mlops_relaunch_request
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,6 +126,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
             yield
         finally:
             await core.stop()
+            relaunch.unregister(core, relaunchers)
 
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),

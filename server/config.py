@@ -82,6 +82,8 @@ class ServerConfig:
             4008) may take to read the rest of its data and the close frame before it is
             aborted.
         probe: Measure ``ws_response_time_ms``/``api_response_time_ms`` with a loopback probe.
+        allow_relaunch: Enable the built-in launcher: Retry/Retrain re-run a run's captured
+            command line on this machine (needs ``token``; docs/security.md).
     """
 
     host: str = "127.0.0.1"
@@ -106,6 +108,7 @@ class ServerConfig:
     request_timeout: float = 5.0
     slow_close_timeout: float = 30.0
     probe: bool = True
+    allow_relaunch: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -126,6 +129,9 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"ServerConfig.{name} must be a non-empty string or None")
+        if self.allow_relaunch and self.token is None:
+            raise ValueError("allow_relaunch (--allow-relaunch) needs a publisher token "
+                             "(--token): relaunching runs commands on this machine")
         if "://" not in self.backend:
             raise ValueError(
                 f"ServerConfig.backend must be a URL such as 'memory://' or "

@@ -89,6 +89,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
                     help="byte budget of one subscriber's queue before it is closed with 4008 "
                     "(default 4MB)")
+    sp.add_argument("--allow-relaunch", action="store_true",
+                    help="let Retry/Retrain re-run a run's captured command line on this "
+                         "machine (needs --token; see docs/security.md)")
     sp.add_argument("--log-level", default="warning",
                     choices=("critical", "error", "warning", "info", "debug", "trace"),
                     help="server log level (default warning)")
@@ -110,7 +113,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections, max_publishers=args.max_publishers,
             max_open_connections=args.max_open_connections,
             request_timeout=args.request_timeout, slow_close_timeout=args.slow_close_timeout,
-            queue_max_bytes=args.queue_size)
+            queue_max_bytes=args.queue_size, allow_relaunch=args.allow_relaunch)
     except ValueError as exc:
         print(f"mlops-hooks serve: {exc}", file=sys.stderr)
         return 2

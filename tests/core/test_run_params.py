@@ -38,7 +38,8 @@ def expected_metadata() -> dict:
                   for name, dist in rp.FRAMEWORKS.items() if name in sys.modules}
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "python": platform.python_version(), "frameworks": frameworks,
-            "command": shlex.join(sys.argv)[:1024], "git": expected_git()}
+            "command": shlex.join(sys.argv)[:1024], "executable": sys.executable,
+            "cwd": os.getcwd(), "git": expected_git()}
 
 
 @pytest.fixture
