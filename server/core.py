@@ -56,6 +56,7 @@ class Core:
         self.publishers = 0
         #: Open publisher connections by run, for Stop requests (``POST /api/runs/{id}/stop``).
         self.controls = Controls()
+        self.ingest.observers.append(self.controls.observe)
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
         self.started_at = time.time()

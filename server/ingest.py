@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import NamedTuple
 
@@ -78,6 +79,9 @@ class Ingest:
         self.metrics = metrics
         self.plugins = plugins
         self._state_failed = False
+        #: Called with every delivered event and whether this server accepted it (a fleet's
+        #: Stop requests reach the server holding the run's publisher this way).
+        self.observers: list[Callable[[ev.Event, bool], None]] = []
         self._commit: tuple[Future[None], asyncio.Future[None]] | None = None
 
     async def start(self, history: History) -> None:
@@ -144,6 +148,8 @@ class Ingest:
                               record.type, record.seq)
         if self.store is not None:
             self.store.note(record.seq, event.event_id)
+        for observe in self.observers:
+            observe(event, record.local)
         if self.plugins is not None and record.local:  # once per event across a fleet
             self.plugins.dispatch(event)
         self.hub.broadcast(record)

@@ -56,10 +56,12 @@ def notice(kind: str, data: bytes, mailbox: Mailbox) -> None:
     if message.action != "stop" or not message.run_id:
         return  # an action of a later server: not this client's to guess
     try:
+        known = control.stop_requested(message.run_id[:_MAX_TEXT])
         request = control.request_stop(
             message.run_id[:_MAX_TEXT], request_id=_cut(message.request_id),
             requested_by=message.requested_by[:_MAX_TEXT], source=_cut(message.source))
-        mailbox.inbox.append((acknowledgement(request), time.time()))
+        if known is None:  # a copy of a request already had (a fleet may route it twice)
+            mailbox.inbox.append((acknowledgement(request), time.time()))
     except Exception:  # never end delivery over a control message
         return
 

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.protocol import problem
+from mlops_hooks.server.ops.controls import STOP_REQUESTED, stop_message
 from mlops_hooks.server.security import Denied
 from mlops_hooks.server.state import history
 
@@ -75,9 +76,8 @@ async def stop_run(request: Request) -> Response:
     requested_by = TOKEN_IDENTITY if core.config.token else ANONYMOUS
     source = request.client.host if request.client is not None else None
     request_id = f"stop_{uuid.uuid4().hex[:16]}"
-    delivered = core.controls.send(run_id, {
-        "type": "control", "action": "stop", "run_id": run_id, "request_id": request_id,
-        "requested_by": requested_by, "source": source})
+    delivered = core.controls.send(run_id, stop_message(run_id, request_id, requested_by,
+                                                        source))
     audit = _audit(run_id, found["run"].get("model_name"), request_id, requested_by, source,
                    delivered)
     try:
@@ -102,7 +102,7 @@ def _audit(run_id: str, name: str | None, request_id: str, requested_by: str,
         id=f"act_{stamp[:10].replace('-', '')}_{uuid.uuid4().hex[:10]}",
         title="Stop Requested", description=f"Stop of run {label} requested by {requested_by}"
                                             f"{where}; {how}",
-        user=requested_by, action_type="stop_requested", status="requested", timestamp=stamp,
+        user=requested_by, action_type=STOP_REQUESTED, status="requested", timestamp=stamp,
         severity_level="warning", duration=None,
         metadata={"run_id": run_id, "model_name": name, "request_id": request_id,
                   "requested_by": requested_by, "source": source, "delivered": delivered}))

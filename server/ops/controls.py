@@ -7,6 +7,12 @@ connection that last carried the run (:meth:`Controls.send`); when none carries 
 (the publisher is reconnecting), the message waits and goes out as soon as a connection notes
 the run again. The message is written as one whole frame between the connection's replies, so it
 never splits one; publishers that do not know it ignore it (docs/protocol.md).
+
+In a fleet (``--backend redis://``) the run's publisher may be connected to another server. The
+request's audit entry (an ``activity_update`` with ``action_type: "stop_requested"``) travels
+the shared stream to every server; :meth:`Controls.observe` sees it on each of them and sends
+the same message where the run's connection is (or keeps it, should the publisher reconnect
+there). The training process acts on a request once (a second copy is ignored).
 """
 
 from __future__ import annotations
@@ -21,14 +27,25 @@ import msgspec
 from mlops_hooks.server.stream.frames import FrameSink
 from mlops_hooks.server.stream.record import text_frame
 
-__all__ = ["MAX_WAITING", "Controls", "Link"]
+__all__ = ["MAX_WAITING", "STOP_REQUESTED", "Controls", "Link", "stop_message"]
 
 log = logging.getLogger("mlops_hooks.server")
 #: Control messages waiting for their run's publisher to reconnect, at most (oldest dropped).
 MAX_WAITING = 1000
 #: Runs remembered per connection, at most (a process that runs many: the newest are kept).
 MAX_RUNS_PER_LINK = 10_000
+#: ``action_type`` of a Stop request's audit entry (its ``metadata`` names the run).
+STOP_REQUESTED = "stop_requested"
 _encode = msgspec.json.Encoder().encode
+
+
+def stop_message(run_id: str, request_id: Any, requested_by: Any,
+                 source: Any) -> dict[str, Any]:
+    """The ``control`` message asking the run's publisher to stop it."""
+    return {"type": "control", "action": "stop", "run_id": run_id,
+            "request_id": request_id if isinstance(request_id, str) else None,
+            "requested_by": requested_by if isinstance(requested_by, str) else "anonymous",
+            "source": source if isinstance(source, str) else None}
 
 
 class Link:
@@ -116,6 +133,20 @@ class Controls:
             return True
         self._wait(run_id, text)
         return False
+
+    def observe(self, event: Any, local: bool) -> None:
+        """Every delivered event: route other servers' Stop requests; forget ended runs."""
+        kind = event.type
+        if kind in ("training_completed", "training_failed") and event.run_id:
+            self.ended(event.run_id)
+            return
+        if local or kind != "activity_update" or event.activity.action_type != STOP_REQUESTED:
+            return
+        meta = event.activity.metadata
+        if not isinstance(meta, dict) or not isinstance(meta.get("run_id"), str):
+            return
+        self.send(meta["run_id"], stop_message(meta["run_id"], meta.get("request_id"),
+                                               meta.get("requested_by"), meta.get("source")))
 
     def ended(self, run_id: str) -> None:
         """The run ended: nothing waits for it any more."""
