@@ -10,6 +10,7 @@ asked, from where, and the training process's acknowledgement.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -66,7 +67,9 @@ def _stop_and_check(server: LiveServer, tmp_path: Path, framework: str) -> None:
     completed = completed_event(base, run_id)
     assert completed["stop_reason"] == "requested"
     assert "stopped on request" in completed["message"]
-    assert completed["total_epochs"] < EPOCHS
+    where = re.search(rf"at epoch (\d+)/{EPOCHS} \(by publisher-token from 127\.0\.0\.1\)",
+                      completed["message"])
+    assert where is not None and int(where.group(1)) < EPOCHS, completed["message"]
     entries = activity(base)
     asked = [a for a in entries if a["action_type"] == "stop_requested"]
     assert len(asked) == 1
