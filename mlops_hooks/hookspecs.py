@@ -33,7 +33,7 @@ The rules, stated once for every hook (each spec below says only what differs):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -344,6 +344,38 @@ def mlops_run_state(event: ev.RunState, side: str) -> None:
     Args:
         event: The :class:`~mlops_hooks.events.RunState` event.
         side: The process it is called in.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Relaunch (server side)
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def mlops_relaunch_request(run: dict[str, Any], request: dict[str, Any]) -> dict[str, Any] | None:
+    """Start a run again: the dashboard's Retry (a failed run) or Retrain (a model) was pressed.
+
+    Called: on the server that accepted the request (an ``activity_update`` with
+    ``action_type`` ``retry_requested`` or ``retrain_requested``, sent by the dashboard through
+    ``POST /api/events``), once the run to start again is found in the history: for Retry the
+    run named by the request's ``metadata.run_id``, for Retrain the newest run of its
+    ``metadata.model_name``. Called on a worker thread, not the event loop.
+
+    Process: server (a launcher plugin; the built-in one is enabled by ``serve
+    --allow-relaunch``).
+
+    May: start the run again (a job scheduler, a CI pipeline, a local process) and return
+    ``{"launcher": name, "started": bool, ...}`` (``error`` saying why not; anything else is
+    recorded): each result becomes an activity entry (``relaunch_started`` or
+    ``relaunch_refused``). Return ``None`` to ignore the request. Raising is reported once.
+
+    Args:
+        run: The run as ``GET /api/runs/{run_id}`` returns it: ``run_id``, ``model_name``,
+            ``status``, ``params``, ``metadata`` (``host``, ``command``, ``cwd``,
+            ``executable``, ...).
+        request: ``kind`` (``retry`` or ``retrain``), ``activity_id``, ``requested_by``,
+            ``run_id`` and ``model_name`` as the request named them.
     """
 
 

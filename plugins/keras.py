@@ -188,6 +188,8 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
                 return
             done = self._epoch_base + batch + 1
             run.step(logs.get("loss") if logs else None, max(0, done - run.steps))
+            if run.should_stop:  # Stop from the dashboard: fit ends after this batch
+                self.model.stop_training = True
 
     @never_raises
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:

@@ -10,9 +10,8 @@ or, without touching the script, ``MLOPS_HOOKS_AUTO=1 python train.py``: the cal
 registered under Lightning's callbacks-factory entry points, so every ``Trainer`` gets exactly
 one (a Trainer that already has an ``MLOpsCallback`` gets no second one).
 
-**Flavours.** Lightning ships as ``lightning.pytorch`` and as ``pytorch_lightning``. The class
-is built when this module is imported and subclasses the ``Callback`` of *every* flavour that is
-installed, so the same ``MLOpsCallback`` works with either ``Trainer``.
+**Flavours.** The class subclasses the ``Callback`` of every installed flavour
+(``lightning.pytorch``, ``pytorch_lightning``), so it works with either ``Trainer``.
 
 **What is reported.** Stages ``data_preparation`` (from ``on_fit_start``: restoring, building
 the data loaders) → ``model_training`` → ``validation`` (during validation loops; the sanity
@@ -25,6 +24,7 @@ as a tensor and converted only when an event is sent (no device sync per batch).
 module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 (KeyboardInterrupt and SIGTERM included) with the stage and progress of that moment.
 ``run_params`` (``hparams``, optimizer, scheduler, batch size, limits) when training starts.
+A Stop request (:mod:`mlops_hooks.control`) sets ``trainer.should_stop`` after the next batch.
 
 **Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
 callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
@@ -41,10 +41,10 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
-import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlops_hooks import control
 from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins._support.base import (
     Adapter,
@@ -244,6 +244,7 @@ class _MLOpsCallbackImpl(Adapter):
         self._step_tracker = support.step_tracker(trainer)
         self._counting = True
         self._resume_batch_hook()
+        control.watch(run.run_id, self._resume_batch_hook)  # a Stop request re-arms the hook
         self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
         run.start()
         self.send_params(run, lambda: support.run_params(trainer, pl_module))
@@ -287,6 +288,8 @@ class _MLOpsCallbackImpl(Adapter):
             step = tracker.completed if tracker is not None else trainer.global_step
             run.step(loss, step - self._last_step)
             self._last_step = step
+            if run.should_stop:  # Stop from the dashboard: Lightning ends after this batch
+                trainer.should_stop = True
             wake = run.next_progress_at
             if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE:
                 self.on_train_batch_end = None  # type: ignore[method-assign,assignment]
@@ -413,20 +416,10 @@ class _MLOpsCallbackImpl(Adapter):
             self._exit_guard = None
 
 
-def _build_class() -> type[_MLOpsCallbackImpl]:
-    cls = types.new_class("MLOpsCallback", (_MLOpsCallbackImpl, *_CALLBACK_BASES))
-    cls.__module__ = __name__
-    cls.__doc__ = _MLOpsCallbackImpl.__doc__
-    for hook in support.UNUSED_BATCH_HOOKS:
-        if hook not in vars(_MLOpsCallbackImpl):
-            setattr(cls, hook, None)
-    return cls
-
-
 if TYPE_CHECKING:
     MLOpsCallback = _MLOpsCallbackImpl
 else:
-    MLOpsCallback = _build_class()
+    MLOpsCallback = support.build_class(_MLOpsCallbackImpl, _CALLBACK_BASES, __name__)
 
 
 def auto_callbacks() -> list[Any]:

@@ -21,7 +21,8 @@ from mlops_hooks.protocol import problem
 from mlops_hooks.server.backends import Backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.core import Core
-from mlops_hooks.server.endpoints import files, pages, publish, rest, runs, subscribe
+from mlops_hooks.server.endpoints import control, files, pages, publish, rest, runs, subscribe
+from mlops_hooks.server.ops import relaunch
 from mlops_hooks.server.ops.monitor import background_tasks
 from mlops_hooks.server.security import Denied
 
@@ -117,6 +118,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
     if plugins is _DEFAULT:
         plugins = create_plugin_manager("server")
     core = Core(config, plugins=plugins, backend=backend)
+    relaunchers = relaunch.register(core)  # Retry/Retrain → mlops_relaunch_request
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -125,6 +127,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
             yield
         finally:
             await core.stop()
+            relaunch.unregister(core, relaunchers)
 
     routes = [
         Route("/", rest.index, methods=["GET", "HEAD"]),
@@ -141,6 +144,7 @@ def create_app(config: ServerConfig | None = None, *, plugins: PluginManager | N
         Route("/api/runs/{run_id}", runs.run, methods=["GET"]),
         Route("/api/runs/{run_id}/metrics", runs.run_metrics, methods=["GET"]),
         Route("/api/groups/{group}", runs.group, methods=["GET"]),
+        Route("/api/runs/{run_id}/stop", control.stop_run, methods=["POST"]),
         Route("/api/files", files.upload, methods=["POST"]),
         Route("/healthz", rest.healthz, methods=["GET"]),
         Route("/metrics", rest.metrics, methods=["GET"]),

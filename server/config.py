@@ -92,6 +92,8 @@ class ServerConfig:
         alerts: The alert rules' and notifiers' settings (docs/alerts.md).
         public_url: Base URL of the dashboard in notifications' links to run pages (default:
             ``http://<host>:<port>``).
+        allow_relaunch: Enable the built-in launcher: Retry/Retrain re-run a run's captured
+            command line on this machine (needs ``token``; docs/security.md).
     """
 
     host: str = "127.0.0.1"
@@ -121,6 +123,7 @@ class ServerConfig:
     probe: bool = True
     alerts: AlertConfig = field(default_factory=AlertConfig)
     public_url: str | None = None
+    allow_relaunch: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -143,6 +146,9 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ValueError(f"ServerConfig.{name} must be a non-empty string or None")
+        if self.allow_relaunch and self.token is None:
+            raise ValueError("allow_relaunch (--allow-relaunch) needs a publisher token "
+                             "(--token): relaunching runs commands on this machine")
         if "://" not in self.backend:
             raise ValueError(
                 f"ServerConfig.backend must be a URL such as 'memory://' or "

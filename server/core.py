@@ -15,6 +15,7 @@ from mlops_hooks.server.alerts import Alerts
 from mlops_hooks.server.backends import Backend, create_backend
 from mlops_hooks.server.config import ServerConfig
 from mlops_hooks.server.ingest import Ingest
+from mlops_hooks.server.ops.controls import Controls
 from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
 from mlops_hooks.server.state.runwatch import RunWatch
@@ -60,6 +61,9 @@ class Core:
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
                              plugins, self.watch, alerts=self.alerts)
         self.publishers = 0
+        #: Open publisher connections by run, for Stop requests (``POST /api/runs/{id}/stop``).
+        self.controls = Controls()
+        self.ingest.observers.append(self.controls.observe)
         #: Secret header value of the monitor's loopback probe (not counted as a publisher).
         self.probe_secret: str | None = None
         self.started_at = time.time()

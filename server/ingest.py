@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import NamedTuple
 
@@ -65,10 +66,12 @@ class Outcome(NamedTuple):
     Attributes:
         text: The reply to send (:mod:`mlops_hooks.protocol`'s ``ack``, ``error`` or ``pong``).
         retry: It refuses an event the backend could not store right now (``retry: true``).
+        run_id: The accepted event's ``run_id`` (which run the connection carries).
     """
 
     text: str
     retry: bool = False
+    run_id: str | None = None
 
 
 class Ingest:
@@ -99,6 +102,9 @@ class Ingest:
         self._raising: set[asyncio.Task[None]] = set()
         self._derived: list[ev.Event] = []  # raised by records, not published yet
         self._state_failed = False
+        #: Called with every delivered event and whether this server accepted it (a fleet's
+        #: Stop requests reach the server holding the run's publisher this way).
+        self.observers: list[Callable[[ev.Event, bool], None]] = []
         self._commit: tuple[Future[None], asyncio.Future[None]] | None = None
 
     async def start(self, history: History) -> None:
@@ -176,6 +182,8 @@ class Ingest:
                               record.type, record.seq)
         if self.store is not None:
             self.store.note(record.seq, event.event_id)
+        for observe in self.observers:
+            observe(event, record.local)
         if self.plugins is not None and record.local:  # once per event across a fleet
             self.plugins.dispatch(event)
         if self.alerts is not None:
@@ -241,7 +249,8 @@ class Ingest:
             self.metrics.rejected["backend_unavailable"] += 1
             return Outcome(protocol.error(f"the server cannot accept events right now: {exc}",
                                           None, event.event_id, retry=True), retry=True)
-        return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate))
+        return Outcome(protocol.ack(result.seq, event.event_id, duplicate=result.duplicate),
+                       run_id=event.run_id)
 
     def _not_an_event(self, text: str, exc: ev.EventError, carrier: Carrier | None) -> str:
         try:

@@ -47,6 +47,7 @@ from mlops_hooks._publisher.connection import (
     describe,
     open_connection,
 )
+from mlops_hooks._publisher.control import notice
 from mlops_hooks._publisher.mailbox import URGENT_CLASSES, FlushMarker, Mailbox, overflow_warning
 from mlops_hooks._publisher.system import SystemSampler
 from mlops_hooks._publisher.wire import EventIds, Invalid, prepare
@@ -381,8 +382,8 @@ class Worker:
     def handle(self, data: bytes) -> None:
         """Match one reply to the oldest message in flight."""
         reply = decode_reply(data)
-        if reply.type not in ("ack", "error", "pong"):
-            return  # a notice this client does not know: not a reply to anything
+        if reply.type not in ("ack", "error", "pong"):  # a notice (control), not a reply
+            return notice(reply.type, data, self.mailbox)
         if not self.sent:
             raise ProtocolError(f"{reply.type!r} received with nothing in flight")
         head = self.sent[0]

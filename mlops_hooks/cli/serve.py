@@ -97,6 +97,9 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--queue-size", type=_size, default=4 * 1024**2, metavar="SIZE",
                     help="byte budget of one subscriber's queue before it is closed with 4008 "
                     "(default 4MB)")
+    sp.add_argument("--allow-relaunch", action="store_true",
+                    help="let Retry/Retrain re-run a run's captured command line on this "
+                         "machine (needs --token; see docs/security.md)")
     alerts = sp.add_argument_group(
         "alerts", "rules on every run's stream (docs/alerts.md), raised as system_alert events "
         "and sent to notifiers")
@@ -142,7 +145,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             max_connections=args.max_connections, max_publishers=args.max_publishers,
             max_open_connections=args.max_open_connections,
             request_timeout=args.request_timeout, slow_close_timeout=args.slow_close_timeout,
-            queue_max_bytes=args.queue_size, alerts=alerts, public_url=args.public_url)
+            queue_max_bytes=args.queue_size, alerts=alerts, public_url=args.public_url,
+            allow_relaunch=args.allow_relaunch)
     except ValueError as exc:
         print(f"mlops-hooks serve: {exc}", file=sys.stderr)
         return 2

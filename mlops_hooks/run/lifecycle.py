@@ -25,7 +25,7 @@ from mlops_hooks.failures import classify
 from mlops_hooks.formatting import format_bytes, format_duration, iso_utc, to_float
 from mlops_hooks.run import messages as text
 from mlops_hooks.run.activity import run_activity
-from mlops_hooks.run.progress import Position
+from mlops_hooks.run.stopping import Stoppable
 
 __all__ = ["Emit", "Outcome", "Run"]
 
@@ -52,7 +52,7 @@ def _is_stage(stage: object) -> TypeGuard[ev.TrainingStage]:
     return stage in ev.STAGE_TEXT
 
 
-class Run(Position):
+class Run(Stoppable):
     """One training run and the events that describe it.
 
     Args:
@@ -371,9 +371,7 @@ class Run(Position):
             accuracy = self._accuracy
         if validation_score is None:
             validation_score = text.carried_score(self._metrics)
-        if message is None and self.stopped_early():
-            message = text.stopped_early_message(self._epochs_done, self.total_epochs,
-                                                 self._steps, self.planned_steps)
+        stop_reason, message = self.ending(message)  # a stop requested, or an early stop
         if self.progress is not None:
             self.progress = 100.0
         self.stage_name = "finalization"
@@ -391,6 +389,7 @@ class Run(Position):
             message=message or text.COMPLETED_MESSAGE,
             model_id=model_id or self.model_id,
             model_name=self.name,
+            stop_reason=stop_reason,
         )
         self._emit(done)
         summary = text.completed_summary(self.name, training_time, accuracy)

@@ -305,7 +305,7 @@ def _frameworks() -> dict[str, str]:
 
 
 def run_metadata() -> dict[str, Any]:
-    """Where the run runs: host, pid, Python, frameworks imported, command line, git.
+    """Where the run runs: host, pid, Python, frameworks, command line, interpreter, cwd, git.
 
     ``git`` is present only once known (see :func:`git_info`); it is ``None`` outside a
     repository.
@@ -316,6 +316,8 @@ def run_metadata() -> dict[str, Any]:
         "python": platform.python_version(),
         "frameworks": _frameworks(),
         "command": _text(shlex.join(sys.argv))[:MAX_COMMAND],
+        "executable": _text(sys.executable)[:MAX_COMMAND],
+        "cwd": _text(os.getcwd())[:MAX_COMMAND],
     }
     known, git = _GIT.result()
     if known:

@@ -11,10 +11,12 @@ import os
 import sys
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from mlops_hooks.formatting import to_float
 from mlops_hooks.plugins._support.base import missing_framework
+
+T = TypeVar("T")
 
 __all__ = [
     "FLAVOURS",
@@ -270,3 +272,17 @@ UNUSED_BATCH_HOOKS = (
     "on_predict_batch_start",
     "on_predict_batch_end",
 )
+
+
+def build_class(impl: type[T], bases: tuple[type, ...], module: str) -> type[T]:
+    """``MLOpsCallback``: ``impl`` on the ``Callback`` of every installed flavour.
+
+    Batch hooks ``impl`` does not define are set to ``None``, so Lightning skips them.
+    """
+    cls = types.new_class("MLOpsCallback", (impl, *bases))
+    cls.__module__ = module
+    cls.__doc__ = impl.__doc__
+    for hook in UNUSED_BATCH_HOOKS:
+        if hook not in vars(impl):
+            setattr(cls, hook, None)
+    return cls

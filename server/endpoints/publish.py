@@ -17,6 +17,7 @@ from mlops_hooks.protocol import MAX_MESSAGE_BYTES, CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
 from mlops_hooks.server.endpoints._ws import deny, message_problem
 from mlops_hooks.server.ingest import Outcome, client_refusal
+from mlops_hooks.server.ops.controls import Link
 from mlops_hooks.server.ops.probe import PROBE_HEADER
 from mlops_hooks.server.security import Denied
 from mlops_hooks.server.state.liveness import Carrier
@@ -62,13 +63,14 @@ class _Refusal:
         self.refused = False
 
 
-async def _handle(core: Core, text: str, refusal: _Refusal,
+async def _handle(core: Core, text: str, refusal: _Refusal, link: Link,
                   carrier: Carrier | None = None) -> Outcome | None:
     if refusal.refused:  # behind a refused event: not handled (the publisher resends it)
         return None
     reply = await core.ingest.handle_message(text, durable=False, carrier=carrier)
     if reply.retry:
         refusal.refused = True
+    link.note(reply.run_id)  # the run this connection carries: where its Stop goes
     return reply
 
 
@@ -187,7 +189,8 @@ async def publish_ws(ws: WebSocket) -> None:
     loop = asyncio.get_running_loop()
     refusal = _Refusal()
     handling: _Handling = asyncio.Queue(PIPELINE)
-    writer = loop.create_task(_send_replies(ws, handling, core, frame_sink(ws.scope)))
+    link = core.controls.attach(ws, frame_sink(ws.scope))  # Stop requests go down this socket
+    writer = loop.create_task(_send_replies(ws, handling, core, link.sink))
     try:
         while True:
             message = await ws.receive()
@@ -203,11 +206,12 @@ async def publish_ws(ws: WebSocket) -> None:
                 return
             # Tasks start in creation order and queue their event before their first wait, so
             # the stream order is the message order.
-            await handling.put(loop.create_task(_handle(core, message["text"], refusal,
+            await handling.put(loop.create_task(_handle(core, message["text"], refusal, link,
                                                         carrier)))
     finally:
         core.publishers -= counted
         core.watch.disconnect(carrier)
+        core.controls.detach(link)
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
         while not handling.empty():  # messages whose reply can no longer be sent

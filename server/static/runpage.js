@@ -11,10 +11,19 @@ import { Series, SeriesChart } from './plots.js';
 import {
   applyRunEvent, fmtValue, getJson, LIVE_STATES, pageUrl, progressPoint, RUN_EVENTS, runName, STATUS_HELP,
 } from './runsdata.js';
+import { StopButton } from './stopbutton.js';
 
 const { config, manager } = startPage();
 const runId = decodeURIComponent(window.location.pathname.replace(/^\/runs\//, '').replace(/\/$/, ''));
 const state = { run: { run_id: runId, params: {}, metadata: {} }, series: new Map(), charts: new Map() };
+const stop = new StopButton(config, runId, { onError: (err) => showError(`Stop failed: ${err.message}`) });
+byId('run-stop').append(stop.element);
+
+function showError(text) {
+  const box = byId('page-error');
+  box.hidden = false;
+  setText(box, text);
+}
 
 const SYSTEM = 'system/';
 const isSystem = (key) => key.startsWith(SYSTEM);
@@ -53,6 +62,7 @@ function renderHeader() {
   status.title = run.state_reason || STATUS_HELP[run.status] || '';
   setText(byId('run-progress'), isNum(run.progress) && LIVE_STATES.has(run.status) ? `${Math.round(run.progress)}%` : '');
   setText(byId('run-id'), run.run_id);
+  stop.update(run);
   const meta = metaRows(run).flatMap(([key, value]) => [h('dt', { text: key }), h('dd', { text: String(value) })]);
   if (run.group) {
     meta.unshift(h('dt', { text: 'group' }),

@@ -5,6 +5,7 @@ import { byId, fmtFraction, isNum, setText } from './dom.js';
 import { publish, requestAction, runControl, toast, uid } from './notify.js';
 import { RunPanel } from './runpanel.js';
 import { ENDED_STATES, failedStatus, statusOfState } from './runsdata.js';
+import { StopButton } from './stopbutton.js';
 
 const MAX_POINTS = 400;
 const STALLED_ALERT = 'training_stalled';
@@ -205,9 +206,13 @@ export class TrainingView {
           return `/runs/${encodeURIComponent(run.run_id)}${token}`;
         },
       });
+      // Stop (a live run): POST /api/runs/{id}/stop; "Stopping…" until the completion arrives.
+      panel.stop = new StopButton(this.config, key, { onError: (err) => toast('Stop failed', err.message, 'error') });
+      panel.root.querySelector('.run-head-right').prepend(panel.stop.element);
       this.panels.set(key, panel);
     }
     panel.render(this.runs.get(key), this.deployedFor(this.runs.get(key)));
+    panel.stop.update(this.runs.get(key));
     return panel;
   }
 

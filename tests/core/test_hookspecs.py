@@ -14,7 +14,7 @@ SPECS = [(name, fn) for name, fn in vars(hookspecs).items()
 def test_one_hook_per_event_type_plus_event_and_connection():
     names = {name for name, _ in SPECS}
     assert names == {f"mlops_{t}" for t in (*ev.EVENT_TYPES, *ev.EXTENSION_TYPES)} | {
-        "mlops_event", "mlops_connection_change"}
+        "mlops_event", "mlops_connection_change", "mlops_relaunch_request"}
     assert ev.EXTENSION_TYPES == ("run_params", "host_metrics", "run_state")
 
 

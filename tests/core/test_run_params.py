@@ -50,7 +50,8 @@ def expected_metadata() -> dict:
             frameworks[installed[0]] = importlib.metadata.version(installed[0])
     return {"host": socket.gethostname(), "pid": os.getpid(),
             "python": platform.python_version(), "frameworks": frameworks,
-            "command": shlex.join(sys.argv)[:1024], "git": expected_git()}
+            "command": shlex.join(sys.argv)[:1024], "executable": sys.executable,
+            "cwd": os.getcwd(), "git": expected_git()}
 
 
 @pytest.fixture
