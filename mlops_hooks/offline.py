@@ -1,7 +1,8 @@
 """Runs kept on disk: the offline mode, where run directories are, and their files.
 
-The public face of :mod:`mlops_hooks._publisher.mode` and :mod:`mlops_hooks._publisher.offline`
-for code beside the publisher (a W&B-style API, a logger, ``mlops-hooks sync``):
+The public face of :mod:`mlops_hooks._publisher.disk.mode` and
+:mod:`mlops_hooks._publisher.disk.offline` for code beside the publisher (a W&B-style API,
+a logger, ``mlops-hooks sync``):
 
 * :func:`mode` / :func:`is_offline`: ``MLOPS_HOOKS_MODE`` (``online`` or ``offline``; anything
   else raises ``ValueError`` naming the variable);
@@ -21,8 +22,8 @@ Example:
 
 from __future__ import annotations
 
-from mlops_hooks._publisher.mode import DEFAULT_DIR, MODES, is_offline, mode, run_dir, runs_dir
-from mlops_hooks._publisher.offline import EVENTS, META, SYNC, read_json, write_json
+from mlops_hooks._publisher.disk.mode import DEFAULT_DIR, MODES, is_offline, mode, run_dir, runs_dir
+from mlops_hooks._publisher.disk.offline import EVENTS, META, SYNC, read_json, write_json
 
 __all__ = ["DEFAULT_DIR", "EVENTS", "META", "MODES", "SYNC", "is_offline", "mode", "read_json",
            "run_dir", "runs_dir", "write_json"]

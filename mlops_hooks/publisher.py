@@ -20,7 +20,7 @@ Nothing starts until the first event: no thread, no socket. A forked child drops
 state, never touches its socket, and starts its own thread on its first event. Once every run
 has ended and the server was never reached, the runs go to disk and the thread ends (it starts
 again on the next event); ``MLOPS_HOOKS_MODE=offline`` writes every run to disk
-(:mod:`mlops_hooks._publisher.spool`). At exit the publisher waits up to
+(:mod:`mlops_hooks._publisher.disk.spool`). At exit the publisher waits up to
 ``MLOPS_HOOKS_FLUSH_TIMEOUT`` seconds (default 5) for a server it reached; what is not
 delivered is kept under ``MLOPS_HOOKS_DIR`` and one line says where. Clocks are bound at import.
 Example: ``pm.register(Publisher("ws://127.0.0.1:8001/ws", buffer_size=50_000), name="mine")``.
@@ -39,7 +39,6 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_hooks import events as ev
-from mlops_hooks._publisher import offline
 from mlops_hooks._publisher.buffer import is_droppable
 from mlops_hooks._publisher.config import (
     DEFAULT_BUFFER,
@@ -50,15 +49,16 @@ from mlops_hooks._publisher.config import (
     env_int,
     publish_url,
 )
+from mlops_hooks._publisher.disk import offline
+from mlops_hooks._publisher.disk.mode import is_offline
+from mlops_hooks._publisher.disk.spool import OfflineWorker, Spooler, settle
 from mlops_hooks._publisher.mailbox import (
     URGENT_CLASSES,
     FlushMarker,
     Mailbox,
     overflow_warning,
 )
-from mlops_hooks._publisher.mode import is_offline
 from mlops_hooks._publisher.oneshot import Ack, DeliveryError, acknowledged
-from mlops_hooks._publisher.spool import OfflineWorker, Spooler, settle
 from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
@@ -312,7 +312,7 @@ class Publisher:
         """Interpreter (or multiprocessing child) exit: bounded flush, at most one line.
 
         A server never reached is not waited for (once one attempt has failed); what is not
-        delivered is kept on disk (:mod:`~mlops_hooks._publisher.offline`).
+        delivered is kept on disk (:mod:`~mlops_hooks._publisher.disk.offline`).
         """
         worker = self._worker
         if self._exit_done or worker is None or self._pid != os.getpid() or self._closed:

@@ -24,7 +24,7 @@ as a tensor and converted only when an event is sent (no device sync per batch).
 module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 (KeyboardInterrupt and SIGTERM included) with the stage and progress of that moment.
 ``run_params`` (``hparams``, optimizer, scheduler, batch size, limits) when training starts.
-A Stop request (:mod:`mlops_hooks.control`) sets ``trainer.should_stop`` after the next batch.
+A Stop request (:mod:`mlops_hooks.run.control`) sets ``trainer.should_stop`` after the next batch.
 
 **Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
 callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
@@ -44,7 +44,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from mlops_hooks import control
 from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins._support.base import (
     Adapter,
@@ -56,7 +55,7 @@ from mlops_hooks.plugins._support.base import (
 )
 from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger, share_run
 from mlops_hooks.plugins._support.rearm import rearm_at, release
-from mlops_hooks.run import Emit, Run
+from mlops_hooks.run import Emit, Run, control
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
            "MLOpsLogger", "auto_callbacks"]

@@ -2,7 +2,7 @@
 
 ``{"type": "control", "action": "stop", "run_id": ..., "request_id": ..., "requested_by": ...,
 "source": ...}`` is not a reply (it answers no message of ours). The background thread hands it
-here: the run is marked (:func:`mlops_hooks.control.request_stop`, which also re-arms a paused
+here: the run is marked (:func:`mlops_hooks.run.control.request_stop`, which also re-arms a paused
 adapter hook) and an ``activity_update`` acknowledging it joins the outgoing events (action
 ``stop_acknowledged``), so the server and every dashboard see that the training process has it.
 Nothing here raises: a message this client does not understand is ignored.
@@ -18,10 +18,10 @@ from typing import Any
 
 import msgspec
 
-from mlops_hooks import control
 from mlops_hooks import events as ev
 from mlops_hooks._publisher.mailbox import Mailbox
 from mlops_hooks.formatting import iso_utc
+from mlops_hooks.run import control
 
 __all__ = ["ACKNOWLEDGED", "CONTROL", "Control", "notice"]
 

@@ -2,14 +2,14 @@
 
 :class:`Stoppable` sits between :class:`~mlops_hooks.run.progress.Position` and
 :class:`~mlops_hooks.run.Run`. :attr:`Stoppable.should_stop` turns true once the run's
-publisher received a stop request (:mod:`mlops_hooks.control`), or after :meth:`Stoppable.stop`;
+publisher received a stop request (:mod:`mlops_hooks.run.control`), or after :meth:`Stoppable.stop`;
 an adapter (or a ``track()`` loop) then leaves at its next step boundary, and
 :meth:`Run.complete` reports ``stop_reason: "requested"`` with a message saying who asked.
 """
 
 from __future__ import annotations
 
-from mlops_hooks import control
+from mlops_hooks.run import control
 from mlops_hooks.run import messages as text
 from mlops_hooks.run.progress import Position
 

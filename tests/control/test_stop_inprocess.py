@@ -15,12 +15,11 @@ import lightning.pytorch as L
 import msgspec
 import pytest
 
-from mlops_hooks import control
 from mlops_hooks import events as ev
 from mlops_hooks._publisher.control import notice
 from mlops_hooks._publisher.mailbox import Mailbox
 from mlops_hooks.plugins.lightning import MLOpsCallback
-from mlops_hooks.run import Run
+from mlops_hooks.run import Run, control
 from tests.plugins.lightning_models import DigitsMLP, digits_loaders
 
 pytestmark = [

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mlops_hooks._publisher import mode, offline
+from mlops_hooks._publisher.disk import mode, offline
 
 
 def message(run_id: str | None, n: int, kind: str = "activity_update", **fields) -> bytes:

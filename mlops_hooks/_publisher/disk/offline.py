@@ -28,7 +28,7 @@ import msgspec
 
 from mlops_hooks import events as ev
 from mlops_hooks._publisher.buffer import Entry
-from mlops_hooks._publisher.mode import DEFAULT_DIR, run_dir, runs_dir
+from mlops_hooks._publisher.disk.mode import DEFAULT_DIR, run_dir, runs_dir
 from mlops_hooks._publisher.wire import Invalid, prepare
 
 if TYPE_CHECKING:

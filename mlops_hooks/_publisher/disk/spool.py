@@ -22,11 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops_hooks import events as ev
-from mlops_hooks._publisher import offline
 from mlops_hooks._publisher.buffer import Entry
 from mlops_hooks._publisher.config import Settings
+from mlops_hooks._publisher.disk import offline
+from mlops_hooks._publisher.disk.mode import runs_dir
 from mlops_hooks._publisher.mailbox import ENDS, Mailbox
-from mlops_hooks._publisher.mode import runs_dir
 from mlops_hooks._publisher.wire import Invalid, prepare
 from mlops_hooks._publisher.worker import Worker
 
