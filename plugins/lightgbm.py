@@ -54,11 +54,9 @@ from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
     Portable,
-    StopReasons,
     caller_locals,
     error_accuracy,
     eval_metrics,
-    stopped_run,
 )
 from mlops_hooks.run import Emit, Run
 
@@ -104,7 +102,6 @@ class MLOpsCallback(Portable, Adapter):
     """
 
     _run: Run | None
-    _stops: StopReasons | None
     _guard: MethodGuard | None
     _model: Any
     _joined: bool
@@ -137,7 +134,7 @@ class MLOpsCallback(Portable, Adapter):
     def fresh_state(self) -> dict[str, Any]:
         """The running state of a callback that has not run yet."""
         return {
-            "_run": None, "_stops": None, "_guard": None, "_model": None, "_joined": False,
+            "_run": None, "_guard": None, "_model": None, "_joined": False,
             "_last": None,  # the last iteration counted (its CallbackEnv)
             "_unsent": False,  # it was counted without an event (throttled)
             "_leave": None,  # LightGBM's before-iteration list, to leave
@@ -169,11 +166,9 @@ class MLOpsCallback(Portable, Adapter):
         estimator = (caller_locals("lightgbm.sklearn", ("fit",)) or {}).get("self")
         rounds = env.end_iteration - env.begin_iteration
         has_valid = bool(loop.get("valid_sets") or loop.get("nfold")) or not loop
-        self._stops = StopReasons(self.emit)
         default = type(estimator).__name__ if estimator is not None else "lightgbm"
         run = self._run = self.new_run(default, total_steps=max(rounds, 1),
-                                       total_epochs=max(rounds, 1) if has_valid else None,
-                                       emit=self._stops)
+                                       total_epochs=max(rounds, 1) if has_valid else None)
         self._model, self._last, self._unsent = env.model, None, False
         run.start()
         params = dict(env.params)
@@ -243,9 +238,9 @@ class MLOpsCallback(Portable, Adapter):
     @never_raises
     def _complete(self, reason: str | None, validation_score: float | None = None,
                   best: dict[str, float] | None = None) -> None:
-        run, stops = self._run, self._stops
+        run = self._run
         self._restore()
-        if not self.reporting(run) or stops is None:
+        if not self.reporting(run):
             return
         if self._unsent and self._last is not None:  # the last iteration reaches the series
             self._send(run, self._last)
@@ -258,10 +253,7 @@ class MLOpsCallback(Portable, Adapter):
                                       "validation_score": validation_score,
                                       "model_size": _booster_bytes(self._model)
                                       if self.measure_size else None}
-        if reason is not None:
-            stopped_run(run, stops, reason, **completion)
-        else:
-            run.complete(**completion)
+        run.complete(**completion, stop_reason=reason)
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures

@@ -38,12 +38,7 @@ from typing import Any
 
 from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
-from mlops_hooks.plugins._support.boosting import (
-    StopReasons,
-    caller_locals,
-    positive_count,
-    stopped_run,
-)
+from mlops_hooks.plugins._support.boosting import caller_locals, positive_count
 from mlops_hooks.run import Emit, Run
 
 try:
@@ -90,7 +85,7 @@ class MLOpsCallback(Adapter):
         self.n_trials = positive_count("n_trials", n_trials)
         self.steps_per_trial = positive_count("steps_per_trial", steps_per_trial)
         self._lock = threading.Lock()
-        self._runs: dict[tuple[str, int], tuple[Run, StopReasons]] = {}
+        self._runs: dict[tuple[str, int], Run] = {}
         self._planned: dict[str, int | None] = {}  # study name -> n_trials found
         self.last_run: Run | None = None
 
@@ -106,11 +101,11 @@ class MLOpsCallback(Adapter):
         with self._lock:
             live = self._runs.pop(key, None)
         if live is None:
-            run, stops = self._open(study, trial.number, dict(trial.params))
+            run = self._open(study, trial.number, dict(trial.params))
             for step, value in sorted(trial.intermediate_values.items()):
                 _report(run, step, value)
         else:
-            run, stops = live
+            run = live
             if trial.params:
                 self.send_params(run, lambda: dict(trial.params),
                                  default_group=study.study_name, later=True,
@@ -129,8 +124,8 @@ class MLOpsCallback(Adapter):
         elif trial.state == TrialState.PRUNED:
             last = max(trial.intermediate_values, default=None)
             where = f" at step {last}" if last is not None else ""
-            stopped_run(run, stops, "pruned", validation_score=score,
-                        message=f"Trial {trial.number} pruned{where}")
+            run.complete(validation_score=score, message=f"Trial {trial.number} pruned{where}",
+                         stop_reason="pruned")
         else:
             run.fail(RuntimeError(f"trial {trial.number} of study {study.study_name!r} "
                                   f"ended {trial.state.name}"))
@@ -167,9 +162,9 @@ class MLOpsCallback(Adapter):
     @never_raises
     def _open_live(self, trial: optuna.Trial) -> Run | None:
         study = trial.study
-        run, stops = self._open(study, trial.number, dict(trial.params))
+        run = self._open(study, trial.number, dict(trial.params))
         with self._lock:
-            self._runs[(study.study_name, trial.number)] = (run, stops)
+            self._runs[(study.study_name, trial.number)] = run
         original = trial.report
 
         def report(value: float, step: int) -> None:
@@ -182,9 +177,8 @@ class MLOpsCallback(Adapter):
     # ------------------------------------------------------------------ runs
 
     def _open(self, study: optuna.Study, number: int,
-              params: dict[str, Any]) -> tuple[Run, StopReasons]:
-        stops = StopReasons(self.emit)
-        run = self.new_run(study.study_name, total_steps=self.steps_per_trial, emit=stops)
+              params: dict[str, Any]) -> Run:
+        run = self.new_run(study.study_name, total_steps=self.steps_per_trial)
         run.name = f"{run.name} #{number}"  # ``name=`` is the prefix, not the whole name
         self.last_run = run
         run.start()
@@ -192,7 +186,7 @@ class MLOpsCallback(Adapter):
                          default_group=study.study_name, group_size=self._group_size(study))
         run.stage("model_training")
         _open_runs.watch(run)
-        return run, stops
+        return run
 
     def _group_size(self, study: optuna.Study) -> int | None:
         if self.n_trials is not None:

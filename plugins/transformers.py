@@ -139,7 +139,6 @@ class MLOpsCallback(Adapter, TrainerCallback):
         self._training = False  # between on_train_begin and on_train_end
         self._epoch = 0
         self._logged: dict[str, float] = {}  # every number logged in this training, latest
-        self._stop_reason: str | None = None
         self._guard = support.StepGuard(self._fail)
         self._trainer: Any = None  # the Trainer of the current training, when found
 
@@ -167,12 +166,10 @@ class MLOpsCallback(Adapter, TrainerCallback):
                 for c in trainer.callback_handler.callbacks):
             return  # the user's own MLOpsCallback reports this training
         epochs = int(state.num_train_epochs or 0)
-        self._stop_reason = None
         run = self._run = self.new_run(
             type(model).__name__ if model is not None else "transformers-model",
             total_steps=state.max_steps if state.max_steps and state.max_steps > 0 else None,
             total_epochs=epochs if epochs > 0 else None,
-            emit=support.tag_stop_reason(self.emit, lambda: self._stop_reason),
         )
         self._last_step, self._epoch, self._logged = 0, 0, {}
         if state.global_step:  # resumed from a checkpoint
@@ -281,12 +278,12 @@ class MLOpsCallback(Adapter, TrainerCallback):
         if not self.reporting(run):
             return
         self._count(state)
-        if run.stopped_early():
-            self._stop_reason = support.stop_reason(trainer)
+        reason = support.stop_reason(trainer) if run.stopped_early() else None
         run.stage("finalization")
         run.complete(final_accuracy=fraction(first_metric(self._logged, self.accuracy_metrics)),
                      validation_score=first_metric(self._logged, self.score_metrics),
-                     model_size=torch_module_bytes(model) if model is not None else None)
+                     model_size=torch_module_bytes(model) if model is not None else None,
+                     stop_reason=reason)
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures

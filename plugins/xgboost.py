@@ -48,12 +48,10 @@ from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
     Portable,
-    StopReasons,
     caller_locals,
     error_accuracy,
     eval_metrics,
     positive_count,
-    stopped_run,
 )
 from mlops_hooks.run import Emit, Run
 
@@ -93,7 +91,6 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
     """
 
     _run: Run | None
-    _stops: StopReasons | None
     _guard: MethodGuard | None
     _data: list[str]
     _early_stopping: bool
@@ -127,7 +124,7 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
     def fresh_state(self) -> dict[str, Any]:
         """The running state of a callback that has not run yet."""
         return {
-            "_run": None, "_stops": None, "_guard": None,
+            "_run": None, "_guard": None,
             "_data": [],  # evaluation set names, in order
             "_early_stopping": False, "_metrics": {},
             "_log": None,  # XGBoost's evaluation history of the training
@@ -173,11 +170,9 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
                                    for c in loop.get("callbacks") or ())
         self._metrics, self._log, self._unsent = {}, None, False
         has_evals = bool(self._data) or "evals" not in loop or "nfold" in loop
-        self._stops = StopReasons(self.emit)
         default = type(estimator).__name__ if estimator is not None else "xgboost"
         run = self._run = self.new_run(default, total_steps=rounds,
-                                       total_epochs=rounds if has_evals else None,
-                                       emit=self._stops)
+                                       total_epochs=rounds if has_evals else None)
         run.start()
         self.send_params(run, lambda: training_params(estimator, loop, rounds))
         run.stage("model_training")
@@ -224,9 +219,9 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
 
     @never_raises
     def _end(self, model: Any) -> None:
-        run, stops = self._run, self._stops
+        run = self._run
         self._restore()
-        if not self.reporting(run) or stops is None:
+        if not self.reporting(run):
             return
         if self._unsent:  # the last round reaches the series
             self._send(run, self._epoch, self._log)
@@ -246,11 +241,9 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
             "model_size": _booster_bytes(model) if self.measure_size else None,
         }
         planned = run.planned_steps
-        if planned is not None and run.steps < planned:
-            stopped_run(run, stops, "early_stopping" if self._early_stopping else "callback",
-                        **completion)
-        else:
-            run.complete(**completion)
+        early = planned is not None and run.steps < planned
+        run.complete(**completion, stop_reason=(
+            "early_stopping" if self._early_stopping else "callback") if early else None)
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Literal, TypeGuard
+from typing import Literal
 
 from mlops_hooks import events as ev
 from mlops_hooks.failures import classify
@@ -39,17 +39,6 @@ def _default_emit() -> Emit:
     from mlops_hooks.manager import get_plugin_manager
 
     return get_plugin_manager("training").dispatch
-
-
-def _check_fraction(name: str, value: object) -> float | None:
-    number = to_float(value)
-    if value is not None and (number is None or not 0.0 <= number <= 1.0):
-        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
-    return number
-
-
-def _is_stage(stage: object) -> TypeGuard[ev.TrainingStage]:
-    return stage in ev.STAGE_TEXT
 
 
 class Run(Stoppable):
@@ -224,12 +213,10 @@ class Run(Stoppable):
         Raises:
             ValueError: ``stage`` is not one of the spec's stages.
         """
-        if not _is_stage(stage):
-            raise ValueError(f"stage must be one of {', '.join(ev.TRAINING_STAGES)}, "
-                             f"got {stage!r}")
-        if self.finished or (stage == self.stage_name and message is None):
+        checked = text.check_stage(stage)
+        if self.finished or (checked == self.stage_name and message is None):
             return
-        self.stage_name = stage
+        self.stage_name = checked
         if self.started:
             self._send_progress(_perf(), message)
 
@@ -337,6 +324,7 @@ class Run(Stoppable):
         model_size: int | str | None = None,
         model_id: str | None = None,
         message: str | None = None,
+        stop_reason: str | None = None,
     ) -> ev.TrainingCompleted | None:
         """Finish the run successfully; later calls do nothing.
 
@@ -352,13 +340,18 @@ class Run(Stoppable):
             model_size: Bytes (formatted like ``'2.3MB'``) or an already formatted string.
             model_id: Overrides the run's ``model_id``.
             message: Overrides ``'Training completed successfully!'`` (or the early stop's).
+            stop_reason: Why the run ended early (``"early_stopping"``, ``"pruned"``,
+                ``"callback"``), sent as ``training_completed.stop_reason``; a stop requested
+                from the dashboard (``"requested"``) wins when one arrived.
 
         Raises:
-            ValueError: ``final_accuracy`` is outside 0-1 or ``model_size`` is negative.
+            ValueError: ``final_accuracy`` is outside 0-1, ``model_size`` is negative or
+                ``stop_reason`` is not a non-empty string.
         """
         if self.finished:
             return None
-        accuracy = _check_fraction("final_accuracy", final_accuracy)
+        accuracy = text.check_fraction("final_accuracy", final_accuracy)
+        text.check_stop_reason(stop_reason)
         size = format_bytes(model_size) if isinstance(model_size, (int, float)) else model_size
         if not self.started:
             self.start()
@@ -371,7 +364,7 @@ class Run(Stoppable):
             accuracy = self._accuracy
         if validation_score is None:
             validation_score = text.carried_score(self._metrics)
-        stop_reason, message = self.ending(message)  # a stop requested, or an early stop
+        reason, message = self.ending(message, stop_reason)  # a stop requested, or an early stop
         if self.progress is not None:
             self.progress = 100.0
         self.stage_name = "finalization"
@@ -389,7 +382,7 @@ class Run(Stoppable):
             message=message or text.COMPLETED_MESSAGE,
             model_id=model_id or self.model_id,
             model_name=self.name,
-            stop_reason=stop_reason,
+            stop_reason=reason,
         )
         self._emit(done)
         summary = text.completed_summary(self.name, training_time, accuracy)
@@ -408,9 +401,7 @@ class Run(Stoppable):
         """
         if self.finished:
             return None
-        if stage is not None and not _is_stage(stage):
-            raise ValueError(f"stage must be one of {', '.join(ev.TRAINING_STAGES)}, "
-                             f"got {stage!r}")
+        stage_failed = text.check_stage(stage) if stage is not None else None
         if not self.started:
             self.start()
         self.progress = self._percent()  # steps since the last (throttled) event count
@@ -422,7 +413,7 @@ class Run(Stoppable):
             timestamp=iso_utc(),
             error=error[:text.MAX_ERROR],
             error_code=failure.error_code,
-            stage_failed=stage or self.stage_name,
+            stage_failed=stage_failed or self.stage_name,
             progress_when_failed=round(self.progress or 0.0, 1),
             suggestions=list(failure.suggestions),
             model_name=self.name,

@@ -1,17 +1,26 @@
-"""The English a run's events carry: progress messages, failure text, activity titles."""
+"""The English a run's events carry: progress messages, failure text, activity titles.
+
+Also the checks of a run's arguments (:func:`check_stage`, :func:`check_fraction`,
+:func:`check_stop_reason`) and the error each raises.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import cast
 
 from mlops_hooks import events as ev
+from mlops_hooks.formatting import to_float
 
 __all__ = [
     "COMPLETED",
     "FAILED",
     "STARTED",
     "carried_score",
+    "check_fraction",
+    "check_stage",
+    "check_stop_reason",
     "completed_summary",
     "failure_text",
     "non_finite",
@@ -95,3 +104,37 @@ def carried_score(metrics: Mapping[str, float]) -> float | None:
         if name in metrics:
             return metrics[name]
     return None
+
+
+def check_stage(stage: str) -> ev.TrainingStage:
+    """``stage`` if it is one of the spec's training stages.
+
+    Raises:
+        ValueError: It is not.
+    """
+    if stage not in ev.STAGE_TEXT:
+        raise ValueError(f"stage must be one of {', '.join(ev.TRAINING_STAGES)}, "
+                         f"got {stage!r}")
+    return cast("ev.TrainingStage", stage)
+
+
+def check_fraction(name: str, value: object) -> float | None:
+    """``value`` (argument ``name``) as a float between 0 and 1, or None when it is None.
+
+    Raises:
+        ValueError: It is something else.
+    """
+    number = to_float(value)
+    if value is not None and (number is None or not 0.0 <= number <= 1.0):
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+    return number
+
+
+def check_stop_reason(reason: object) -> None:
+    """Check a ``stop_reason`` given to ``Run.complete``: None or a non-empty string.
+
+    Raises:
+        ValueError: It is something else.
+    """
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise ValueError(f"stop_reason must be a non-empty string or None, got {reason!r}")

@@ -4,7 +4,8 @@
 :class:`~mlops_hooks.run.Run`. :attr:`Stoppable.should_stop` turns true once the run's
 publisher received a stop request (:mod:`mlops_hooks.run.control`), or after :meth:`Stoppable.stop`;
 an adapter (or a ``track()`` loop) then leaves at its next step boundary, and
-:meth:`Run.complete` reports ``stop_reason: "requested"`` with a message saying who asked.
+:meth:`Run.complete` reports ``stop_reason: "requested"`` with a message saying who asked
+(over the reason an adapter gives for an early end, such as ``"early_stopping"``).
 """
 
 from __future__ import annotations
@@ -46,15 +47,18 @@ class Stoppable(Position):
         """Ask this run to stop at its next step boundary, as the dashboard's Stop button does."""
         control.request_stop(self._run_id)
 
-    def ending(self, message: str | None) -> tuple[str | None, str | None]:
+    def ending(self, message: str | None,
+               reason: str | None = None) -> tuple[str | None, str | None]:
         """The ``stop_reason`` and the message of the completion that ends the run now.
 
         ``"requested"`` when a stop request arrived and the run had not done its whole plan
-        (a run whose plan is unknown counts as stopped); the message says who asked. The
-        request is forgotten: the run is over.
+        (a run whose plan is unknown counts as stopped); the message says who asked. Else
+        ``reason``. The request is forgotten: the run is over.
 
         Args:
             message: The caller's message (kept when given).
+            reason: The caller's explicit reason for an early end (``"early_stopping"``,
+                ``"pruned"``, ``"callback"``), if any.
         """
         request = control.stop_requested(self._run_id)
         control.forget(self._run_id)
@@ -65,7 +69,7 @@ class Stoppable(Position):
             if message is None and self.stopped_early():
                 message = text.stopped_early_message(self.epochs_done, self.total_epochs,
                                                      self.steps, self.planned_steps)
-            return None, message
+            return reason, message
         if message is None:
             where = f"at epoch {self.epochs_done}/{self.total_epochs}" \
                 if self.total_epochs is not None else f"at step {self.steps}"

@@ -1,11 +1,9 @@
-"""What the XGBoost, LightGBM and Optuna adapters share: stop reasons, frames, guards, scores.
+"""What the XGBoost, LightGBM and Optuna adapters share: frames, guards, scores, copies.
 
 These frameworks tell their callbacks less than Lightning or Keras do, so the adapters learn
 the rest from where they are called:
 
-* :class:`StopReasons` adds ``stop_reason`` (``"early_stopping"``, ``"pruned"``) to a run's
-  ``training_completed`` (a protocol extension field :class:`~mlops_hooks.run.Run` does not
-  take), by wrapping the run's ``emit``;
+* :class:`Portable` lets a callback be pickled and copied without its runs;
 * :func:`caller_locals` reads the locals of the framework's training loop (``num_boost_round``
   of ``xgboost.train``, the callback lists of ``lightgbm.train``, ``n_trials`` of Optuna);
 * :class:`MethodGuard` wraps a booster's methods for one fit so an exception inside them (a
@@ -23,14 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import Any
 
-import msgspec
-
-from mlops_hooks import events as ev
 from mlops_hooks.formatting import to_float
-from mlops_hooks.run import Emit, Run
+from mlops_hooks.run import Emit
 
-__all__ = ["MethodGuard", "Portable", "StopReasons", "caller_locals", "error_accuracy",
-           "eval_metrics", "positive_count", "stopped_run"]
+__all__ = ["MethodGuard", "Portable", "caller_locals", "error_accuracy", "eval_metrics",
+           "positive_count"]
 
 #: Metric names whose value is an error rate (accuracy is ``1 - value``).
 ERROR_METRICS = ("error", "merror", "binary_error", "multi_error")
@@ -46,30 +41,6 @@ def positive_count(argument: str, value: object) -> int | None:
                               or value <= 0):
         raise ValueError(f"{argument} must be an integer > 0 or None, got {value!r}")
     return value
-
-
-class StopReasons:
-    """A run's ``emit`` that adds ``stop_reason`` to its ``training_completed``.
-
-    Args:
-        emit: Where events go (``None``: the process's plugin manager, resolved at first use).
-
-    Attributes:
-        reason: The stop reason the completion carries (``None``: the run ran its plan).
-    """
-
-    def __init__(self, emit: Emit | None) -> None:
-        self._emit = emit
-        self.reason: str | None = None
-
-    def __call__(self, event: ev.Event) -> object:
-        if self.reason is not None and isinstance(event, ev.TrainingCompleted):
-            event = msgspec.structs.replace(event, stop_reason=self.reason)
-        if self._emit is None:
-            from mlops_hooks.manager import get_plugin_manager
-
-            self._emit = get_plugin_manager("training").dispatch
-        return self._emit(event)
 
 
 class Portable:
@@ -209,8 +180,3 @@ def error_accuracy(metrics: Mapping[str, float], data: str | None) -> float | No
             return 1.0 - value
     return None
 
-
-def stopped_run(run: Run, stops: StopReasons, reason: str, **completion: Any) -> None:
-    """Complete ``run`` with ``stop_reason`` ``reason`` (the run ended before its plan)."""
-    stops.reason = reason
-    run.complete(**completion)

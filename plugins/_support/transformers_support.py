@@ -6,7 +6,6 @@
   them is reported at once (Transformers has no exception hook), then re-raised unchanged.
 * :func:`stop_reason`: why a training that ended before its plan stopped.
 * :func:`training_params`: the ``run_params`` of a training (``TrainingArguments``, the model).
-* :func:`tag_stop_reason`: an emit function adding ``stop_reason`` to ``training_completed``.
 * :func:`register`: the ``report_to`` name, added to Transformers' table of integrations.
 """
 
@@ -19,14 +18,10 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
-import msgspec
-
-from mlops_hooks import events as ev
 from mlops_hooks.formatting import to_float
-from mlops_hooks.run import Emit
 
 __all__ = ["CONFIG_FIELDS", "REPORT_TO", "TRAINING_FIELDS", "StepGuard", "find_trainer",
-           "numbers", "register", "stop_reason", "tag_stop_reason", "training_params"]
+           "numbers", "register", "stop_reason", "training_params"]
 
 #: The name that enables the callback with ``TrainingArguments(report_to=[...])``.
 REPORT_TO = "mlops_hooks"
@@ -130,30 +125,6 @@ def stop_reason(trainer: Any) -> str:
                 callback.early_stopping_patience_counter >= callback.early_stopping_patience):
             return "early_stopping"
     return "callback"
-
-
-def tag_stop_reason(emit: Emit | None, reason: Callable[[], str | None]) -> Emit:
-    """An emit function that sets ``training_completed.stop_reason`` to ``reason()``.
-
-    Args:
-        emit: Where events go (``None``: the process's plugin manager, looked up when the first
-            event is sent, as a run does).
-        reason: Read when ``training_completed`` is sent; ``None`` leaves the event as it is.
-    """
-    target: list[Emit] = [emit] if emit is not None else []
-
-    def tagged(event: ev.Event) -> object:
-        if not target:
-            from mlops_hooks.manager import get_plugin_manager
-
-            target.append(get_plugin_manager("training").dispatch)
-        if isinstance(event, ev.TrainingCompleted):
-            why = reason()
-            if why is not None:
-                event = msgspec.structs.replace(event, stop_reason=why)
-        return target[0](event)
-
-    return tagged
 
 
 def _plain(value: Any) -> Any:

@@ -174,3 +174,29 @@ def test_control_messages_it_does_not_understand_are_ignored(data: bytes):
     notice("announcement", b'{"type": "announcement"}', mailbox)
     assert not mailbox.inbox
     assert control.stop_requested("stop-unknown") is None
+
+
+def test_an_explicit_stop_reason_is_sent_and_a_request_wins_over_it():
+    events: list[ev.Event] = []
+    run = Run("boost", total_epochs=10, run_id="stop-explicit", emit=events.append)
+    with run:
+        run.epoch_end(0)
+        done = run.complete(stop_reason="early_stopping")
+    assert done is not None and done.stop_reason == "early_stopping"
+    assert done.message == "Training stopped early at epoch 1/10"
+    assert ev.decode(ev.encode(done)) == done
+    with Run("boost", total_epochs=10, run_id="stop-both", emit=events.append) as run:
+        run.epoch_end(0)
+        run.stop()
+        done = run.complete(stop_reason="early_stopping")
+    assert done is not None and done.stop_reason == "requested"
+    assert done.message == "Training stopped on request at epoch 1/10 (by local)"
+
+
+@pytest.mark.parametrize("reason", ["", "  ", 3])
+def test_a_bad_stop_reason_is_refused_before_anything_is_sent(reason):
+    events: list[ev.Event] = []
+    run = Run("boost", total_epochs=10, run_id="stop-bad", emit=events.append)
+    with pytest.raises(ValueError, match="stop_reason must be a non-empty string"):
+        run.complete(stop_reason=reason)
+    assert events == [] and run.finished is None
