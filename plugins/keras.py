@@ -39,7 +39,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 from mlops_hooks.formatting import to_float
@@ -47,6 +47,7 @@ from mlops_hooks.plugins._support import keras_backend as _keras_backend
 from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import (
     Adapter,
+    FailsOnExit,
     check_metric_names,
     first_metric,
     fraction,
@@ -77,7 +78,7 @@ DEFAULT_SCORE_METRICS = ("val_accuracy", "val_acc", "val_sparse_categorical_accu
 _STEP_FUNCTIONS = ("train_function", "test_function")
 
 
-class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
+class MLOpsCallback(FailsOnExit, Adapter, keras.callbacks.Callback):  # type: ignore[misc]
     """Stream a Keras ``fit`` to the mlops-hooks dashboard and plugins.
 
     Args:
@@ -235,14 +236,6 @@ class MLOpsCallback(Adapter, keras.callbacks.Callback):  # type: ignore[misc]
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures
-
-    def __enter__(self) -> MLOpsCallback:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc is not None:
-            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         run = self._run

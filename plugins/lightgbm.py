@@ -46,11 +46,15 @@ import bisect
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 from mlops_hooks.plugins._support import open_runs as _open_runs
-from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
+from mlops_hooks.plugins._support.base import (
+    Adapter,
+    FailsOnExit,
+    missing_framework,
+    never_raises,
+)
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
     Portable,
@@ -74,7 +78,7 @@ _REPORT_ORDER = 29
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(Portable, Adapter):
+class MLOpsCallback(FailsOnExit, Portable, Adapter):
     """Stream a LightGBM training (``lightgbm.train``, ``lightgbm.cv``, ``LGBMModel.fit``).
 
     Args:
@@ -258,13 +262,9 @@ class MLOpsCallback(Portable, Adapter):
 
     # ------------------------------------------------------------------ failures
 
-    def __enter__(self) -> MLOpsCallback:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc is not None and not isinstance(exc, EarlyStopException):
-            self._fail(exc)
+    def fails_on(self, exc: BaseException) -> bool:
+        """Any exception but LightGBM's early-stopping signal (its way to end a training)."""
+        return not isinstance(exc, EarlyStopException)
 
     def _fail(self, exc: BaseException) -> None:
         run = self._run

@@ -52,12 +52,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Any
 
 from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import (
     Adapter,
+    FailsOnExit,
     check_metric_names,
     first_metric,
     fraction,
@@ -86,7 +86,7 @@ DEFAULT_SCORE_METRICS = ("eval_accuracy", "eval_acc", "eval_f1", "eval_matthews_
 REPORT_TO = support.REPORT_TO
 
 
-class MLOpsCallback(Adapter, TrainerCallback):
+class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback):
     """Stream a Transformers ``Trainer.train`` to the mlops-hooks dashboard and plugins.
 
     Args:
@@ -287,14 +287,6 @@ class MLOpsCallback(Adapter, TrainerCallback):
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures
-
-    def __enter__(self) -> MLOpsCallback:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc is not None:
-            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         """Report ``exc`` as the run's failure (never raises: the user's exception surfaces)."""

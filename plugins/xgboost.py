@@ -40,11 +40,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from mlops_hooks.plugins._support import open_runs as _open_runs
-from mlops_hooks.plugins._support.base import Adapter, missing_framework, never_raises
+from mlops_hooks.plugins._support.base import (
+    Adapter,
+    FailsOnExit,
+    missing_framework,
+    never_raises,
+)
 from mlops_hooks.plugins._support.boosting import (
     MethodGuard,
     Portable,
@@ -67,7 +71,7 @@ _GUARDED = ("update", "eval_set", "eval")
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(Portable, Adapter, TrainingCallback):
+class MLOpsCallback(FailsOnExit, Portable, Adapter, TrainingCallback):
     """Stream an XGBoost training (``xgboost.train``, ``xgboost.cv``, ``XGBModel.fit``).
 
     Args:
@@ -247,14 +251,6 @@ class MLOpsCallback(Portable, Adapter, TrainingCallback):
         _open_runs.forget(run)
 
     # ------------------------------------------------------------------ failures
-
-    def __enter__(self) -> MLOpsCallback:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc is not None:
-            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         run = self._run

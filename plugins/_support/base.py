@@ -3,7 +3,8 @@
 Adapters translate framework hooks into :class:`mlops_hooks.run.Run` calls (the logic all
 frameworks share, progress, ETA, stages, throttling, error codes, is the run's). This module
 holds the rest they have in common: :class:`Adapter` (constructor options checked at once, the
-run built from them, the guard "is there a run to report to"), never-raising hooks, metric
+run built from them, the guard "is there a run to report to"), :class:`FailsOnExit` (``with
+callback:`` reports the block's exception), never-raising hooks, metric
 lookup, and model sizes (a torch module's tensors, Keras weights, a pickled estimator).
 """
 
@@ -17,6 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from math import prod
+from types import TracebackType
 from typing import Any, TypeGuard, TypeVar
 
 from mlops_hooks.formatting import to_float
@@ -31,6 +33,7 @@ from mlops_hooks.run.params import (
 
 __all__ = [
     "Adapter",
+    "FailsOnExit",
     "check_emit",
     "check_metric_names",
     "check_name",
@@ -45,6 +48,7 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_C = TypeVar("_C", bound="FailsOnExit")
 
 
 def missing_framework(framework: str, extra: str, error: ImportError) -> ImportError:
@@ -160,6 +164,30 @@ def _warn(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     except Exception:  # warnings turned into errors must not stop training
         sys.stderr.write(message + "\n")
+
+
+class FailsOnExit:
+    """Mixin: ``with callback:`` around a fit reports an exception of the block as a failure.
+
+    For frameworks whose loop has no exception hook the adapter can use. The exception goes to
+    the adapter's ``_fail`` (which never raises), then surfaces unchanged.
+    """
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is not None and self.fails_on(exc):
+            self._fail(exc)
+
+    def fails_on(self, exc: BaseException) -> bool:
+        """Whether ``exc`` ending the block is the run's failure (any exception, by default)."""
+        return True
+
+    def _fail(self, exc: BaseException) -> None:
+        """Report ``exc`` as the run's failure (the adapter's own; it never raises)."""
+        raise NotImplementedError
 
 
 class Adapter:
