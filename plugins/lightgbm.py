@@ -51,11 +51,11 @@ from typing import Any
 from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import (
     Adapter,
-    FailsOnExit,
     missing_framework,
     never_raises,
 )
 from mlops_hooks.plugins._support.boosting import (
+    BoosterFit,
     MethodGuard,
     Portable,
     caller_locals,
@@ -78,7 +78,7 @@ _REPORT_ORDER = 29
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(FailsOnExit, Portable, Adapter):
+class MLOpsCallback(BoosterFit, Portable, Adapter):
     """Stream a LightGBM training (``lightgbm.train``, ``lightgbm.cv``, ``LGBMModel.fit``).
 
     Args:
@@ -105,8 +105,6 @@ class MLOpsCallback(FailsOnExit, Portable, Adapter):
         before_iteration: ``True``: called before each iteration.
     """
 
-    _run: Run | None
-    _guard: MethodGuard | None
     _model: Any
     _joined: bool
     _last: CallbackEnv | None
@@ -266,17 +264,6 @@ class MLOpsCallback(FailsOnExit, Portable, Adapter):
         """Any exception but LightGBM's early-stopping signal (its way to end a training)."""
         return not isinstance(exc, EarlyStopException)
 
-    def _fail(self, exc: BaseException) -> None:
-        run = self._run
-        self._restore()
-        if self.reporting(run):
-            run.fail(exc)
-            _open_runs.forget(run)
-
-    def _restore(self) -> None:
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            guard.restore()
 
 
 class _Guarded:

@@ -45,11 +45,11 @@ from typing import Any
 from mlops_hooks.plugins._support import open_runs as _open_runs
 from mlops_hooks.plugins._support.base import (
     Adapter,
-    FailsOnExit,
     missing_framework,
     never_raises,
 )
 from mlops_hooks.plugins._support.boosting import (
+    BoosterFit,
     MethodGuard,
     Portable,
     caller_locals,
@@ -71,7 +71,7 @@ _GUARDED = ("update", "eval_set", "eval")
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
 
 
-class MLOpsCallback(FailsOnExit, Portable, Adapter, TrainingCallback):
+class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
     """Stream an XGBoost training (``xgboost.train``, ``xgboost.cv``, ``XGBModel.fit``).
 
     Args:
@@ -94,8 +94,6 @@ class MLOpsCallback(FailsOnExit, Portable, Adapter, TrainingCallback):
         TypeError: ``emit`` is not callable, or ``params`` is not a mapping.
     """
 
-    _run: Run | None
-    _guard: MethodGuard | None
     _data: list[str]
     _early_stopping: bool
     _metrics: dict[str, float]
@@ -249,20 +247,6 @@ class MLOpsCallback(FailsOnExit, Portable, Adapter, TrainingCallback):
         run.complete(**completion, stop_reason=(
             "early_stopping" if self._early_stopping else "callback") if early else None)
         _open_runs.forget(run)
-
-    # ------------------------------------------------------------------ failures
-
-    def _fail(self, exc: BaseException) -> None:
-        run = self._run
-        self._restore()
-        if self.reporting(run):
-            run.fail(exc)
-            _open_runs.forget(run)
-
-    def _restore(self) -> None:
-        guard, self._guard = self._guard, None
-        if guard is not None:
-            guard.restore()
 
 
 # ---------------------------------------------------------------------- parameters

@@ -4,6 +4,7 @@ These frameworks tell their callbacks less than Lightning or Keras do, so the ad
 the rest from where they are called:
 
 * :class:`Portable` lets a callback be pickled and copied without its runs;
+* :class:`BoosterFit` holds a fit's run and :class:`MethodGuard`, and ends both on a failure;
 * :func:`caller_locals` reads the locals of the framework's training loop (``num_boost_round``
   of ``xgboost.train``, the callback lists of ``lightgbm.train``, ``n_trials`` of Optuna);
 * :class:`MethodGuard` wraps a booster's methods for one fit so an exception inside them (a
@@ -22,10 +23,12 @@ from types import FrameType
 from typing import Any
 
 from mlops_hooks.formatting import to_float
-from mlops_hooks.run import Emit
+from mlops_hooks.plugins._support import open_runs
+from mlops_hooks.plugins._support.base import FailsOnExit
+from mlops_hooks.run import Emit, Run
 
-__all__ = ["MethodGuard", "Portable", "caller_locals", "error_accuracy", "eval_metrics",
-           "positive_count"]
+__all__ = ["BoosterFit", "MethodGuard", "Portable", "caller_locals", "error_accuracy",
+           "eval_metrics", "positive_count"]
 
 #: Metric names whose value is an error rate (accuracy is ``1 - value``).
 ERROR_METRICS = ("error", "merror", "binary_error", "multi_error")
@@ -41,6 +44,31 @@ def positive_count(argument: str, value: object) -> int | None:
                               or value <= 0):
         raise ValueError(f"{argument} must be an integer > 0 or None, got {value!r}")
     return value
+
+
+class BoosterFit(FailsOnExit):
+    """A boosting callback's run and method guard for one fit, and how a failure ends them.
+
+    ``with callback:`` (from :class:`~mlops_hooks.plugins._support.base.FailsOnExit`) reports
+    the block's exception with :meth:`_fail`.
+    """
+
+    _run: Run | None
+    _guard: MethodGuard | None
+
+    def _fail(self, exc: BaseException) -> None:
+        """Remove the guard and report ``exc`` as the run's failure (if it is still running)."""
+        run = self._run
+        self._restore()
+        if run is not None and run.active:
+            run.fail(exc)
+            open_runs.forget(run)
+
+    def _restore(self) -> None:
+        """Remove the method guard (the booster is left as it was)."""
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.restore()
 
 
 class Portable:
