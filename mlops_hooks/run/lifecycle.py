@@ -346,7 +346,7 @@ class Run(Stoppable):
 
         Raises:
             ValueError: ``final_accuracy`` is outside 0-1, ``model_size`` is negative or
-                ``stop_reason`` is not a non-empty string.
+                ``stop_reason`` is not a lower-case name (``[a-z][a-z0-9_]*``).
         """
         if self.finished:
             return None

@@ -7,6 +7,7 @@ Also the checks of a run's arguments (:func:`check_stage`, :func:`check_fraction
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import cast
 
@@ -130,11 +131,16 @@ def check_fraction(name: str, value: object) -> float | None:
     return number
 
 
+#: What ``training_completed.stop_reason`` may be (docs/protocol.md; the event's own pattern).
+STOP_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 def check_stop_reason(reason: object) -> None:
-    """Check a ``stop_reason`` given to ``Run.complete``: None or a non-empty string.
+    """Check a ``stop_reason`` given to ``Run.complete``: None or a lower-case name.
 
     Raises:
-        ValueError: It is something else.
+        ValueError: It is something else (the server would refuse the event).
     """
-    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
-        raise ValueError(f"stop_reason must be a non-empty string or None, got {reason!r}")
+    if reason is not None and (not isinstance(reason, str) or not STOP_REASON.fullmatch(reason)):
+        raise ValueError("stop_reason must be None or a lower-case name such as "
+                         f"'early_stopping' ([a-z][a-z0-9_]*, at most 64), got {reason!r}")
