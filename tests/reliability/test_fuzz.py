@@ -99,7 +99,14 @@ class Watcher(threading.Thread):
         self.join(10)
 
     def events(self) -> list[dict[str, Any]]:
-        return [m for m in map(json.loads, list(self.texts)) if m.get("type") in ev.EVENT_CLASSES]
+        """The events publishers sent (not those the server raised: run states, rule alerts)."""
+        return [m for m in map(json.loads, list(self.texts))
+                if m.get("type") in ev.EVENT_CLASSES and not _server_raised(m)]
+
+
+def _server_raised(message: dict[str, Any]) -> bool:
+    alert = message.get("alert")
+    return isinstance(alert, dict) and alert.get("source") == "alert_rules"
 
 
 @dataclass
@@ -122,7 +129,7 @@ class Target:
         events = self.watcher.events()
         for text in self.watcher.texts:
             data = json.loads(text)
-            if data.get("type") in ev.EVENT_CLASSES:
+            if data.get("type") in ev.ALL_EVENT_CLASSES:  # run_state: raised by the server
                 ev.decode(text)  # raises EventError on anything invalid
             else:
                 assert data.get("type") in ("snapshot", "replay", "pong", "error"), data
