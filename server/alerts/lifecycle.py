@@ -27,6 +27,11 @@ def _label(event: ev.Event) -> str:
     return f"{name} ({run_id})" if name and name != run_id else run_id
 
 
+#: Words of the reason of a ``stalled`` the stall watchdog caused (server/state/runwatch.py);
+#: its own ``training_stalled`` alert is that stall's one alert.
+WATCHDOG = "stall watchdog"
+
+
 class Stall(Rule[None]):
     """The server marked the run ``stalled`` (``run_state``); cleared by ``running`` or an end."""
 
@@ -42,6 +47,8 @@ class Stall(Rule[None]):
         if event.run_id is None:
             return []
         if isinstance(event, ev.RunState):
+            if event.state == "stalled" and WATCHDOG in (event.reason or ""):
+                return []  # the stall watchdog's own system_alert already says it
             if event.state == "stalled":
                 why = f": {event.reason}" if event.reason else ""
                 return [self.fire(event.run_id, "Training Run Stalled",

@@ -172,6 +172,15 @@ def test_stall_fires_on_the_stalled_state_and_clears_when_running_again():
     assert [c.clears for c in cleared(back)] == [alerts[0].alert.id]
 
 
+def test_a_stall_the_watchdog_already_alerted_is_not_alerted_twice():
+    from mlops_hooks.server.state.runwatch import _REASONS as REASONS  # as raised
+
+    e = engine()
+    watchdog = ev.RunState(run_id="r-1", state="stalled", previous="running",
+                           reason=REASONS["stalled"])
+    assert feed(e, progress(1, 0.5), watchdog) == []
+
+
 def test_a_stall_then_a_crash_clears_the_stall_and_fires_the_crash_once():
     e = engine()
     feed(e, progress(1, 0.5), ev.RunState(run_id="r-1", state="stalled"))

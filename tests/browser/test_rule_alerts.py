@@ -17,8 +17,9 @@ from tests.live_server import LiveServer
 @pytest.fixture
 def rules_dash(browser_context: BrowserContext, tmp_path: Path) -> Iterator[Dashboard]:
     """A dashboard of a server with its alert rules on (the default)."""
-    with LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0"]) \
-            as server:
+    with LiveServer(tmp_path, extra_args=["--metrics-interval", "0", "--stall-timeout", "0",
+                                          "--stall-floor", "1", "--stall-factor", "2",
+                                          "--crash-grace", "600"]) as server:
         page = browser_context.new_page()
         try:
             yield Dashboard(page, server)
@@ -26,9 +27,9 @@ def rules_dash(browser_context: BrowserContext, tmp_path: Path) -> Iterator[Dash
             page.close()
 
 
-def _progress(run_id: str) -> dict[str, object]:
+def _progress(run_id: str, step: int = 1) -> dict[str, object]:
     return {"type": "training_progress", "run_id": run_id, "model_name": "Net",
-            "stage": "model_training", "current_step": 1, "current_loss": 0.5}
+            "stage": "model_training", "current_step": step, "current_loss": 0.5}
 
 
 def test_rule_alerts_show_and_a_clear_closes_its_alert(rules_dash: Dashboard) -> None:
@@ -41,11 +42,10 @@ def test_rule_alerts_show_and_a_clear_closes_its_alert(rules_dash: Dashboard) ->
     expect_titles(page, ["Training Run Failed"])
     item = page.locator("#alerts > li").first
     assert "CUDA out of memory" in item.inner_text()
-    dash.post(_progress("r-stall"), {"type": "run_state", "run_id": "r-stall",
-                                     "state": "stalled", "reason": "no step for 95 s"})
+    # two steps, then none: the server marks the run stalled (--stall-floor 1) and the rule fires
+    dash.post(_progress("r-stall", 1), _progress("r-stall", 2))
     expect_titles(page, ["Training Run Stalled", "Training Run Failed"])
-    dash.post({"type": "run_state", "run_id": "r-stall", "state": "running",
-               "previous": "stalled"})
+    dash.post(_progress("r-stall", 3))  # steps again: running, and the rule clears
     # the stall alert is closed; its clearing notice is low priority and dismisses itself
     expect_titles(page, ["Training Run Failed"], low=False)
     page.reload()

@@ -38,7 +38,8 @@ def test_a_fleet_stores_and_notifies_each_alert_once(tmp_path: Path,
             # both servers raised it; the second store was recognised as a duplicate
             wait_until(lambda: sum(_metric(s, "mlops_hooks_duplicates_total")
                                    for s in (a, b)) >= 1, 20, "the second server's duplicate")
-            wait_until(lambda: healthz(a)["seq"] == healthz(b)["seq"] == 3, 20, "seq 3")
+            # progress, failure, the run_state both servers derive (stored once), the alert
+            wait_until(lambda: healthz(a)["seq"] == healthz(b)["seq"] == 4, 20, "seq 4")
             for server in (a, b):
                 alerts = httpx.get(server.http_url + "/api/monitoring/system",
                                    timeout=10).json()["alerts"]
