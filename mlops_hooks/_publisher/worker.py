@@ -9,8 +9,9 @@ loop from the training thread costs a self-pipe write per call (measured 3.6 µs
 after an idle period) where this design never wakes anything on the hot path.
 
 The training thread only appends ``(event, time.time())`` to :attr:`Mailbox.inbox`. This thread
-looks at the inbox every ``poll_interval`` (20 ms) while events flow and sleeps longer when idle
-(then :attr:`Mailbox.fast` is false and the next ``emit`` wakes it). It moves events into the
+looks at the inbox every ``poll_interval`` (20 ms) while events flow; idle, it reads the socket
+every ``_LIVE_WAIT`` while a run is open (a Stop request is noticed at once) and otherwise sleeps
+until woken (:attr:`Mailbox.fast` false: the next ``emit`` wakes it). It moves events into the
 bounded :class:`~.buffer.EventBuffer`, prepares each on first send (timestamp, idempotency key,
 validation), keeps up to ``max_inflight`` unacknowledged (pipelined), matches the in-order
 replies, and on a lost connection requeues every unacknowledged event and reconnects with
@@ -59,6 +60,7 @@ __all__ = ["Worker"]
 
 _now = time.monotonic  # bound at import: a test patching the time module never feeds this thread
 _IDLE_AFTER = 1.0  # seconds without traffic before the thread sleeps until woken
+_LIVE_WAIT = 0.05  # the socket read of an idle thread while a run is open (Stop requests)
 _FLUSH_RETRY = 0.25  # largest reconnect delay while someone waits in flush()
 
 
@@ -357,15 +359,14 @@ class Worker:
             self.check_markers()
 
     def idle(self, conn: ClientConnection, now: float) -> None:
-        """Nothing in flight: wait for events, briefly at first, then until woken.
+        """Nothing in flight: a short ``recv`` while events flow or a run is open, else sleep.
 
-        Waiting briefly is a ``recv`` on the connection, and a long wait ends with a look at
-        it, so a connection the server closes is noticed (and reported) while idle too.
+        A sleep ends with a look at the connection, so a closed one is noticed while idle too.
         """
         mailbox = self.mailbox
         until_ping = max(0.0, self.next_ping - now)
-        if now - self.last_activity < _IDLE_AFTER:
-            wait = min(self.s.poll_interval, until_ping)
+        if (busy := now - self.last_activity < _IDLE_AFTER) or self.open_runs.runs:
+            wait = min(self.s.poll_interval if busy else _LIVE_WAIT, until_ping)
         else:
             mailbox.fast = False
             mailbox.wake.clear()
