@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import ctypes
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -110,6 +112,8 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
     _last: CallbackEnv | None
     _unsent: bool
     _leave: list[Any] | None
+    _quiet_until: float
+    _quiet_last: int
 
     def __init__(
         self,
@@ -140,6 +144,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
             "_last": None,  # the last iteration counted (its CallbackEnv)
             "_unsent": False,  # it was counted without an event (throttled)
             "_leave": None,  # LightGBM's before-iteration list, to leave
+            # iterations are counted without an event until this clock time, while they are
+            # below _quiet_last (the last iteration always sends)
+            "_quiet_until": -math.inf, "_quiet_last": 0,
         }
 
     @property
@@ -194,9 +201,28 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         guarded.append(self._finish)
         after[:] = guarded
 
-    @never_raises
     def _report(self, env: CallbackEnv) -> None:
+        """After an iteration: count it and send its results (at most one event per throttle).
+
+        The hot path: between two events an iteration is a few attribute checks, a clock read
+        and a compare; nothing is built.
+        """
+        try:
+            run = self._run
+            if (env.model is self._model and run is not None and run.finished is None
+                    and env.evaluation_result_list and env.iteration < self._quiet_last
+                    and _now() < self._quiet_until):
+                run.catch_up(1)
+                self._last, self._unsent = env, True
+                return
+        except Exception:  # pragma: no cover - the guarded path below reports it
+            pass
+        self._report_iteration(env)
+
+    @never_raises
+    def _report_iteration(self, env: CallbackEnv) -> None:
         run = self._run
+        self._quiet_until = -math.inf
         if run is None or run.finished or env.model is not self._model:
             return
         if self._leave is not None:
@@ -209,9 +235,11 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         run.catch_up(1)
         self._last = env
         if _now() < run.next_progress_at and env.iteration < env.end_iteration - 1:
-            self._unsent = True  # the hot path: a clock read and a compare
-            return
-        self._send(run, env)
+            self._unsent = True  # throttled
+        else:
+            self._send(run, env)
+        self._quiet_until = run.next_progress_at
+        self._quiet_last = env.end_iteration - 1
 
     def _send(self, run: Run, env: CallbackEnv) -> None:
         """Send iteration ``env.iteration`` (already counted) with its results."""
@@ -295,7 +323,32 @@ def _quietly(report: Callable[..., None], *args: Any) -> None:
 
 
 def _booster_bytes(model: Any) -> int | None:
+    """Bytes of ``model.model_to_string()`` (what ``save_model`` writes), serialized once.
+
+    ``model_to_string`` serializes a model over 1 MiB twice (the first call sizes its buffer)
+    and copies the text through Python; LightGBM's C function gives the length alone. Falls
+    back to ``model_to_string`` where that function cannot be reached.
+    """
+    try:
+        return _text_length(model)
+    except Exception:
+        pass
     try:
         return len(model.model_to_string().encode())
     except Exception:  # a CVBooster's several models, or a freed booster
         return None
+
+
+def _text_length(model: Any) -> int:
+    """The length ``model_to_string`` would have, from one call of LightGBM's C function."""
+    from lightgbm import basic
+
+    length = ctypes.c_int64(0)
+    buffer = ctypes.create_string_buffer(1)  # too small: the text is measured, not copied
+    basic._safe_call(basic._LIB.LGBM_BoosterSaveModelToString(  # type: ignore[attr-defined]
+        model._handle, ctypes.c_int(0), ctypes.c_int(model.best_iteration),
+        ctypes.c_int(0), ctypes.c_int64(1), ctypes.byref(length), buffer))
+    if length.value <= 1:
+        raise ValueError("LightGBM measured an empty model")
+    # the C length counts the terminating NUL; model_to_string appends the pandas categories
+    return length.value - 1 + len(basic._dump_pandas_categorical(model.pandas_categorical))

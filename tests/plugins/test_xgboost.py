@@ -76,6 +76,37 @@ def test_throttled_rounds_cost_a_clock_read_and_the_last_round_is_always_sent(pm
     assert_progress_monotonic_to_100(recorder)
 
 
+class _Clock(xgb.callback.TrainingCallback):
+    """Moves the adapter's and the run's clock one second a round (before the adapter)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self.now = 0.0
+        monkeypatch.setattr("mlops_hooks.plugins.xgboost._now", lambda: self.now)
+        monkeypatch.setattr("mlops_hooks.run.lifecycle._perf", lambda: self.now)
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        self.now += 1.0
+        return False
+
+
+def test_a_round_is_sent_once_per_throttle_and_the_rounds_between_are_counted(
+        pm, recorder, dmatrices, monkeypatch):
+    train, val = dmatrices
+    history: dict = {}
+    clock = _Clock(monkeypatch)
+    xgb.train(PARAMS, train, num_boost_round=10, evals=[(val, "val")], evals_result=history,
+              verbose_eval=False,
+              callbacks=[clock, MLOpsCallback(emit=pm.dispatch, throttle=2.5)])
+    rounds = [e for e in recorder.progress() if e.metrics and e.stage == "model_training"]
+    # started at 0 s, a round a second: due at 3 s, 6 s, 9 s; the last round always
+    assert [e.current_step for e in rounds] == [3, 6, 9, 10]
+    for event in rounds:
+        assert event.metrics["val-logloss"] == pytest.approx(
+            history["val"]["logloss"][event.current_step - 1])
+    assert_progress_monotonic_to_100(recorder)
+
+
 def test_early_stopping_sends_the_throttled_last_round(pm, recorder, cancer):
     x_train, x_val, y_train, y_val = cancer
     model = xgb.XGBClassifier(n_estimators=300, learning_rate=0.6, max_depth=3, n_jobs=1,
