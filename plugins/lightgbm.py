@@ -33,6 +33,10 @@ the before-iteration list: nothing is left to do there):
   stopping" check, it is a normal completion); any other exception fails it;
 * a last callback completes the run after the final iteration.
 
+A Stop request from the dashboard is read by the reporter at least every 0.25 s: it completes
+the run (``stop_reason: "requested"``) and raises ``EarlyStopException``, LightGBM's own way
+to end a training early (the booster keeps every iteration done).
+
 The booster's ``update``, ``eval_train`` and ``eval_valid`` are wrapped for the training: an
 exception in them (a custom objective or ``feval`` that raises) is reported as
 ``training_failed`` with its progress, then re-raised unchanged. Anything else escaping the
@@ -78,6 +82,8 @@ _GUARDED = ("update", "eval_train", "eval_valid")
 #: before ``early_stopping`` (30), so the iteration that stops is reported.
 _REPORT_ORDER = 29
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
+#: Seconds between two reads of the run's Stop flag while rounds are counted without events.
+_STOP_POLL = 0.25
 
 
 class MLOpsCallback(BoosterFit, Portable, Adapter):
@@ -205,7 +211,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         """After an iteration: count it and send its results (at most one event per throttle).
 
         The hot path: between two events an iteration is a few attribute checks, a clock read
-        and a compare; nothing is built.
+        and a compare; nothing is built. A Stop request from the dashboard is read at least
+        every 0.25 s (and with each event): the run completes and LightGBM is stopped the way
+        its ``early_stopping`` does, with ``EarlyStopException``.
         """
         try:
             run = self._run
@@ -217,29 +225,41 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
                 return
         except Exception:  # pragma: no cover - the guarded path below reports it
             pass
-        self._report_iteration(env)
+        if self._report_iteration(env) is True:  # stopped on request: the run has completed
+            raise EarlyStopException(env.iteration, env.evaluation_result_list or [])
 
     @never_raises
-    def _report_iteration(self, env: CallbackEnv) -> None:
+    def _report_iteration(self, env: CallbackEnv) -> bool:
+        """Count an iteration (send it when due); True: the run completed on a Stop request."""
         run = self._run
         self._quiet_until = -math.inf
         if run is None or run.finished or env.model is not self._model:
-            return
+            return False
         if self._leave is not None:
             with contextlib.suppress(ValueError):
                 self._leave.remove(self)
             self._leave = None
         if not env.evaluation_result_list:  # no validation sets: throttled steps
             run.step(None, 1)
-            return
+            return self._stop_requested(run, env)
         run.catch_up(1)
         self._last = env
-        if _now() < run.next_progress_at and env.iteration < env.end_iteration - 1:
+        now = _now()
+        if now < run.next_progress_at and env.iteration < env.end_iteration - 1:
             self._unsent = True  # throttled
         else:
             self._send(run, env)
-        self._quiet_until = run.next_progress_at
+        # a Stop request is read at least every _STOP_POLL seconds, whatever the throttle
+        self._quiet_until = min(run.next_progress_at, now + _STOP_POLL)
         self._quiet_last = env.end_iteration - 1
+        return self._stop_requested(run, env)
+
+    def _stop_requested(self, run: Run, env: CallbackEnv) -> bool:
+        """On a Stop request before the last iteration, complete the run (``"requested"``)."""
+        if env.iteration >= env.end_iteration - 1 or not run.should_stop:
+            return False
+        self._complete(None)
+        return run.finished is not None
 
     def _send(self, run: Run, env: CallbackEnv) -> None:
         """Send iteration ``env.iteration`` (already counted) with its results."""

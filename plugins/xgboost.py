@@ -27,7 +27,9 @@ Stages ``model_training`` → ``finalization``. ``run_params``: the estimator's 
 ``final_accuracy`` ``1 - error`` of the last set (at the best round when early stopping kept
 one: what the model predicts with), ``model_size`` the serialized booster. A fit
 stopped by ``EarlyStopping`` / ``early_stopping_rounds`` completes early with
-``stop_reason: "early_stopping"`` (``"callback"`` when another callback stopped it).
+``stop_reason: "early_stopping"`` (``"callback"`` when another callback stopped it). A Stop
+request from the dashboard is read at least every 0.25 s: ``after_iteration`` asks XGBoost to
+stop, and the run completes with ``stop_reason: "requested"``.
 
 **Failures.** XGBoost tells callbacks nothing about exceptions, so during a fit the booster's
 ``update`` and ``eval_set`` (``eval`` in ``xgboost.cv``) are wrapped: an exception there (a
@@ -70,6 +72,8 @@ __all__ = ["MLOpsCallback"]
 
 _GUARDED = ("update", "eval_set", "eval")
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
+#: Seconds between two reads of the run's Stop flag while rounds are counted without events.
+_STOP_POLL = 0.25
 
 
 class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
@@ -153,10 +157,11 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        """Count the round and send its evaluation results; never asks to stop.
+        """Count the round and send its evaluation results; stop on a Stop request.
 
         The hot path: between two events (``throttle``) a round is an attribute check, a
-        clock read and a compare; nothing is built.
+        clock read and a compare; nothing is built. A Stop request from the dashboard is
+        read at least every 0.25 s (and with each event): XGBoost is asked to stop.
         """
         try:
             run = self._run
@@ -167,8 +172,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
                 return False
         except Exception:  # pragma: no cover - the guarded path below reports it
             pass
-        self._round(epoch, evals_log)
-        return False
+        return self._round(epoch, evals_log) is True
 
     def after_training(self, model: Any) -> Any:
         """Complete the run (early when it stopped before its planned rounds)."""
@@ -201,22 +205,26 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         self._guard = MethodGuard(model, _GUARDED, self._fail)
 
     @never_raises
-    def _round(self, epoch: int, evals_log: Any) -> None:
+    def _round(self, epoch: int, evals_log: Any) -> bool:
+        """Count a round (and send it when due); True: a Stop request asks to end the fit."""
         run = self._run
         self._quiet_until = -math.inf
         if run is None or run.finished:
-            return
+            return False
         if not evals_log:  # no evaluation sets: throttled steps
             run.step(None, 1)
-            return
+            return run.should_stop
         self._log, self._epoch = evals_log, epoch
         run.catch_up(1)
-        if _now() < run.next_progress_at and run.steps < (run.planned_steps or 0):
+        now = _now()
+        if now < run.next_progress_at and run.steps < (run.planned_steps or 0):
             self._unsent = True  # throttled
         else:
             self._send(run, epoch, evals_log)
-        self._quiet_until = run.next_progress_at
+        # a Stop request is read at least every _STOP_POLL seconds, whatever the throttle
+        self._quiet_until = min(run.next_progress_at, now + _STOP_POLL)
         self._quiet_steps = (run.planned_steps or 0) - 1
+        return run.should_stop
 
     def _send(self, run: Run, epoch: int, evals_log: Any) -> None:
         """Send round ``epoch`` (already counted) with its evaluation results."""

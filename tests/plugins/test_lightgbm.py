@@ -145,6 +145,30 @@ def test_an_iteration_is_sent_once_per_throttle_and_those_between_are_counted(
     assert_progress_monotonic_to_100(recorder)
 
 
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "no-valid"])
+def test_a_stop_request_ends_the_training_within_the_stop_poll_as_requested(
+        pm, recorder, cancer, monkeypatch, valid):
+    train, val = _sets(cancer)
+    now = [0.0]
+    monkeypatch.setattr("mlops_hooks.plugins.lightgbm._now", lambda: now[0])
+    monkeypatch.setattr("mlops_hooks.run.lifecycle._perf", lambda: now[0])
+    adapter = MLOpsCallback(emit=pm.dispatch, throttle=3600)  # no event between start and end
+
+    def stop_at_five(env: lgb.callback.CallbackEnv) -> None:  # before the adapter's reporter
+        now[0] += 1.0  # an iteration a second: the 0.25 s poll reads the flag every iteration
+        if env.iteration == 4:
+            adapter.run.stop()  # as the dashboard's Stop button does
+
+    stop_at_five.order = 10  # type: ignore[attr-defined]
+    booster = lgb.train(PARAMS, train, num_boost_round=50, valid_sets=[val] if valid else None,
+                        callbacks=[stop_at_five, adapter])
+    assert booster.current_iteration() == 5 and booster.best_iteration == 5
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "requested" and "on request" in done.message
+    assert recorder.progress()[-1].current_step == 5
+    assert_wire_valid(recorder)
+
+
 def test_other_before_iteration_callbacks_still_run_every_iteration(pm, recorder, cancer):
     train, val = _sets(cancer)
     seen: list[int] = []

@@ -107,6 +107,34 @@ def test_a_round_is_sent_once_per_throttle_and_the_rounds_between_are_counted(
     assert_progress_monotonic_to_100(recorder)
 
 
+class _StopAt(xgb.callback.TrainingCallback):
+    """Asks the adapter's run to stop, as the dashboard's Stop button does, after a round."""
+
+    def __init__(self, adapter: MLOpsCallback, round_: int) -> None:
+        super().__init__()
+        self.adapter, self.round = adapter, round_
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        if epoch == self.round:
+            self.adapter.run.stop()
+        return False
+
+
+@pytest.mark.parametrize("evals", [True, False], ids=["evals", "no-evals"])
+def test_a_stop_request_ends_the_fit_within_the_stop_poll_as_requested(
+        pm, recorder, dmatrices, monkeypatch, evals):
+    train, val = dmatrices
+    clock = _Clock(monkeypatch)  # a round a second: the 0.25 s poll reads the flag every round
+    adapter = MLOpsCallback(emit=pm.dispatch, throttle=3600)  # no event between start and end
+    booster = xgb.train(PARAMS, train, num_boost_round=50, evals=[(val, "val")] if evals else [],
+                        verbose_eval=False, callbacks=[clock, _StopAt(adapter, 4), adapter])
+    assert booster.num_boosted_rounds() == 5  # asked after round 5: XGBoost stopped there
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "requested" and "on request" in done.message
+    assert recorder.progress()[-1].current_step == 5
+    assert_wire_valid(recorder)
+
+
 def test_early_stopping_sends_the_throttled_last_round(pm, recorder, cancer):
     x_train, x_val, y_train, y_val = cancer
     model = xgb.XGBClassifier(n_estimators=300, learning_rate=0.6, max_depth=3, n_jobs=1,
