@@ -185,6 +185,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         run = self._run = self.new_run(default, total_steps=max(rounds, 1),
                                        total_epochs=max(rounds, 1) if has_valid else None)
         self._model, self._last, self._unsent = env.model, None, False
+        self._quiet_until = -math.inf  # a new training: its first iteration takes the full path
         run.start()
         params = dict(env.params)
         self.send_params(run, lambda: params)

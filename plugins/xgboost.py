@@ -194,6 +194,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         self._early_stopping = any(isinstance(c, EarlyStopping)
                                    for c in loop.get("callbacks") or ())
         self._metrics, self._log, self._unsent = {}, None, False
+        self._quiet_until = -math.inf  # a new fit: its first round takes the full path
         has_evals = bool(self._data) or "evals" not in loop or "nfold" in loop
         default = type(estimator).__name__ if estimator is not None else "xgboost"
         run = self._run = self.new_run(default, total_steps=rounds,
