@@ -219,7 +219,8 @@ def report(framework: str, r: dict[str, Any]) -> list[str]:
     """Text lines of a :func:`measure` result."""
     bare_round = r["bare_ms"] / r["rounds"] * 1e3
     lines = [f"{framework}: {r['rounds']} rounds, bare fit {r['bare_ms']:.1f} ms "
-             f"({bare_round:.0f} µs a round); {r['pairs']} side-by-side pairs per variant"]
+             f"({bare_round:.0f} µs a round, its fixed costs included); {r['pairs']} side-by-side "
+             f"pairs per variant"]
     for clock, label in (("wall", "wall time"), ("cpu", "CPU time (all threads)")):
         lines.append(f"  {label}:")
         floor = r["ratios"][clock]["A/A"]["median"]
