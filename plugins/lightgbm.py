@@ -33,6 +33,10 @@ the before-iteration list: nothing is left to do there):
   stopping" check, it is a normal completion); any other exception fails it;
 * a last callback completes the run after the final iteration.
 
+A Stop request from the dashboard is read by the reporter at least every 0.25 s: it completes
+the run (``stop_reason: "requested"``) and raises ``EarlyStopException``, LightGBM's own way
+to end a training early (the booster keeps every iteration done).
+
 The booster's ``update``, ``eval_train`` and ``eval_valid`` are wrapped for the training: an
 exception in them (a custom objective or ``feval`` that raises) is reported as
 ``training_failed`` with its progress, then re-raised unchanged. Anything else escaping the
@@ -44,6 +48,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import ctypes
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -76,6 +82,8 @@ _GUARDED = ("update", "eval_train", "eval_valid")
 #: before ``early_stopping`` (30), so the iteration that stops is reported.
 _REPORT_ORDER = 29
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
+#: Seconds between two reads of the run's Stop flag while rounds are counted without events.
+_STOP_POLL = 0.25
 
 
 class MLOpsCallback(BoosterFit, Portable, Adapter):
@@ -110,6 +118,8 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
     _last: CallbackEnv | None
     _unsent: bool
     _leave: list[Any] | None
+    _quiet_until: float
+    _quiet_last: int
 
     def __init__(
         self,
@@ -140,6 +150,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
             "_last": None,  # the last iteration counted (its CallbackEnv)
             "_unsent": False,  # it was counted without an event (throttled)
             "_leave": None,  # LightGBM's before-iteration list, to leave
+            # iterations are counted without an event until this clock time, while they are
+            # below _quiet_last (the last iteration always sends)
+            "_quiet_until": -math.inf, "_quiet_last": 0,
         }
 
     @property
@@ -172,6 +185,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         run = self._run = self.new_run(default, total_steps=max(rounds, 1),
                                        total_epochs=max(rounds, 1) if has_valid else None)
         self._model, self._last, self._unsent = env.model, None, False
+        self._quiet_until = -math.inf  # a new training: its first iteration takes the full path
         run.start()
         params = dict(env.params)
         self.send_params(run, lambda: params)
@@ -194,24 +208,59 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         guarded.append(self._finish)
         after[:] = guarded
 
-    @never_raises
     def _report(self, env: CallbackEnv) -> None:
+        """After an iteration: count it and send its results (at most one event per throttle).
+
+        The hot path: between two events an iteration is a few attribute checks, a clock read
+        and a compare; nothing is built. A Stop request from the dashboard is read at least
+        every 0.25 s (and with each event): the run completes and LightGBM is stopped the way
+        its ``early_stopping`` does, with ``EarlyStopException``.
+        """
+        try:
+            run = self._run
+            if (env.model is self._model and run is not None and run.finished is None
+                    and env.evaluation_result_list and env.iteration < self._quiet_last
+                    and _now() < self._quiet_until):
+                run.catch_up(1)
+                self._last, self._unsent = env, True
+                return
+        except Exception:  # pragma: no cover - the guarded path below reports it
+            pass
+        if self._report_iteration(env) is True:  # stopped on request: the run has completed
+            raise EarlyStopException(env.iteration, env.evaluation_result_list or [])
+
+    @never_raises
+    def _report_iteration(self, env: CallbackEnv) -> bool:
+        """Count an iteration (send it when due); True: the run completed on a Stop request."""
         run = self._run
+        self._quiet_until = -math.inf
         if run is None or run.finished or env.model is not self._model:
-            return
+            return False
         if self._leave is not None:
             with contextlib.suppress(ValueError):
                 self._leave.remove(self)
             self._leave = None
         if not env.evaluation_result_list:  # no validation sets: throttled steps
             run.step(None, 1)
-            return
+            return self._stop_requested(run, env)
         run.catch_up(1)
         self._last = env
-        if _now() < run.next_progress_at and env.iteration < env.end_iteration - 1:
-            self._unsent = True  # the hot path: a clock read and a compare
-            return
-        self._send(run, env)
+        now = _now()
+        if now < run.next_progress_at and env.iteration < env.end_iteration - 1:
+            self._unsent = True  # throttled
+        else:
+            self._send(run, env)
+        # a Stop request is read at least every _STOP_POLL seconds, whatever the throttle
+        self._quiet_until = min(run.next_progress_at, now + _STOP_POLL)
+        self._quiet_last = env.end_iteration - 1
+        return self._stop_requested(run, env)
+
+    def _stop_requested(self, run: Run, env: CallbackEnv) -> bool:
+        """On a Stop request before the last iteration, complete the run (``"requested"``)."""
+        if env.iteration >= env.end_iteration - 1 or not run.should_stop:
+            return False
+        self._complete(None)
+        return run.finished is not None
 
     def _send(self, run: Run, env: CallbackEnv) -> None:
         """Send iteration ``env.iteration`` (already counted) with its results."""
@@ -295,7 +344,32 @@ def _quietly(report: Callable[..., None], *args: Any) -> None:
 
 
 def _booster_bytes(model: Any) -> int | None:
+    """Bytes of ``model.model_to_string()`` (what ``save_model`` writes), serialized once.
+
+    ``model_to_string`` serializes a model over 1 MiB twice (the first call sizes its buffer)
+    and copies the text through Python; LightGBM's C function gives the length alone. Falls
+    back to ``model_to_string`` where that function cannot be reached.
+    """
+    try:
+        return _text_length(model)
+    except Exception:
+        pass
     try:
         return len(model.model_to_string().encode())
     except Exception:  # a CVBooster's several models, or a freed booster
         return None
+
+
+def _text_length(model: Any) -> int:
+    """The length ``model_to_string`` would have, from one call of LightGBM's C function."""
+    from lightgbm import basic
+
+    length = ctypes.c_int64(0)
+    buffer = ctypes.create_string_buffer(1)  # too small: the text is measured, not copied
+    basic._safe_call(basic._LIB.LGBM_BoosterSaveModelToString(  # type: ignore[attr-defined]
+        model._handle, ctypes.c_int(0), ctypes.c_int(model.best_iteration),
+        ctypes.c_int(0), ctypes.c_int64(1), ctypes.byref(length), buffer))
+    if length.value <= 1:
+        raise ValueError("LightGBM measured an empty model")
+    # the C length counts the terminating NUL; model_to_string appends the pandas categories
+    return length.value - 1 + len(basic._dump_pandas_categorical(model.pandas_categorical))

@@ -27,7 +27,9 @@ Stages ``model_training`` → ``finalization``. ``run_params``: the estimator's 
 ``final_accuracy`` ``1 - error`` of the last set (at the best round when early stopping kept
 one: what the model predicts with), ``model_size`` the serialized booster. A fit
 stopped by ``EarlyStopping`` / ``early_stopping_rounds`` completes early with
-``stop_reason: "early_stopping"`` (``"callback"`` when another callback stopped it).
+``stop_reason: "early_stopping"`` (``"callback"`` when another callback stopped it). A Stop
+request from the dashboard is read at least every 0.25 s: ``after_iteration`` asks XGBoost to
+stop, and the run completes with ``stop_reason: "requested"``.
 
 **Failures.** XGBoost tells callbacks nothing about exceptions, so during a fit the booster's
 ``update`` and ``eval_set`` (``eval`` in ``xgboost.cv``) are wrapped: an exception there (a
@@ -38,6 +40,7 @@ with its progress, then re-raised unchanged. Anything else escaping the fit is r
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +72,8 @@ __all__ = ["MLOpsCallback"]
 
 _GUARDED = ("update", "eval_set", "eval")
 _now = time.perf_counter  # bound at import: code that patches the clock is not disturbed
+#: Seconds between two reads of the run's Stop flag while rounds are counted without events.
+_STOP_POLL = 0.25
 
 
 class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
@@ -100,6 +105,8 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
     _log: Any
     _epoch: int
     _unsent: bool
+    _quiet_until: float
+    _quiet_steps: int
 
     def __init__(
         self,
@@ -132,6 +139,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
             "_log": None,  # XGBoost's evaluation history of the training
             "_epoch": 0,  # the last round counted
             "_unsent": False,  # it was counted without an event (throttled)
+            # rounds are counted without an event until this clock time, while the run's
+            # steps are below _quiet_steps (the last planned round always sends)
+            "_quiet_until": -math.inf, "_quiet_steps": 0,
         }
 
     @property
@@ -147,9 +157,22 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         return model
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-        """Count the round and send its evaluation results; never asks to stop."""
-        self._round(epoch, evals_log)
-        return False
+        """Count the round and send its evaluation results; stop on a Stop request.
+
+        The hot path: between two events (``throttle``) a round is an attribute check, a
+        clock read and a compare; nothing is built. A Stop request from the dashboard is
+        read at least every 0.25 s (and with each event): XGBoost is asked to stop.
+        """
+        try:
+            run = self._run
+            if (run is not None and evals_log and run.finished is None
+                    and run.steps < self._quiet_steps and _now() < self._quiet_until):
+                run.catch_up(1)
+                self._log, self._epoch, self._unsent = evals_log, epoch, True
+                return False
+        except Exception:  # pragma: no cover - the guarded path below reports it
+            pass
+        return self._round(epoch, evals_log) is True
 
     def after_training(self, model: Any) -> Any:
         """Complete the run (early when it stopped before its planned rounds)."""
@@ -171,6 +194,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         self._early_stopping = any(isinstance(c, EarlyStopping)
                                    for c in loop.get("callbacks") or ())
         self._metrics, self._log, self._unsent = {}, None, False
+        self._quiet_until = -math.inf  # a new fit: its first round takes the full path
         has_evals = bool(self._data) or "evals" not in loop or "nfold" in loop
         default = type(estimator).__name__ if estimator is not None else "xgboost"
         run = self._run = self.new_run(default, total_steps=rounds,
@@ -182,20 +206,26 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         self._guard = MethodGuard(model, _GUARDED, self._fail)
 
     @never_raises
-    def _round(self, epoch: int, evals_log: Any) -> None:
+    def _round(self, epoch: int, evals_log: Any) -> bool:
+        """Count a round (and send it when due); True: a Stop request asks to end the fit."""
         run = self._run
+        self._quiet_until = -math.inf
         if run is None or run.finished:
-            return
+            return False
         if not evals_log:  # no evaluation sets: throttled steps
             run.step(None, 1)
-            return
+            return run.should_stop
         self._log, self._epoch = evals_log, epoch
-        if _now() < run.next_progress_at and run.steps + 1 < (run.planned_steps or 0):
-            run.catch_up(1)  # the hot path: a clock read and a compare
-            self._unsent = True
-            return
         run.catch_up(1)
-        self._send(run, epoch, evals_log)
+        now = _now()
+        if now < run.next_progress_at and run.steps < (run.planned_steps or 0):
+            self._unsent = True  # throttled
+        else:
+            self._send(run, epoch, evals_log)
+        # a Stop request is read at least every _STOP_POLL seconds, whatever the throttle
+        self._quiet_until = min(run.next_progress_at, now + _STOP_POLL)
+        self._quiet_steps = (run.planned_steps or 0) - 1
+        return run.should_stop
 
     def _send(self, run: Run, epoch: int, evals_log: Any) -> None:
         """Send round ``epoch`` (already counted) with its evaluation results."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import pytest
-from sklearn.datasets import load_breast_cancer
+from lightgbm import basic
+from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.model_selection import train_test_split
 
-from mlops_hooks.plugins.lightgbm import MLOpsCallback
+from mlops_hooks.formatting import format_bytes
+from mlops_hooks.plugins.lightgbm import MLOpsCallback, _booster_bytes
 from tests.plugins.conftest import (
     assert_one_run,
     assert_progress_monotonic_to_100,
@@ -119,6 +121,54 @@ def test_throttled_iterations_and_the_stopping_one_is_always_sent(pm, recorder, 
     assert done.stop_reason == "early_stopping"
 
 
+def test_an_iteration_is_sent_once_per_throttle_and_those_between_are_counted(
+        pm, recorder, cancer, monkeypatch):
+    train, val = _sets(cancer)
+    history: dict = {}
+    now = [0.0]
+    monkeypatch.setattr("mlops_hooks.plugins.lightgbm._now", lambda: now[0])
+    monkeypatch.setattr("mlops_hooks.run.lifecycle._perf", lambda: now[0])
+
+    def tick(env: lgb.callback.CallbackEnv) -> None:  # before the adapter's reporter
+        now[0] += 1.0
+
+    tick.order = 10  # type: ignore[attr-defined]
+    lgb.train(PARAMS, train, num_boost_round=10, valid_sets=[val], valid_names=["val"],
+              callbacks=[lgb.record_evaluation(history), tick,
+                         MLOpsCallback(emit=pm.dispatch, throttle=2.5)])
+    sent = [e for e in recorder.progress() if e.metrics and e.stage == "model_training"]
+    # started at 0 s, an iteration a second: due at 3 s, 6 s, 9 s; the last one always
+    assert [e.current_step for e in sent] == [3, 6, 9, 10]
+    for event in sent:
+        assert event.metrics["val-binary_logloss"] == pytest.approx(
+            history["val"]["binary_logloss"][event.current_step - 1])
+    assert_progress_monotonic_to_100(recorder)
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "no-valid"])
+def test_a_stop_request_ends_the_training_within_the_stop_poll_as_requested(
+        pm, recorder, cancer, monkeypatch, valid):
+    train, val = _sets(cancer)
+    now = [0.0]
+    monkeypatch.setattr("mlops_hooks.plugins.lightgbm._now", lambda: now[0])
+    monkeypatch.setattr("mlops_hooks.run.lifecycle._perf", lambda: now[0])
+    adapter = MLOpsCallback(emit=pm.dispatch, throttle=3600)  # no event between start and end
+
+    def stop_at_five(env: lgb.callback.CallbackEnv) -> None:  # before the adapter's reporter
+        now[0] += 1.0  # an iteration a second: the 0.25 s poll reads the flag every iteration
+        if env.iteration == 4:
+            adapter.run.stop()  # as the dashboard's Stop button does
+
+    stop_at_five.order = 10  # type: ignore[attr-defined]
+    booster = lgb.train(PARAMS, train, num_boost_round=50, valid_sets=[val] if valid else None,
+                        callbacks=[stop_at_five, adapter])
+    assert booster.current_iteration() == 5 and booster.best_iteration == 5
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "requested" and "on request" in done.message
+    assert recorder.progress()[-1].current_step == 5
+    assert_wire_valid(recorder)
+
+
 def test_other_before_iteration_callbacks_still_run_every_iteration(pm, recorder, cancer):
     train, val = _sets(cancer)
     seen: list[int] = []
@@ -192,6 +242,34 @@ def test_model_size_can_be_left_out(pm, recorder, cancer):
               callbacks=[MLOpsCallback(emit=pm.dispatch, model_size=False)])
     (done,) = recorder.of_type("training_completed")
     assert done.model_size is None
+
+
+def test_model_size_is_the_model_text_serialized_once(pm, recorder, monkeypatch):
+    """``model_size`` is ``len(model_to_string())``, from one serialization, not two.
+
+    Over 1 MiB, ``model_to_string`` serializes twice (the first call sizes its buffer).
+    """
+    x, y = make_classification(n_samples=3000, n_features=20, random_state=0)
+    booster = lgb.train({"objective": "binary", "num_leaves": 63, "num_threads": 1,
+                         "verbose": -1}, lgb.Dataset(x, y), num_boost_round=200,
+                        callbacks=[MLOpsCallback(emit=pm.dispatch)])
+    text = booster.model_to_string().encode()
+    assert len(text) > 1 << 20
+    (done,) = recorder.of_type("training_completed")
+    assert done.model_size == format_bytes(len(text))
+    serialize = basic._LIB.LGBM_BoosterSaveModelToString
+    calls: list[int] = []
+
+    def counted(*args):
+        calls.append(1)
+        return serialize(*args)
+
+    monkeypatch.setattr(basic._LIB, "LGBM_BoosterSaveModelToString", counted)
+    assert _booster_bytes(booster) == len(text)
+    assert len(calls) == 1
+    small = lgb.train(PARAMS, lgb.Dataset(*load_breast_cancer(return_X_y=True)), 3)
+    assert _booster_bytes(small) == len(small.model_to_string().encode())
+    assert _booster_bytes(object()) is None  # neither way works: no size, no exception
 
 
 def test_bad_arguments():

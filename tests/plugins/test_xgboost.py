@@ -76,6 +76,65 @@ def test_throttled_rounds_cost_a_clock_read_and_the_last_round_is_always_sent(pm
     assert_progress_monotonic_to_100(recorder)
 
 
+class _Clock(xgb.callback.TrainingCallback):
+    """Moves the adapter's and the run's clock one second a round (before the adapter)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self.now = 0.0
+        monkeypatch.setattr("mlops_hooks.plugins.xgboost._now", lambda: self.now)
+        monkeypatch.setattr("mlops_hooks.run.lifecycle._perf", lambda: self.now)
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        self.now += 1.0
+        return False
+
+
+def test_a_round_is_sent_once_per_throttle_and_the_rounds_between_are_counted(
+        pm, recorder, dmatrices, monkeypatch):
+    train, val = dmatrices
+    history: dict = {}
+    clock = _Clock(monkeypatch)
+    xgb.train(PARAMS, train, num_boost_round=10, evals=[(val, "val")], evals_result=history,
+              verbose_eval=False,
+              callbacks=[clock, MLOpsCallback(emit=pm.dispatch, throttle=2.5)])
+    rounds = [e for e in recorder.progress() if e.metrics and e.stage == "model_training"]
+    # started at 0 s, a round a second: due at 3 s, 6 s, 9 s; the last round always
+    assert [e.current_step for e in rounds] == [3, 6, 9, 10]
+    for event in rounds:
+        assert event.metrics["val-logloss"] == pytest.approx(
+            history["val"]["logloss"][event.current_step - 1])
+    assert_progress_monotonic_to_100(recorder)
+
+
+class _StopAt(xgb.callback.TrainingCallback):
+    """Asks the adapter's run to stop, as the dashboard's Stop button does, after a round."""
+
+    def __init__(self, adapter: MLOpsCallback, round_: int) -> None:
+        super().__init__()
+        self.adapter, self.round = adapter, round_
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        if epoch == self.round:
+            self.adapter.run.stop()
+        return False
+
+
+@pytest.mark.parametrize("evals", [True, False], ids=["evals", "no-evals"])
+def test_a_stop_request_ends_the_fit_within_the_stop_poll_as_requested(
+        pm, recorder, dmatrices, monkeypatch, evals):
+    train, val = dmatrices
+    clock = _Clock(monkeypatch)  # a round a second: the 0.25 s poll reads the flag every round
+    adapter = MLOpsCallback(emit=pm.dispatch, throttle=3600)  # no event between start and end
+    booster = xgb.train(PARAMS, train, num_boost_round=50, evals=[(val, "val")] if evals else [],
+                        verbose_eval=False, callbacks=[clock, _StopAt(adapter, 4), adapter])
+    assert booster.num_boosted_rounds() == 5  # asked after round 5: XGBoost stopped there
+    (done,) = recorder.of_type("training_completed")
+    assert done.stop_reason == "requested" and "on request" in done.message
+    assert recorder.progress()[-1].current_step == 5
+    assert_wire_valid(recorder)
+
+
 def test_early_stopping_sends_the_throttled_last_round(pm, recorder, cancer):
     x_train, x_val, y_train, y_val = cancer
     model = xgb.XGBClassifier(n_estimators=300, learning_rate=0.6, max_depth=3, n_jobs=1,
