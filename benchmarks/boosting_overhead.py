@@ -10,8 +10,9 @@ Variants:
 
 * ``A/A``       - a second bare fit: the **noise floor** of the method (what a ratio of two
   identical fits spreads over on this machine, now);
-* ``adapter``   - ``MLOpsCallback`` emitting to a no-op (the adapter and ``Run`` alone);
-* ``adapter, no model_size`` - the same without serializing the booster at the end;
+* ``adapter``   - ``MLOpsCallback`` emitting to a no-op (the adapter and ``Run`` alone), with
+  its defaults (``model_size=None``: these sub-second fits are not serialized);
+* ``adapter, model_size`` - the same, always serializing the booster at the end;
 * ``mlops``     - ``MLOpsCallback`` with the default plugins but the console, publishing to a
   real ``mlops-hooks serve`` process (tests/live_server.py): the publisher's thread sends
   the training's ten-odd events beside it.
@@ -111,7 +112,7 @@ def variants(framework: str, server: bool) -> dict[str, Callable[[], list[Any]]]
     built: dict[str, Callable[[], list[Any]]] = {
         "A/A": list,
         "adapter": lambda: [make(emit=_noop)],
-        "adapter, no model_size": lambda: [make(emit=_noop, model_size=False)]}
+        "adapter, model_size": lambda: [make(emit=_noop, model_size=True)]}
     if server:
         built["mlops"] = lambda: [make()]
     return built

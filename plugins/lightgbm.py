@@ -67,6 +67,8 @@ from mlops_hooks.plugins._support.boosting import (
     caller_locals,
     error_accuracy,
     eval_metrics,
+    size_choice,
+    wants_size,
 )
 from mlops_hooks.run import Emit, Run
 
@@ -96,8 +98,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         run_id: Identifier of the run; generated per training when omitted.
         throttle: Minimum seconds between progress events (each carries its iteration's
             results; the last iteration is always sent; 0: every iteration).
-        model_size: Serialize the booster at the end for ``model_size`` (tens of
-            microseconds a tree: 1000 trees cost 10-50 ms); False leaves it out.
+        model_size: Serialize the booster at the end for ``model_size`` (about 8
+            microseconds a tree: 1000 trees cost 8-50 ms). None (the default) does it after
+            fits of a second or more, where that is under 1%; True always; False never.
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager.
         params: Parameters to send with ``run_params`` besides ``env.params`` (these win).
@@ -119,6 +122,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
     _unsent: bool
     _leave: list[Any] | None
     _quiet_until: float
+    _fit_started: float
     _quiet_last: int
 
     def __init__(
@@ -128,16 +132,14 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
         model_id: str | None = None,
         run_id: str | None = None,
         throttle: float = 0.25,
-        model_size: bool = True,
+        model_size: bool | None = None,
         emit: Emit | None = None,
         params: Mapping[str, Any] | None = None,
         group: str | None = None,
     ) -> None:
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         self.configure_params(params, group)
-        if not isinstance(model_size, bool):
-            raise TypeError(f"model_size must be True or False, got {model_size!r}")
-        self.measure_size = model_size
+        self.measure_size = size_choice(model_size)
         # instance attributes: LightGBM sets a missing ``order`` in the instance's __dict__
         self.order = 5
         self.before_iteration = True
@@ -152,7 +154,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
             "_leave": None,  # LightGBM's before-iteration list, to leave
             # iterations are counted without an event until this clock time, while they are
             # below _quiet_last (the last iteration always sends)
-            "_quiet_until": -math.inf, "_quiet_last": 0,
+            "_fit_started": 0.0, "_quiet_until": -math.inf, "_quiet_last": 0,
         }
 
     @property
@@ -186,6 +188,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
                                        total_epochs=max(rounds, 1) if has_valid else None)
         self._model, self._last, self._unsent = env.model, None, False
         self._quiet_until = -math.inf  # a new training: its first iteration takes the full path
+        self._fit_started = _now()
         run.start()
         params = dict(env.params)
         self.send_params(run, lambda: params)
@@ -302,8 +305,8 @@ class MLOpsCallback(BoosterFit, Portable, Adapter):
             validation_score = last[0] if last else None
         completion: dict[str, Any] = {"final_accuracy": error_accuracy(metrics, primary),
                                       "validation_score": validation_score,
-                                      "model_size": _booster_bytes(self._model)
-                                      if self.measure_size else None}
+                                      "model_size": _booster_bytes(self._model) if wants_size(
+                                          self.measure_size, _now() - self._fit_started) else None}
         run.complete(**completion, stop_reason=reason)
         _open_runs.forget(run)
 

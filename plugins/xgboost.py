@@ -59,6 +59,8 @@ from mlops_hooks.plugins._support.boosting import (
     error_accuracy,
     eval_metrics,
     positive_count,
+    size_choice,
+    wants_size,
 )
 from mlops_hooks.run import Emit, Run
 
@@ -87,8 +89,9 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         run_id: Identifier of the run; generated per training when omitted.
         throttle: Minimum seconds between progress events (each carries its round's
             evaluation results; the last round is always sent; 0: every round).
-        model_size: Serialize the booster at the end for ``model_size`` (tens of
-            microseconds a tree: 1000 trees cost 10-50 ms); False leaves it out.
+        model_size: Serialize the booster at the end for ``model_size`` (about 8
+            microseconds a tree: 1000 trees cost 8-50 ms). None (the default) does it after
+            fits of a second or more, where that is under 1%; True always; False never.
         emit: Where events go (e.g. ``pm.dispatch``); defaults to the process's plugin
             manager.
         params: Parameters to send with ``run_params`` besides the captured ones (these win).
@@ -106,6 +109,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
     _epoch: int
     _unsent: bool
     _quiet_until: float
+    _fit_started: float
     _quiet_steps: int
 
     def __init__(
@@ -116,7 +120,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         model_id: str | None = None,
         run_id: str | None = None,
         throttle: float = 0.25,
-        model_size: bool = True,
+        model_size: bool | None = None,
         emit: Emit | None = None,
         params: Mapping[str, Any] | None = None,
         group: str | None = None,
@@ -124,9 +128,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         TrainingCallback.__init__(self)
         self.configure(name, model_id=model_id, run_id=run_id, throttle=throttle, emit=emit)
         self.configure_params(params, group)
-        if not isinstance(model_size, bool):
-            raise TypeError(f"model_size must be True or False, got {model_size!r}")
-        self.measure_size = model_size
+        self.measure_size = size_choice(model_size)
         self.num_boost_round = positive_count("num_boost_round", num_boost_round)
         self.__dict__.update(self.fresh_state())
 
@@ -141,7 +143,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
             "_unsent": False,  # it was counted without an event (throttled)
             # rounds are counted without an event until this clock time, while the run's
             # steps are below _quiet_steps (the last planned round always sends)
-            "_quiet_until": -math.inf, "_quiet_steps": 0,
+            "_fit_started": 0.0, "_quiet_until": -math.inf, "_quiet_steps": 0,
         }
 
     @property
@@ -195,6 +197,7 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
                                    for c in loop.get("callbacks") or ())
         self._metrics, self._log, self._unsent = {}, None, False
         self._quiet_until = -math.inf  # a new fit: its first round takes the full path
+        self._fit_started = _now()
         has_evals = bool(self._data) or "evals" not in loop or "nfold" in loop
         default = type(estimator).__name__ if estimator is not None else "xgboost"
         run = self._run = self.new_run(default, total_steps=rounds,
@@ -270,7 +273,8 @@ class MLOpsCallback(BoosterFit, Portable, Adapter, TrainingCallback):
         completion: dict[str, Any] = {
             "final_accuracy": error_accuracy(metrics, primary),
             "validation_score": score if score is not None else (last[-1] if last else None),
-            "model_size": _booster_bytes(model) if self.measure_size else None,
+            "model_size": _booster_bytes(model)
+            if wants_size(self.measure_size, _now() - self._fit_started) else None,
         }
         planned = run.planned_steps
         early = planned is not None and run.steps < planned

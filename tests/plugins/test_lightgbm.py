@@ -36,7 +36,8 @@ def _sets(cancer):
 def test_train_sends_every_iteration_and_its_eval_results(pm, recorder, cancer):
     train, val = _sets(cancer)
     history: dict = {}
-    callback = MLOpsCallback("cancer", emit=pm.dispatch, throttle=0, params={"seed": 1})
+    callback = MLOpsCallback("cancer", emit=pm.dispatch, throttle=0, params={"seed": 1},
+                             model_size=True)
     booster = lgb.train(PARAMS, train, num_boost_round=15, valid_sets=[train, val],
                         valid_names=["train", "val"],
                         callbacks=[lgb.record_evaluation(history), callback])
@@ -55,7 +56,7 @@ def test_train_sends_every_iteration_and_its_eval_results(pm, recorder, cancer):
     (done,) = recorder.of_type("training_completed")
     assert done.stop_reason is None and done.run_id == run_id
     assert done.final_accuracy == pytest.approx(1 - history["val"]["binary_error"][-1])
-    assert done.model_size is not None
+    assert done.model_size == format_bytes(len(booster.model_to_string().encode()))
     (params, *_) = recorder.of_type("run_params")
     assert params.params["seed"] == 1 and params.params["num_iterations"] == 15
     assert params.params["num_leaves"] == 7 and params.params["objective"] == "binary"
@@ -252,7 +253,7 @@ def test_model_size_is_the_model_text_serialized_once(pm, recorder, monkeypatch)
     x, y = make_classification(n_samples=3000, n_features=20, random_state=0)
     booster = lgb.train({"objective": "binary", "num_leaves": 63, "num_threads": 1,
                          "verbose": -1}, lgb.Dataset(x, y), num_boost_round=200,
-                        callbacks=[MLOpsCallback(emit=pm.dispatch)])
+                        callbacks=[MLOpsCallback(emit=pm.dispatch, model_size=True)])
     text = booster.model_to_string().encode()
     assert len(text) > 1 << 20
     (done,) = recorder.of_type("training_completed")
@@ -273,7 +274,7 @@ def test_model_size_is_the_model_text_serialized_once(pm, recorder, monkeypatch)
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match="model_size must be True or False, got 'no'"):
+    with pytest.raises(TypeError, match="model_size must be True, False or None, got 'no'"):
         MLOpsCallback(model_size="no")
     with pytest.raises(ValueError, match="name must be a non-empty string"):
         MLOpsCallback("")

@@ -7,6 +7,8 @@ import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
+from mlops_hooks.formatting import format_bytes
+from mlops_hooks.plugins._support.boosting import SIZE_MIN_FIT, wants_size
 from mlops_hooks.plugins.xgboost import MLOpsCallback
 from tests.plugins.conftest import (
     assert_one_run,
@@ -34,7 +36,8 @@ def dmatrices(cancer):
 def test_train_sends_every_round_and_its_eval_results(pm, recorder, dmatrices):
     train, val = dmatrices
     history: dict = {}
-    callback = MLOpsCallback("cancer", emit=pm.dispatch, throttle=0, params={"seed": 1})
+    callback = MLOpsCallback("cancer", emit=pm.dispatch, throttle=0, params={"seed": 1},
+                             model_size=True)
     booster = xgb.train(PARAMS, train, num_boost_round=12, evals=[(train, "train"), (val, "val")],
                         evals_result=history, verbose_eval=False, callbacks=[callback])
     assert booster.num_boosted_rounds() == 12
@@ -54,7 +57,8 @@ def test_train_sends_every_round_and_its_eval_results(pm, recorder, dmatrices):
     assert done.stop_reason is None and done.message == "Training completed successfully!"
     assert done.final_accuracy == pytest.approx(1 - history["val"]["error"][-1])
     assert done.validation_score == pytest.approx(history["val"]["error"][-1])
-    assert done.model_size is not None and done.run_id == run_id
+    assert done.model_size == format_bytes(len(booster.save_raw()))
+    assert done.run_id == run_id
     (params, *_) = recorder.of_type("run_params")
     assert params.params["seed"] == 1 and params.params["num_boost_round"] == 12
     assert params.params["objective"] == "binary:logistic" and params.params["max_depth"] == 2
@@ -269,3 +273,23 @@ def test_a_fitted_wrapper_with_the_callback_pickles_and_clones(pm, recorder, can
     cloned.fit(x_train, y_train)
     assert len(recorder.of_type("training_completed")) == 2
     assert copy.deepcopy(callback).run is None and callback.run is not None
+
+
+def test_model_size_by_default_only_after_a_fit_long_enough_to_hide_it(pm, recorder, dmatrices,
+                                                                       monkeypatch):
+    """``model_size=None``: serialized after fits of a second or more (there it is < 1%)."""
+    train, _ = dmatrices
+    xgb.train(PARAMS, train, num_boost_round=3, callbacks=[MLOpsCallback(emit=pm.dispatch)])
+    (short,) = recorder.of_type("training_completed")
+    assert short.model_size is None  # a fit of milliseconds: the size would cost a few percent
+    # a fit as long as the threshold (lowered to this fit's milliseconds) is measured
+    monkeypatch.setattr("mlops_hooks.plugins._support.boosting.SIZE_MIN_FIT", 0.0)
+    booster = xgb.train(PARAMS, train, num_boost_round=3,
+                        callbacks=[MLOpsCallback(emit=pm.dispatch)])
+    (_, long) = recorder.of_type("training_completed")
+    assert long.model_size == format_bytes(len(booster.save_raw()))
+    monkeypatch.undo()
+    assert wants_size(None, 0.999) is False and wants_size(None, SIZE_MIN_FIT) is True
+    assert wants_size(True, 0.0) is True and wants_size(False, 99.0) is False
+    with pytest.raises(TypeError, match="model_size must be True, False or None, got 1"):
+        MLOpsCallback(model_size=1)  # type: ignore[arg-type]
