@@ -80,6 +80,21 @@ def test_a_nan_loss_fires_once_and_the_runs_numerical_failure_is_the_same_episod
     assert note.link == "http://dash/runs/r-1" and note.run["model_name"] == "Net"
 
 
+def test_loss_not_finite_in_progress_fires_at_once_with_its_step():
+    e = engine()
+    nan = progress(7)
+    nan.loss_not_finite = "nan"
+    inf = progress(8)
+    inf.loss_not_finite = "inf"
+    raised = feed(e, progress(6, 0.5), nan, inf)
+    [alert] = fired(raised)
+    assert alert.alert.alert_type == "loss_not_finite" and alert.run_id == "r-1"
+    assert alert.alert.message == "The loss of run Net (r-1) is nan at step 7"
+    check_wire(alert)
+    note = raised[0].notification
+    assert note is not None and note.rule == "loss_nan" and note.value == "nan"
+
+
 def test_divergence_fires_once_per_episode_clears_and_respects_the_cool_down():
     clock = Clock()
     e = engine("divergence.window=3", "divergence.factor=2", "alerts.cooldown_s=60",
