@@ -196,6 +196,37 @@ def test_a_stall_the_watchdog_already_alerted_is_not_alerted_twice():
     assert feed(e, progress(1, 0.5), watchdog) == []
 
 
+def test_the_watchdogs_stall_alert_is_the_episodes_notified_once_and_cleared():
+    from mlops_hooks.server.ops.monitor import _stall_events
+    from mlops_hooks.server.state.runwatch import _REASONS as REASONS
+
+    e = engine("alerts.cooldown_s=600")
+    [alert, _] = _stall_events("r-1", "Net", 42.0)
+    opened = feed(e, progress(1, 0.5), alert)
+    [adopted] = opened
+    assert adopted.stored and adopted.event is alert  # nothing new to submit
+    note = adopted.notification
+    assert note is not None and note.rule == "stall" and note.value == "stalled"
+    assert note.alert == msgspec.to_builtins(alert.alert) and note.run["model_name"] == "Net"
+    # the stalled state it causes, a step-clock stall, the same alert again: one episode
+    assert feed(e, ev.RunState(run_id="r-1", state="stalled", previous="running",
+                               reason=REASONS["stalled"]),
+                ev.RunState(run_id="r-1", state="stalled", reason="no step for 95 s"),
+                alert) == []
+    back = feed(e, ev.RunState(run_id="r-1", state="running", previous="stalled"))
+    assert [c.clears for c in cleared(back)] == [alert.alert.id]
+    assert not any(r.stored for r in back)
+    # the watchdog's next stall is a new episode, notified (it is stored whatever the cool-down)
+    [again, _] = _stall_events("r-1", "Net", 50.0, "2026-12-07T05:01:00.000Z")
+    [reopened] = feed(e, again)
+    assert reopened.stored and reopened.notification is not None
+    # other alerts, and clears, are not the watchdog's
+    other = ev.SystemAlert(run_id="r-2", alert=ev.Alert(
+        id="a-1", title="t", message="m", alert_type="training_stalled", priority="high",
+        source="someone", timestamp="2026-12-07T05:00:00.000Z", auto_dismiss=False))
+    assert feed(e, other) == []
+
+
 def test_a_stall_then_a_crash_clears_the_stall_and_fires_the_crash_once():
     e = engine()
     feed(e, progress(1, 0.5), ev.RunState(run_id="r-1", state="stalled"))
