@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -80,7 +80,8 @@ __all__ = [
     "MODEL_STATUSES", "STAGE_TEXT", "TRAINING_STAGES", "Actions", "Activity", "ActivityUpdate",
     "Alert", "AlertPriority", "AnyEvent", "Count", "ErrorCode", "Event", "EventError",
     "FileStatus", "FileValidated", "Fraction", "Health", "HealthChange", "HostMetrics", "Key",
-    "Metadata", "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange", "Name",
+    "LossNotFinite", "Metadata", "Metrics", "ModelDeployed", "ModelStatus", "ModelStatusChange",
+    "Name",
     "NonNegative", "Number", "ParamValue", "Params", "Percent", "PredictionVolume", "RunParams",
     "RunState", "RunStateName",
     "SystemAlert", "SystemMetrics", "Text", "Timestamp", "TrainingCompleted", "TrainingFailed",
@@ -125,13 +126,18 @@ class PredictionVolume(Event, tag="prediction_volume", kw_only=True):
 
 # --------------------------------------------------------------------------- training
 
+#: ``training_progress.loss_not_finite``: the loss JSON cannot carry (an extension).
+LossNotFinite = Literal["nan", "inf", "-inf"]
+
 
 class TrainingProgress(Event, tag="training_progress", kw_only=True):
     """Progress of a training run.
 
     ``progress`` is 0-100 over the whole run; it is absent for open-ended runs, which report
     epochs only. Extensions: ``model_name``, ``current_step``/``total_steps``,
-    ``current_accuracy`` and ``metrics`` (epoch metrics such as ``val_loss``, for charts).
+    ``current_accuracy``, ``metrics`` (epoch metrics such as ``val_loss``, for charts) and
+    ``loss_not_finite`` (``"nan"``, ``"inf"`` or ``"-inf"``: the loss is such a value, which JSON
+    cannot carry, so ``current_loss`` is absent).
     """
 
     progress: Percent | None = None
@@ -147,6 +153,7 @@ class TrainingProgress(Event, tag="training_progress", kw_only=True):
     total_steps: Count | None = None
     current_accuracy: Fraction | None = None
     metrics: Metrics | None = None
+    loss_not_finite: LossNotFinite | None = None
 
 
 class TrainingCompleted(Event, tag="training_completed", kw_only=True):

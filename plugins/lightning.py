@@ -273,7 +273,8 @@ class _MLOpsCallbackImpl(Adapter):
         instance attribute is ``None``, so Lightning skips the call and its profiler context;
         :func:`~._rearm.rearm_at` removes it then). The step count is absolute, so the skipped
         batches are counted at the next call, and lifecycle hooks catch up first. A subclass
-        that overrides this hook is never paused: its own code runs on every batch.
+        that overrides this hook is never paused: its own code runs on every batch; nor is it
+        while the last event reported a NaN/Inf loss (the loss that ends the episode is seen).
         """
         run = self._run
         if run is None:
@@ -290,7 +291,8 @@ class _MLOpsCallbackImpl(Adapter):
             if run.should_stop:  # Stop from the dashboard: Lightning ends after this batch
                 trainer.should_stop = True
             wake = run.next_progress_at
-            if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE:
+            if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE \
+                    and not run.loss_not_finite:  # a NaN episode: see each loss until it ends
                 self.on_train_batch_end = None  # type: ignore[method-assign,assignment]
                 rearm_at(self, "on_train_batch_end", wake)
         except Exception as exc:

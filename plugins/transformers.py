@@ -235,8 +235,8 @@ class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback):
         self._count(state)
         values = support.numbers(logs)
         self._logged.update(values)
-        loss = values.get("loss")
-        if loss is not None:
+        loss = logs.get("loss")  # a NaN/Inf loss too: the run reports it (loss_not_finite)
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
             run.step(loss, 0)
         run.update_metrics(values)
 

@@ -187,7 +187,7 @@ class Ingest:
         if self.plugins is not None and record.local:  # once per event across a fleet
             self.plugins.dispatch(event)
         if self.alerts is not None:
-            self.alerts.observe(event, record.seq)
+            self.alerts.observe(event, record.seq, local=record.local)
         self.hub.broadcast(record)
         self.raise_events(changes)
 

@@ -1,10 +1,11 @@
 """The publisher's bounded buffer: events waiting to be sent, in emission order.
 
 When the buffer holds ``capacity`` events and another arrives, the oldest *superseded* kind of
-event goes first: ``training_progress``, ``system_metrics``, ``upload_progress`` and
-``prediction_volume`` without a milestone (a newer one of the same kind says more). Lifecycle
-events (:data:`mlops_hooks.events.LIFECYCLE_TYPES`) and milestones are never dropped in favour
-of anything; only a process that piles up more than ``hard_limit`` of them while the server is
+event goes first: ``training_progress`` (unless it reports a non-finite loss,
+``loss_not_finite``), ``system_metrics``, ``upload_progress`` and ``prediction_volume`` without
+a milestone (a newer one of the same kind says more). Lifecycle events
+(:data:`mlops_hooks.events.LIFECYCLE_TYPES`) and milestones are never dropped in favour of
+anything; only a process that piles up more than ``hard_limit`` of them while the server is
 unreachable loses the oldest, so memory stays bounded whatever the script does. Dropping
 removes events but never reorders them, so the order of a run's events is kept.
 
@@ -32,6 +33,8 @@ def is_droppable(event: ev.Event) -> bool:
     """Whether ``event`` may be dropped when the buffer is full (progress and metrics)."""
     if type(event) not in _DROPPABLE_CLASSES:
         return False
+    if isinstance(event, ev.TrainingProgress):  # a NaN/Inf loss is news (alerts), not state
+        return event.loss_not_finite is None
     return not (isinstance(event, ev.PredictionVolume) and event.milestone_reached is not None)
 
 

@@ -68,6 +68,7 @@ class Run(Stoppable):
         current_epoch: The epoch shown on the dashboard (1-based), once known.
         started: :meth:`start` was called.
         finished: ``"completed"`` or ``"failed"`` once the run is over, else ``None``.
+        loss_not_finite: The last progress event reported a NaN or infinite loss.
 
     Example:
         >>> run = Run("demo", total_epochs=2, steps_per_epoch=10, emit=print)  # doctest: +SKIP
@@ -101,6 +102,7 @@ class Run(Stoppable):
         self.finished: Outcome | None = None
         self.started = False
         self._loss: object = None
+        self.loss_not_finite = False
         self._metrics: dict[str, float] = {}
         self._accuracy: float | None = None
         self._next_emit = math.inf  # nothing is sent before start()
@@ -157,7 +159,7 @@ class Run(Stoppable):
         pct = self.progress
         eta = 0.0 if pct is not None and pct >= 100 else self._estimator.eta(
             _perf(), self._plan, self._steps, self._epochs_done)
-        epoch = self.current_epoch
+        epoch, loss = self.current_epoch, text.as_number(self._loss)  # one device read
         if message is None:
             message = text.progress_message(self.stage_name, pct, epoch, self.total_epochs)
         return ev.TrainingProgress(
@@ -168,7 +170,7 @@ class Run(Stoppable):
             estimated_time_remaining=round(eta) if eta is not None else None,
             current_epoch=epoch,
             total_epochs=self.total_epochs,
-            current_loss=to_float(self._loss),
+            current_loss=to_float(loss),
             message=message,
             model_name=self.name,
             # a loop that reports epochs only (no step counted, none planned) has no step
@@ -176,13 +178,16 @@ class Run(Stoppable):
             total_steps=self._plan.planned_steps,
             current_accuracy=self._accuracy,
             metrics=dict(self._metrics) if self._metrics else None,
+            loss_not_finite=text.non_finite_name(loss),
         )
 
     def _send_progress(self, now: float, message: str | None = None) -> None:
         self._estimator.count(now, self._steps)
         self.progress = self._percent()
         self._next_emit = now + self.throttle
-        self._emit(self.progress_event(message))
+        event = self.progress_event(message)
+        self.loss_not_finite = event.loss_not_finite is not None
+        self._emit(event)
 
     def _activity(self, kind: tuple[str, str], description: str, status: str, severity: str,
                   duration: float | None) -> ev.ActivityUpdate:
@@ -229,14 +234,16 @@ class Run(Stoppable):
 
         Args:
             loss: The step's loss: a float, a NumPy scalar or a tensor (kept as is and only
-                converted when an event is sent, so no device sync happens per step).
+                converted when an event is sent, so no device sync happens per step). A NaN or
+                infinite host value sends progress at once, throttle or not, once per episode.
             n: Steps finished since the last call.
         """
         self._steps += n
         if loss is not None:
             self._loss = loss
         now = _perf()
-        if now >= self._next_emit or self._steps >= self._final_step:
+        if now >= self._next_emit or self._steps >= self._final_step or (
+                loss is not None and not self.loss_not_finite and text.is_not_finite_now(loss)):
             if self._steps >= self._final_step:
                 self._final_step = math.inf
             self._send_progress(now)

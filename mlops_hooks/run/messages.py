@@ -18,13 +18,16 @@ __all__ = [
     "COMPLETED",
     "FAILED",
     "STARTED",
+    "as_number",
     "carried_score",
     "check_fraction",
     "check_stage",
     "check_stop_reason",
     "completed_summary",
     "failure_text",
+    "is_not_finite_now",
     "non_finite",
+    "non_finite_name",
     "non_finite_text",
     "progress_message",
     "stopped_early_message",
@@ -81,15 +84,43 @@ def stopped_early_message(epochs_done: int, total_epochs: int | None, steps: int
     return f"Training stopped early at step {steps}/{planned_steps}"
 
 
-def non_finite(loss: object) -> float | None:
-    """``loss`` as a float if it is NaN or infinite, else None (also when not a number)."""
+def as_number(loss: object) -> float | None:
+    """``loss`` as a float, NaN and infinities included; None when it is not a number."""
     if loss is None:
         return None
     try:
-        value = float(loss)  # type: ignore[arg-type]
+        return float(loss)  # type: ignore[arg-type]
     except (TypeError, ValueError, RuntimeError):
         return None
-    return None if math.isfinite(value) else value
+
+
+def non_finite(loss: object) -> float | None:
+    """``loss`` as a float if it is NaN or infinite, else None (also when not a number)."""
+    value = as_number(loss)
+    return None if value is None or math.isfinite(value) else value
+
+
+def non_finite_name(loss: object) -> ev.LossNotFinite | None:
+    """``"nan"``, ``"inf"`` or ``"-inf"`` when ``loss`` is such a number, else None."""
+    value = non_finite(loss)
+    if value is None:
+        return None
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def is_not_finite_now(loss: object) -> bool:
+    """Whether ``loss`` is NaN or infinite, when reading it costs no device synchronisation.
+
+    A Python float, a NumPy value and a CPU tensor are read (a microsecond); anything else (a
+    tensor on an accelerator: reading it would wait for the device) is not: False, and it is
+    read when the next progress event is built.
+    """
+    if type(loss) is float:
+        return not math.isfinite(loss)
+    device = getattr(loss, "device", None)
+    if device is None or getattr(device, "type", device) != "cpu":
+        return False
+    return non_finite(loss) is not None
 
 
 def non_finite_text(loss: float, epoch: int | None, total_epochs: int | None) -> str:

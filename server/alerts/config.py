@@ -4,17 +4,19 @@ Settings are sections of ``key = value`` pairs: one section per rule (``[diverge
 ``[alerts]`` (the cool-down) and ``[notify]`` (notifier URLs, retries, timeouts). A value's type
 is its default's: an integer stays an integer, a number is finite and positive, ``mode`` is
 ``min`` or ``max``. The file is TOML (``--alerts-config PATH``; read with :mod:`tomllib`, or
-``tomli`` on Python 3.10 when installed); ``--alert-set SECTION.KEY=VALUE`` overrides one value
-(on every Python). Anything unknown or of the wrong type is a :class:`ValueError` naming it.
+``tomli`` on Python 3.10, where the ``server`` extra installs it); ``--alert-set
+SECTION.KEY=VALUE`` overrides one value (on every Python). Anything unknown or of the wrong
+type is a :class:`ValueError` naming it.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 __all__ = ["DEFAULTS", "RULES", "AlertConfig", "load_toml", "parse_assignment"]
@@ -183,6 +185,24 @@ def parse_assignment(text: str) -> tuple[str, str, Value]:
     return section, key.strip(), value
 
 
+def toml_reader() -> ModuleType:
+    """The TOML reader: :mod:`tomllib` (Python 3.11+), else ``tomli``.
+
+    The ``server`` extra installs ``tomli`` on Python 3.10.
+
+    Raises:
+        ValueError: Neither can be imported.
+    """
+    for name in ("tomllib", "tomli"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ValueError("--alerts-config needs Python 3.11+ (tomllib) or the 'tomli' package "
+                     "(pip install 'mlops-hooks[server]' installs it on Python 3.10); or set "
+                     "values with --alert-set SECTION.KEY=VALUE")
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read an alerts file.
 
@@ -190,15 +210,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         ValueError: The file cannot be read or is not TOML, or no TOML reader is available
             (Python 3.10 without ``tomli``).
     """
-    if sys.version_info >= (3, 11):
-        import tomllib as toml
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        try:
-            import tomli as toml
-        except ImportError:
-            raise ValueError("--alerts-config needs Python 3.11+ (tomllib) or the 'tomli' "
-                             "package on Python 3.10; or set values with --alert-set "
-                             "SECTION.KEY=VALUE") from None
+    toml = toml_reader()
     try:
         with open(path, "rb") as f:
             data: dict[str, Any] = toml.load(f)

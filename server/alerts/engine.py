@@ -3,7 +3,9 @@
 For each key (rule, run, subject) an alert is *open* from the finding that fires it to the
 finding that clears it: a firing finding of an open key is the same episode and raises
 nothing; a key that cleared less than ``cooldown_s`` ago does not fire again (the episode is
-suppressed, counted in :attr:`AlertEngine.suppressed`). Clearing an open alert raises a second
+suppressed, counted in :attr:`AlertEngine.suppressed`). A finding that carries an alert the
+server already stored (the stall watchdog's) opens the episode with that alert: it is notified
+and nothing new is raised. Clearing an open alert raises a second
 ``system_alert`` that names the alert it closes in ``clears`` (docs/protocol.md); rules whose
 condition belongs to a live run (stall, throughput, host and GPU) are also cleared when the run
 ends. Ids derive from the record's ``seq``, so every server of a fleet, evaluating the same
@@ -50,6 +52,8 @@ class Raised(NamedTuple):
 
     event: ev.SystemAlert
     notification: Notification | None
+    #: ``event`` is already stored (the stall watchdog's alert): notify it, submit nothing.
+    stored: bool = False
 
 
 class _Open(NamedTuple):
@@ -116,15 +120,17 @@ class AlertEngine:
         if key in self._open:
             return None  # the same episode
         cleared = self._cleared.get(key)
-        if cleared is not None and self.clock() - cleared < self.cooldown:
+        if finding.alert is None and cleared is not None \
+                and self.clock() - cleared < self.cooldown:
             self.suppressed += 1
-            return None
+            return None  # (an alert already stored is the episode's whatever the cool-down)
         alert_id, event_id = self._ids(key, event, seq, "fire")
-        alert = ev.Alert(id=alert_id, title=finding.title, message=finding.message,
-                         alert_type=rule.alert_type, priority=rule.priority,  # type: ignore[arg-type]
-                         source=SOURCE, timestamp=iso_utc(), auto_dismiss=False,
-                         actions=list(finding.actions))
-        self._open[key] = _Open(alert_id, finding.title)
+        alert = finding.alert or ev.Alert(
+            id=alert_id, title=finding.title, message=finding.message,
+            alert_type=rule.alert_type, priority=rule.priority,  # type: ignore[arg-type]
+            source=SOURCE, timestamp=iso_utc(), auto_dismiss=False,
+            actions=list(finding.actions))
+        self._open[key] = _Open(alert.id, alert.title)
         if len(self._open) > MAX_KEYS:
             self._open.popitem(last=False)
         link = self.link(finding.run_id)
@@ -132,6 +138,8 @@ class AlertEngine:
                "url": link}
         note = Notification(alert=msgspec.to_builtins(alert), run=run, link=link,
                             rule=finding.rule, value=finding.value)
+        if finding.alert is not None and isinstance(event, ev.SystemAlert):
+            return Raised(event, note, stored=True)
         return Raised(ev.SystemAlert(run_id=finding.run_id, alert=alert, event_id=event_id),
                       note)
 

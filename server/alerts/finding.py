@@ -37,6 +37,8 @@ class Finding:
         value: The value that tripped the rule (a loss, a percentage, a state).
         subject: What in the run it is about (``gpu0@node-3``), ``""`` for the run itself.
         actions: Suggested actions.
+        alert: An alert the server already raised and stored for this condition (the stall
+            watchdog's): the engine makes it the episode's alert and notifies it, raising none.
     """
 
     rule: str
@@ -47,6 +49,7 @@ class Finding:
     value: float | str | None = None
     subject: str = ""
     actions: tuple[str, ...] = ()
+    alert: ev.Alert | None = None
 
 
 class Rule(Generic[T]):

@@ -30,13 +30,22 @@ def _label(event: ev.Event) -> str:
 #: Words of the reason of a ``stalled`` the stall watchdog caused (server/state/runwatch.py);
 #: its own ``training_stalled`` alert is that stall's one alert.
 WATCHDOG = "stall watchdog"
+#: ``alert_type`` and ``source`` of the stall watchdog's alert (server/ops/monitor.py).
+WATCHDOG_ALERT, WATCHDOG_SOURCE = "training_stalled", "stall_watchdog"
 
 
 class Stall(Rule[None]):
-    """The server marked the run ``stalled`` (``run_state``); cleared by ``running`` or an end."""
+    """The run stalled; cleared by ``running`` or an end. One alert per stall, either path's.
+
+    A stall the step clock finds (``run_state: stalled``, no step for k x the median step time)
+    raises this rule's ``run_stalled`` alert. The stall watchdog (``--stall-timeout``: no event
+    at all) raises and stores its own ``training_stalled`` alert: the rule makes that the
+    episode's alert (notified once, cleared like its own), and the ``stalled`` it causes says
+    nothing more.
+    """
 
     name = "stall"
-    watches = frozenset({"run_state", "training_completed", "training_failed"})
+    watches = frozenset({"run_state", "training_completed", "training_failed", "system_alert"})
     alert_type = "run_stalled"
 
     def new_state(self) -> None:
@@ -46,9 +55,16 @@ class Stall(Rule[None]):
         """Fire on ``stalled``; clear on anything else that says where the run is."""
         if event.run_id is None:
             return []
+        if isinstance(event, ev.SystemAlert):
+            alert = event.alert
+            if event.clears is None and alert.alert_type == WATCHDOG_ALERT \
+                    and alert.source == WATCHDOG_SOURCE:
+                return [Finding(self.name, event.run_id, True, alert.title, alert.message or "",
+                                "stalled", alert=alert)]
+            return []
         if isinstance(event, ev.RunState):
             if event.state == "stalled" and WATCHDOG in (event.reason or ""):
-                return []  # the stall watchdog's own system_alert already says it
+                return []  # the stall watchdog's own system_alert is the episode's
             if event.state == "stalled":
                 why = f": {event.reason}" if event.reason else ""
                 return [self.fire(event.run_id, "Training Run Stalled",

@@ -107,8 +107,13 @@ class Alerts:
             await asyncio.wait(list(self._pending), timeout=2.0)
         await asyncio.to_thread(self.dispatcher.stop)
 
-    def observe(self, event: ev.Event, seq: int | None) -> None:
-        """Evaluate the rules on one delivered event; never raises, never waits."""
+    def observe(self, event: ev.Event, seq: int | None, *, local: bool = True) -> None:
+        """Evaluate the rules on one delivered event; never raises, never waits.
+
+        ``local``: this server stored the event (in a fleet, every server sees every record;
+        an alert the server raised itself, the stall watchdog's, is notified by the one that
+        stored it).
+        """
         try:
             raised = self.engine.observe(event, seq)
         except Exception:  # a rule bug must not stop ingest
@@ -117,6 +122,10 @@ class Alerts:
                 log.exception("mlops-hooks: the alert rules failed on %s (seq %s)", event.type,
                               seq)
             return
+        for item in [r for r in raised if r.stored]:  # stored already: notify it, once
+            if local and item.notification is not None:
+                self.dispatcher.enqueue(item.notification)
+        raised = [r for r in raised if not r.stored]
         if not raised or self._submit is None:
             return
         if len(self._pending) >= MAX_PENDING:

@@ -31,7 +31,11 @@ def _number(value: float) -> str:
 
 
 class LossNan(Rule[None]):
-    """The loss became NaN or infinite (a value in progress, or the run's numerical failure)."""
+    """The loss became NaN or infinite.
+
+    Fires at once on a ``training_progress`` with ``loss_not_finite`` (or a non-finite value in
+    ``metrics.loss``), else on the run's numerical failure (``training_failed``).
+    """
 
     name = "loss_nan"
     watches = frozenset({"training_progress", "training_failed"})
@@ -46,9 +50,12 @@ class LossNan(Rule[None]):
             return []
         if isinstance(event, ev.TrainingProgress):
             loss = loss_of(event)
-            if loss is not None and not math.isfinite(loss):
+            bad = event.loss_not_finite or (
+                str(loss) if loss is not None and not math.isfinite(loss) else None)
+            if bad is not None:
+                where = f" at step {event.current_step}" if event.current_step is not None else ""
                 return [self.fire(event.run_id, "Loss Is Not a Number",
-                                  f"The loss of run {_label(event)} is {loss}", str(loss),
+                                  f"The loss of run {_label(event)} is {bad}{where}", bad,
                                   actions=_LR)]
         elif isinstance(event, ev.TrainingFailed) and event.error_code == NUMERICAL_ERROR:
             return [self.fire(event.run_id, "Loss Is Not a Number",

@@ -23,6 +23,8 @@ const STATUS_LABEL = {
 };
 /** Statuses that end with a `training_failed` (its error, code and suggestions are shown). */
 const FAILED_STATES = new Set(['failed', 'interrupted', 'killed']);
+/** `training_progress.loss_not_finite` as the loss stat shows it. */
+const NOT_FINITE = Object.freeze({ nan: 'NaN', inf: '+Inf', '-inf': '-Inf' });
 const STATE_NOTE = {
   stalled: 'No step from this run for much longer than usual: the training loop may be stuck.',
   crashed: 'The training process vanished (killed by SIGKILL or the out-of-memory killer, or its machine went away).',
@@ -196,7 +198,7 @@ export class RunPanel {
       setText(e.epochLabel, 'Epoch');
       setText(e.epoch, isNum(p.current_epoch) ? `${p.current_epoch}/${isNum(total) ? total : '?'}` : '—');
     }
-    setText(e.loss, fmtLoss(p.current_loss));
+    setText(e.loss, NOT_FINITE[p.loss_not_finite] || fmtLoss(p.current_loss));
     setText(e.eta, status === 'running' && isNum(p.estimated_time_remaining) ? fmtDuration(p.estimated_time_remaining) : '—');
     setText(e.accuracy, isNum(p.current_accuracy) ? fmtFraction(p.current_accuracy) : '—');
     setText(e.message, status === 'completed' && run.completed ? '' : p.message || '');

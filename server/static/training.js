@@ -126,7 +126,9 @@ export class TrainingView {
       return;
     }
     const { type: _type, seq: _seq, ...fields } = e;
-    run.progress = { ...run.progress, ...fields };
+    run.progress = { ...run.progress, loss_not_finite: null, ...fields };
+    // a NaN/Inf loss (docs/protocol.md) has no current_loss: the last finite one is not current
+    if (fields.loss_not_finite) delete run.progress.current_loss;
     run.status = 'running'; // also ends "stalled" and "crashed": the run reports again
     run.stateReason = null;
     const point = pointOf(e);

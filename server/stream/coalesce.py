@@ -11,10 +11,13 @@ def coalesce_key(event: ev.Event) -> str | None:
     """The key under which ``event`` supersedes older events, or ``None`` if it never does.
 
     Superseded state: ``training_progress`` per run, ``system_metrics``, ``upload_progress`` per
-    file and ``prediction_volume`` per model (unless it reports a milestone). Everything else is
+    file and ``prediction_volume`` per model (unless it reports a milestone); a
+    ``training_progress`` with ``loss_not_finite`` is news and never superseded. Everything else is
     a lifecycle event, always delivered and in order.
     """
     if isinstance(event, ev.TrainingProgress):
+        if event.loss_not_finite is not None:
+            return None
         return "training_progress\x00" + (event.run_id or event.model_name or "")
     if isinstance(event, ev.SystemMetrics):
         return "system_metrics"

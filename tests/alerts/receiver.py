@@ -1,4 +1,7 @@
-"""A real local HTTP receiver for notifications: records each POST's path and JSON body."""
+"""A real local HTTP receiver for notifications: records each POST's path and JSON body.
+
+``GET /count?path=P`` answers how many arrived at ``P`` (a training script waits on it).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.live_server import free_port
 
@@ -41,6 +45,16 @@ class Receiver:
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def do_GET(self) -> None:
+                """``GET /count?path=/hook``: how many notifications reached ``path``."""
+                path = parse_qs(urlsplit(self.path).query).get("path", [""])[0]
+                body = json.dumps({"count": len(receiver.on(path))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass

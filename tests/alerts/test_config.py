@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
+import tomllib
+from packaging.requirements import Requirement
 
 from mlops_hooks.server.alerts.config import RULES, AlertConfig, load_toml, parse_assignment
 from mlops_hooks.server.config import ServerConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 EXAMPLE = """
 [alerts]
@@ -102,3 +112,53 @@ def test_the_server_config_links_to_run_pages_and_hides_notifier_urls():
     in_file = AlertConfig.build({"notify": {"public_url": "https://ml.example.com"}})
     assert ServerConfig(alerts=in_file).link_base == "https://ml.example.com"
     assert ServerConfig(alerts=in_file, public_url="http://other:1").link_base == "http://other:1"
+
+
+#: Load an alerts file as on Python 3.10: ``tomllib`` cannot be imported (and, with
+#: ``without-tomli``, neither can ``tomli``). Prints the reader used and a value, or the error.
+FALLBACK = """
+import json, sys
+sys.modules["tomllib"] = None
+if sys.argv[2] == "without-tomli":
+    sys.modules["tomli"] = None
+from mlops_hooks.server.alerts.config import AlertConfig, load_toml, toml_reader
+try:
+    config = AlertConfig.build(load_toml(sys.argv[1]))
+    print(json.dumps({"reader": toml_reader().__name__,
+                      "window": config.rule("divergence")["window"]}))
+except ValueError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
+def fallback(path: Path, mode: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", FALLBACK, str(path), mode],
+                          capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_without_tomllib_or_tomli_an_alerts_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "alerts.toml"
+    path.write_text(EXAMPLE)
+    error = fallback(path, "without-tomli")["error"]
+    assert "Python 3.11+ (tomllib) or the 'tomli' package" in error
+    assert "mlops-hooks[server]" in error and "--alert-set" in error
+
+
+def test_without_tomllib_the_alerts_file_is_read_with_tomli(tmp_path):
+    """Python 3.10's path, for real: ``tomllib`` unimportable, the installed ``tomli`` reads it."""
+    path = tmp_path / "alerts.toml"
+    path.write_text(EXAMPLE)
+    assert fallback(path, "with-tomli") == {"reader": "tomli", "window": 8}
+
+
+def test_tomli_is_a_server_dependency_on_python_310_only():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    [tomli] = [Requirement(r) for r in project["optional-dependencies"]["server"]
+               if Requirement(r).name == "tomli"]
+    assert tomli.marker is not None
+    assert tomli.marker.evaluate({"python_version": "3.10"})
+    assert not tomli.marker.evaluate({"python_version": "3.11"})
+    assert project["requires-python"] == ">=3.10"

@@ -80,6 +80,21 @@ def test_a_nan_loss_fires_once_and_the_runs_numerical_failure_is_the_same_episod
     assert note.link == "http://dash/runs/r-1" and note.run["model_name"] == "Net"
 
 
+def test_loss_not_finite_in_progress_fires_at_once_with_its_step():
+    e = engine()
+    nan = progress(7)
+    nan.loss_not_finite = "nan"
+    inf = progress(8)
+    inf.loss_not_finite = "inf"
+    raised = feed(e, progress(6, 0.5), nan, inf)
+    [alert] = fired(raised)
+    assert alert.alert.alert_type == "loss_not_finite" and alert.run_id == "r-1"
+    assert alert.alert.message == "The loss of run Net (r-1) is nan at step 7"
+    check_wire(alert)
+    note = raised[0].notification
+    assert note is not None and note.rule == "loss_nan" and note.value == "nan"
+
+
 def test_divergence_fires_once_per_episode_clears_and_respects_the_cool_down():
     clock = Clock()
     e = engine("divergence.window=3", "divergence.factor=2", "alerts.cooldown_s=60",
@@ -179,6 +194,37 @@ def test_a_stall_the_watchdog_already_alerted_is_not_alerted_twice():
     watchdog = ev.RunState(run_id="r-1", state="stalled", previous="running",
                            reason=REASONS["stalled"])
     assert feed(e, progress(1, 0.5), watchdog) == []
+
+
+def test_the_watchdogs_stall_alert_is_the_episodes_notified_once_and_cleared():
+    from mlops_hooks.server.ops.monitor import _stall_events
+    from mlops_hooks.server.state.runwatch import _REASONS as REASONS
+
+    e = engine("alerts.cooldown_s=600")
+    [alert, _] = _stall_events("r-1", "Net", 42.0)
+    opened = feed(e, progress(1, 0.5), alert)
+    [adopted] = opened
+    assert adopted.stored and adopted.event is alert  # nothing new to submit
+    note = adopted.notification
+    assert note is not None and note.rule == "stall" and note.value == "stalled"
+    assert note.alert == msgspec.to_builtins(alert.alert) and note.run["model_name"] == "Net"
+    # the stalled state it causes, a step-clock stall, the same alert again: one episode
+    assert feed(e, ev.RunState(run_id="r-1", state="stalled", previous="running",
+                               reason=REASONS["stalled"]),
+                ev.RunState(run_id="r-1", state="stalled", reason="no step for 95 s"),
+                alert) == []
+    back = feed(e, ev.RunState(run_id="r-1", state="running", previous="stalled"))
+    assert [c.clears for c in cleared(back)] == [alert.alert.id]
+    assert not any(r.stored for r in back)
+    # the watchdog's next stall is a new episode, notified (it is stored whatever the cool-down)
+    [again, _] = _stall_events("r-1", "Net", 50.0, "2026-12-07T05:01:00.000Z")
+    [reopened] = feed(e, again)
+    assert reopened.stored and reopened.notification is not None
+    # other alerts, and clears, are not the watchdog's
+    other = ev.SystemAlert(run_id="r-2", alert=ev.Alert(
+        id="a-1", title="t", message="m", alert_type="training_stalled", priority="high",
+        source="someone", timestamp="2026-12-07T05:00:00.000Z", auto_dismiss=False))
+    assert feed(e, other) == []
 
 
 def test_a_stall_then_a_crash_clears_the_stall_and_fires_the_crash_once():

@@ -57,6 +57,37 @@ def test_alerts_are_submitted_by_a_task_and_a_duplicate_is_not_notified():
     assert recorder.rules == ["failed"] and alerts.raised == 2
 
 
+def test_the_watchdogs_stored_alert_is_notified_by_the_server_that_stored_it_only():
+    from mlops_hooks.server.ops.monitor import _stall_events
+
+    def server() -> tuple[Alerts, Recorder, list[ev.Event]]:
+        plugins = notifier_plugins(AlertConfig(), entry_points=False)
+        recorder = Recorder()
+        plugins.register(recorder)
+        return Alerts(AlertConfig(), "http://dash", plugins=plugins), recorder, []
+
+    [alert, _] = _stall_events("r-1", "net", 30.0)
+    (here, here_notes, here_sent), (there, there_notes, there_sent) = server(), server()
+
+    async def scenario() -> None:
+        for alerts, sent, local in ((here, here_sent, True), (there, there_sent, False)):
+            async def submit(event: ev.Event, sent: list[ev.Event] = sent) -> Any:
+                sent.append(event)
+                return Stored(duplicate=False)
+
+            alerts.start(submit)
+            alerts.observe(alert, 7, local=local)
+            alerts.observe(ev.RunState(run_id="r-1", state="running"), 8, local=local)
+            await asyncio.gather(*alerts._pending)
+            await alerts.stop()
+
+    asyncio.run(scenario())
+    assert here_notes.rules == ["stall"] and there_notes.rules == []  # stored here: notified here
+    # both servers clear it (the same event_id: a fleet stores one), neither re-submits it
+    assert [e.clears for e in here_sent] == [alert.alert.id]  # type: ignore[attr-defined]
+    assert [e.event_id for e in there_sent] == [e.event_id for e in here_sent]
+
+
 def test_a_failing_rule_never_reaches_ingest(monkeypatch):
     alerts = Alerts(AlertConfig(), "http://dash")
 

@@ -198,6 +198,58 @@ def test_non_finite_loss_is_omitted(pm, recorder):
     run.step(loss=float("nan"))
     assert progress(recorder)[-1].current_loss is None
     assert "current_loss" not in json.loads(ev.encode(progress(recorder)[-1]))
+    assert progress(recorder)[-1].loss_not_finite == "nan"
+
+
+class AcceleratorLoss:
+    """A loss tensor on a GPU (none here): reading it would wait for the device."""
+
+    class device:  # the shape of torch.device
+        type = "cuda"
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __float__(self) -> float:
+        self.reads += 1
+        return float("nan")
+
+
+def test_a_non_finite_loss_is_sent_at_once_and_once_per_episode(pm, recorder, clock):
+    import numpy as np
+    import torch
+
+    run = Run("nan", total_steps=100, emit=pm.dispatch, throttle=3600).start()
+    sent = len(progress(recorder))
+    run.step(loss=1.0)
+    run.step(loss=torch.tensor(0.5))
+    assert len(progress(recorder)) == sent  # throttled
+    run.step(loss=float("nan"))  # at once, throttle or not
+    run.step(loss=np.float32("nan"))
+    run.step(loss=torch.tensor(float("inf")))  # the same episode: nothing more
+    [nan] = progress(recorder)[sent:]
+    assert (nan.current_step, nan.loss_not_finite, nan.current_loss) == (3, "nan", None)
+    wire = json.loads(ev.encode(nan))
+    assert wire["loss_not_finite"] == "nan" and "current_loss" not in wire
+    run.epoch_end(0, loss=0.25)  # an event with a finite loss ends the episode
+    assert (progress(recorder)[-1].loss_not_finite, progress(recorder)[-1].current_loss) == (
+        None, 0.25)
+    run.step(loss=torch.tensor(float("-inf")))  # a CPU tensor is read at once
+    assert (progress(recorder)[-1].current_step, progress(recorder)[-1].loss_not_finite) == (
+        6, "-inf")
+    assert_valid_on_the_wire(progress(recorder))
+
+
+def test_a_loss_on_an_accelerator_is_not_read_per_step_but_in_the_next_event(
+        pm, recorder, clock):
+    run = Run("gpu", emit=pm.dispatch, throttle=1.0).start()
+    sent = len(progress(recorder))
+    loss = AcceleratorLoss()
+    run.step(loss=loss)
+    assert loss.reads == 0 and len(progress(recorder)) == sent  # no device sync per step
+    clock.now += 2
+    run.step(loss=loss)  # the throttled event reads it
+    assert loss.reads > 0 and progress(recorder)[-1].loss_not_finite == "nan"
 
 
 @pytest.mark.parametrize(
