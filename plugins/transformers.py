@@ -168,7 +168,12 @@ class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback, ExportableState):
         that run (see ``_support.transformers_resume``).
         """
         run = self._run
-        return resume.exported(self._options, run.run_id if run is not None else None)
+        try:  # called by the trainer as training begins and at each save: must never raise
+            resume.note_given(support.find_trainer(), self)  # see resume.replaced
+            return resume.exported(self._options, run.run_id if run is not None else None)
+        except Exception as exc:
+            sys.stderr.write(f"mlops-hooks: MLOpsCallback.state: {exc!r}\n")
+            return {"args": {}, "attributes": {}}
 
     # ------------------------------------------------------------------ training lifecycle
 
@@ -176,6 +181,12 @@ class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback, ExportableState):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
         """Start a run sized from the trainer's plan; a resumed training continues its run."""
+        trainer = support.find_trainer()
+        given = resume.replaced(trainer, self)
+        if given is not None:  # Transformers rebuilt this callback: the user's one reports
+            resume.hand_back(trainer, self, given)
+            given.on_train_begin(args, state, control, model=model, **kwargs)
+            return
         previous = self._run
         if self.reporting(previous):
             self._fail(RuntimeError("train() ended without completing (an exception was "
@@ -184,7 +195,6 @@ class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback, ExportableState):
         resume.keep_entry(state, type(self).__name__, self.state())  # on every process
         if not state.is_world_process_zero:
             return
-        trainer = support.find_trainer()
         if self.by_report_to and trainer is not None and any(
                 isinstance(c, MLOpsCallback) and not c.by_report_to
                 for c in trainer.callback_handler.callbacks):

@@ -131,20 +131,22 @@ def test_a_report_to_checkpoint_resumed_with_a_given_callback_continues_its_run(
     assert not _open_runs.open_runs()
 
 
-def test_restoring_callback_states_rebuilds_the_callback_which_continues_the_run(
-        recorder, data, tmp_path):
-    """``restore_callback_states_from_checkpoint=True``: Transformers replaces the callback."""
-    get_plugin_manager("training").register(recorder, name="recorder")
-    crash_at_six(tmp_path, data, MLOpsCallback("bert", params={"lr.schedule": "cosine"}))
+def test_restoring_callback_states_keeps_the_given_callback_reporting(pm, recorder, data,
+                                                                      tmp_path):
+    """``restore_callback_states_from_checkpoint=True``: Transformers replaces stateful callbacks
+    by ones rebuilt from the checkpoint; the rebuilt one hands the training back to ours."""
+    crash_at_six(tmp_path, data, MLOpsCallback("bert", emit=pm.dispatch))
     run_id = assert_one_run(recorder)
-    given = MLOpsCallback("other name")
+    process = get_plugin_manager("training")  # where a callback without emit= would send
+    stray = type(recorder)()
+    process.register(stray, name="stray")
+    given = MLOpsCallback("given", emit=pm.dispatch, throttle=0)
     trainer = resume(tmp_path, data, given, restore_callback_states_from_checkpoint=True)
-    (rebuilt,) = [c for c in trainer.callback_handler.callbacks
-                  if isinstance(c, MLOpsCallback)]
-    assert rebuilt is not given and given.run is None  # Transformers' rebuild, from the args
-    assert rebuilt.run.run_id == run_id and assert_one_run(recorder) == run_id
-    assert rebuilt.name == "bert"
-    assert recorder.of_type("run_params")[-1].params["lr.schedule"] == "cosine"
+    assert [c for c in trainer.callback_handler.callbacks
+            if isinstance(c, MLOpsCallback)] == [given]
+    assert given.run.run_id == run_id and assert_one_run(recorder) == run_id
+    assert recorder.of_type("training_completed")[0].model_name == "given"
+    assert not stray.events  # every event through the given callback's emit
 
 
 def test_a_damaged_run_id_in_the_checkpoint_is_a_new_run_with_a_warning(pm, recorder, data,
