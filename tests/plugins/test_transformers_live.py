@@ -46,6 +46,12 @@ def get(server: LiveServer, path: str, **query: str) -> dict:
     return dict(response.json())
 
 
+def run_field(server: LiveServer, run_id: str, field: str) -> object:
+    """A field of ``GET /api/runs/{run_id}`` (None while the history does not have the run)."""
+    response = httpx.get(f"{server.http_url}/api/runs/{run_id}", timeout=10)
+    return response.json()["run"][field] if response.status_code == 200 else None
+
+
 def ended_run(server: LiveServer, name: str) -> dict:
     """The only run called ``name``, once it has completed."""
     def read() -> list[dict] | None:
@@ -86,12 +92,11 @@ def test_a_training_resumed_in_another_process_continues_the_killed_run(server, 
         state = json.loads((tmp_path / "out/checkpoint-4/trainer_state.json").read_text())
         run_id = state["stateful_callbacks"]["MLOpsCallback"]["attributes"]["mlops_run_id"]
         # step 6 reached the server: then the machine goes away (SIGKILL, nothing reported)
-        assert wait_until(lambda: get(server, f"/api/runs/{run_id}")["run"]["progress"] == 75)
+        assert wait_until(lambda: run_field(server, run_id, "progress") == 75)
     finally:
         crashing.kill()
         crashing.wait()
-    assert wait_until(lambda: get(server, f"/api/runs/{run_id}")["run"]["status"]
-                      == "crashed", timeout=60)
+    assert wait_until(lambda: run_field(server, run_id, "status") == "crashed", timeout=60)
 
     resumed = job(server, sys.executable, str(JOB), "resume", str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
