@@ -24,14 +24,15 @@ script that names ``"mlops_hooks"`` gets it. A ``Trainer`` given both (``report_
 ``validation`` (each evaluation during training, ``eval_on_start`` included) →
 ``finalization``. Whole-run progress and ETA count optimizer steps (``state.global_step``)
 against ``state.max_steps``, the plan the trainer computes from ``max_steps`` or
-``num_train_epochs`` and gradient accumulation; a run resumed from a checkpoint continues from
-the checkpoint's step. Every numeric value of every log (``loss``, ``learning_rate``,
-``grad_norm``, ``eval_*``, the final ``train_*``) is sent with the log's step, so each becomes a
-metric series. ``run_params`` when training begins (see ``_support.transformers_support``).
-``training_completed`` reads ``final_accuracy`` and ``validation_score`` from the last logs under
-configurable names, ``model_size`` from the model's tensors; a training stopped before its plan
-says why in ``stop_reason``: ``early_stopping`` (``EarlyStoppingCallback``) or ``callback``
-(another callback set ``should_training_stop``).
+``num_train_epochs`` and gradient accumulation; a training resumed from a checkpoint continues
+the checkpoint's run from the checkpoint's step. Every numeric value of every log (``loss``,
+``learning_rate``, ``grad_norm``, ``eval_*``, the final ``train_*``) is sent with the log's
+step, so each becomes a metric series. ``run_params`` when training begins (see
+``_support.transformers_support``). ``training_completed`` reads ``final_accuracy`` and
+``validation_score`` from the last logs under configurable names, ``model_size`` from the
+model's tensors; a training stopped before its plan says why in ``stop_reason``:
+``early_stopping`` (``EarlyStoppingCallback``) or ``callback`` (another callback set
+``should_training_stop``).
 
 **Per step.** ``on_step_end`` is a few attribute reads and the run's clock compare.
 
@@ -45,7 +46,12 @@ says why in ``stop_reason``: ``early_stopping`` (``EarlyStoppingCallback``) or `
 3. Otherwise an uncaught exception is reported through a chained ``sys.excepthook``, and a run
    still open at interpreter exit as failed (see ``_support.open_runs``).
 
-**Distributed.** Only the world's process zero reports.
+**Resuming.** The callback is a ``transformers.trainer_callback.ExportableState``: each
+checkpoint's ``trainer_state.json`` keeps its run id (and JSON options), and a training
+resumed from it continues that run, unless ``run_id=`` was given (see
+``_support.transformers_resume``).
+
+**Distributed.** Only the world's process zero reports; the others send nothing.
 """
 
 from __future__ import annotations
@@ -69,9 +75,11 @@ from mlops_hooks.run import Emit, Run
 
 try:
     from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
 except ImportError as _error:  # pragma: no cover - exercised without the extra
     raise missing_framework("Hugging Face Transformers", "transformers", _error) from _error
 
+from mlops_hooks.plugins._support import transformers_resume as resume
 from mlops_hooks.plugins._support import transformers_support as support
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "REPORT_TO", "MLOpsCallback",
@@ -86,14 +94,14 @@ DEFAULT_SCORE_METRICS = ("eval_accuracy", "eval_acc", "eval_f1", "eval_matthews_
 REPORT_TO = support.REPORT_TO
 
 
-class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback):
+class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback, ExportableState):
     """Stream a Transformers ``Trainer.train`` to the mlops-hooks dashboard and plugins.
 
     Args:
         name: What is trained, shown on the dashboard; defaults to the model's class.
         model_id: Identifier of the produced model, sent with ``training_completed``.
-        run_id: Identifier of the run; generated per ``train()`` when omitted (a training
-            resumed from a checkpoint is a new run, starting at the checkpoint's step).
+        run_id: Identifier of the run; when omitted, generated per ``train()``, and a
+            training resumed from a checkpoint continues the run the checkpoint names.
         accuracy_metrics: Log name(s) for ``final_accuracy`` and the accuracy chart, tried in
             order (values outside 0-1 are ignored).
         score_metrics: Log name(s) for ``validation_score``.
@@ -141,48 +149,84 @@ class MLOpsCallback(FailsOnExit, Adapter, TrainerCallback):
         self._logged: dict[str, float] = {}  # every number logged in this training, latest
         self._guard = support.StepGuard(self._fail)
         self._trainer: Any = None  # the Trainer of the current training, when found
+        # what a checkpoint keeps to rebuild this callback (resume.exported drops non-JSON)
+        self._options: dict[str, Any] = {
+            "name": name, "model_id": model_id, "run_id": run_id,
+            "accuracy_metrics": list(self.accuracy_metrics),
+            "score_metrics": list(self.score_metrics), "throttle": self.throttle,
+            "params": dict(self.user_params) or None, "group": group}
 
     @property
     def run(self) -> Run | None:
         """The run of the current (or last) ``train()``; None on processes other than zero."""
         return self._run
 
+    def state(self) -> dict[str, Any]:
+        """What each checkpoint keeps (``ExportableState``): the options and the run's id.
+
+        Saved in the checkpoint's ``trainer_state.json``; a training resumed from it continues
+        that run (see ``_support.transformers_resume``).
+        """
+        run = self._run
+        try:  # called by the trainer as training begins and at each save: must never raise
+            resume.note_given(support.find_trainer(), self)  # see resume.replaced
+            return resume.exported(self._options, run.run_id if run is not None else None)
+        except Exception as exc:
+            sys.stderr.write(f"mlops-hooks: MLOpsCallback.state: {exc!r}\n")
+            return {"args": {}, "attributes": {}}
+
     # ------------------------------------------------------------------ training lifecycle
 
     @never_raises
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
-        """Start a run sized from the trainer's plan, continuing a checkpoint's step."""
+        """Start a run sized from the trainer's plan; a resumed training continues its run."""
+        trainer = support.find_trainer()
+        given = resume.replaced(trainer, self)
+        if given is not None:  # Transformers rebuilt this callback: the user's one reports
+            resume.hand_back(trainer, self, given)
+            given.on_train_begin(args, state, control, model=model, **kwargs)
+            return
         previous = self._run
         if self.reporting(previous):
             self._fail(RuntimeError("train() ended without completing (an exception was "
                                     "raised outside a training step)"))
         self._run, self._training = None, False
+        resume.keep_entry(state, type(self).__name__, self.state())  # on every process
         if not state.is_world_process_zero:
             return
-        trainer = support.find_trainer()
         if self.by_report_to and trainer is not None and any(
                 isinstance(c, MLOpsCallback) and not c.by_report_to
                 for c in trainer.callback_handler.callbacks):
             return  # the user's own MLOpsCallback reports this training
+        resumed_at = int(state.global_step or 0)  # > 0: resumed from a checkpoint
         epochs = int(state.num_train_epochs or 0)
         run = self._run = self.new_run(
             type(model).__name__ if model is not None else "transformers-model",
+            run_id=resume.checkpoint_run_id(state, type(self).__name__, self._position(trainer))
+            if resumed_at and self.run_id is None else None,
             total_steps=state.max_steps if state.max_steps and state.max_steps > 0 else None,
             total_epochs=epochs if epochs > 0 else None,
         )
         self._last_step, self._epoch, self._logged = 0, 0, {}
-        if state.global_step:  # resumed from a checkpoint
-            run.resume(steps=state.global_step, epochs_done=int(state.epoch or 0))
-            self._last_step = state.global_step
+        if resumed_at:
+            run.resume(steps=resumed_at, epochs_done=int(state.epoch or 0))
+            self._last_step = resumed_at
         run.start()
-        self.send_params(run, lambda: support.training_params(args, state, model))
+        resumed = {"resumed_from_step": resumed_at} if resumed_at else {}
+        self.send_params(run, lambda: {**support.training_params(args, state, model), **resumed})
         run.stage("model_training")
         self._training = True
         _open_runs.watch(run)
         if trainer is not None:
             self._guard.install(trainer)
             self._trainer = trainer
+
+    def _position(self, trainer: Any) -> int:
+        """This callback's position among the trainer's callbacks of its class (0 mostly)."""
+        callbacks = getattr(getattr(trainer, "callback_handler", None), "callbacks", ())
+        same = [c for c in callbacks if type(c).__name__ == type(self).__name__]
+        return next((i for i, c in enumerate(same) if c is self), 0)
 
     @never_raises
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
