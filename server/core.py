@@ -117,11 +117,12 @@ class Core:
         history: History = await asyncio.wrap_future(self.store.open())
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
-        await self.ingest.start(history)  # with Redis: caught up with the fleet's stream
         # A live run nobody carries again is crashed: alone, every live run; in a fleet, only
         # those this server's connections carried (other servers answer for the rest).
-        self.watch.restore(None if self.backend.name == "memory" else
-                           await asyncio.wrap_future(self.store.query(held.read)))
+        held_runs = None if self.backend.name == "memory" else \
+            await asyncio.wrap_future(self.store.query(held.read))
+        await self.ingest.start(history)  # with Redis: caught up with the fleet's stream
+        self.watch.restore(held_runs)
         # alerts are not acknowledged to anyone: they ride on the next commit of the history
         self.alerts.start(functools.partial(self.ingest.submit, durable=False))
         if background is not None:
