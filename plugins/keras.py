@@ -18,7 +18,8 @@ the weights. ``run_params`` (the optimizer's configuration, batch size, epochs) 
 
 **Batch hooks.** ``on_train_batch_end`` is a counter update and a clock compare under a lock,
 and the callback declares ``async_safe``, so Keras keeps dispatching batch hooks on its worker
-thread: the training loop itself only enqueues.
+thread: the training loop itself only enqueues. A Stop request sets ``model.stop_training``
+when it arrives (from the publisher's thread): the batch running then is the last.
 
 **Failures.** Keras has no exception hook, so the callback covers failures three ways:
 
@@ -55,6 +56,7 @@ from mlops_hooks.plugins._support.base import (
     missing_framework,
     never_raises,
 )
+from mlops_hooks.plugins._support.stop_flag import raise_flag_on_stop
 from mlops_hooks.run import Emit, Run
 
 _keras_backend.choose_backend()  # Keras + torch without TensorFlow: import it on torch
@@ -163,6 +165,7 @@ class MLOpsCallback(FailsOnExit, Adapter, keras.callbacks.Callback):  # type: ig
         self.send_params(run, lambda: fit_params(model, params))
         run.stage("model_training")
         _open_runs.watch(run)
+        raise_flag_on_stop(run.run_id, model, "stop_training")  # a Stop request: last batch
         self._wrap_steps(model)
 
     @never_raises

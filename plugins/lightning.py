@@ -24,7 +24,8 @@ as a tensor and converted only when an event is sent (no device sync per batch).
 module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 (KeyboardInterrupt and SIGTERM included) with the stage and progress of that moment.
 ``run_params`` (``hparams``, optimizer, scheduler, batch size, limits) when training starts.
-A Stop request (:mod:`mlops_hooks.run.control`) sets ``trainer.should_stop`` after the next batch.
+A Stop request (:mod:`mlops_hooks.run.control`) sets ``trainer.should_stop`` when it arrives:
+the batch running then is the last.
 
 **Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
 callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
@@ -55,6 +56,7 @@ from mlops_hooks.plugins._support.base import (
 )
 from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger, share_run
 from mlops_hooks.plugins._support.rearm import rearm_at, release
+from mlops_hooks.plugins._support.stop_flag import raise_flag_on_stop
 from mlops_hooks.run import Emit, Run, control
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
@@ -244,6 +246,7 @@ class _MLOpsCallbackImpl(Adapter):
         self._counting = True
         self._resume_batch_hook()
         control.watch(run.run_id, self._resume_batch_hook)  # a Stop request re-arms the hook
+        raise_flag_on_stop(run.run_id, trainer, "should_stop")  # and ends the current batch
         self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
         run.start()
         self.send_params(run, lambda: support.run_params(trainer, pl_module))

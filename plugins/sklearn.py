@@ -24,7 +24,10 @@ start, ``feature_engineering`` while a pipeline fits its transformers, ``model_t
 ``validation_data``) and the pickled size of the fitted estimator; a fit that raises reports
 ``training_failed`` with the stage and progress of that moment. ``run_params`` carries
 ``get_params()`` and a search's grid at the start (group: the search's name, e.g.
-``GridSearchCV(SVC)``), and the search's ``best_params_`` at the end.
+``GridSearchCV(SVC)``), and the search's ``best_params_`` at the end. Ctrl-C fails the run as
+``INTERRUPTED``; SIGTERM (a scheduler's ``scancel``, a pod eviction) during a fit in the main
+thread fails it as ``TERMINATED`` (``killed`` on the server) before the process dies of SIGTERM
+(:mod:`mlops_hooks.run.signals`; a SIGTERM handler the program installed is left alone).
 
 For estimators without callback support use :func:`monitored_fit` (start, completion with
 score, failure; per-epoch progress for estimators with ``partial_fit``).
@@ -45,7 +48,7 @@ from mlops_hooks.plugins._support.sklearn_fallback import (
     pickled_size,
 )
 from mlops_hooks.plugins._support.sklearn_tasks import TaskTree, begin_message, end_message
-from mlops_hooks.run import Emit, Run
+from mlops_hooks.run import Emit, Run, signals
 
 try:
     import sklearn.callback  # noqa: F401 - the protocol this module implements
@@ -171,6 +174,8 @@ class MLOpsCallback(Adapter):
             self._handles[key] = open_listener(tree.consume)
         run.advance(0)  # progress is a fraction of the task tree: 0% from the first event
         run.start()
+        if not in_worker:  # SIGTERM: reported as killed, then the default action
+            signals.watch(run)
         self.send_params(run, lambda: estimator_params(estimator),
                          default_group=search_name(estimator))
 
@@ -197,6 +202,7 @@ class MLOpsCallback(Adapter):
         run = self._runs.pop(key, None)
         if tree is None or run is None:
             return
+        signals.unwatch(run)
         if not tree.root_done:  # the fit raised: teardown runs while it propagates
             error = sys.exc_info()[1] or RuntimeError("the fit ended without completing")
             run.fail(error, stage=tree.failing_stage(estimator))

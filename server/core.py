@@ -18,6 +18,7 @@ from mlops_hooks.server.ingest import Ingest
 from mlops_hooks.server.ops.controls import Controls
 from mlops_hooks.server.ops.metrics import Metrics
 from mlops_hooks.server.security import Guard
+from mlops_hooks.server.state import held
 from mlops_hooks.server.state.runwatch import RunWatch
 from mlops_hooks.server.state.state import State
 from mlops_hooks.server.state.store import History, Store
@@ -58,6 +59,7 @@ class Core:
         self.alerts = Alerts(config.alerts, config.link_base)
         self.watch = RunWatch(self.state, grace=config.crash_grace, factor=config.stall_factor,
                               floor=config.stall_floor)
+        self.watch.on_held = lambda runs: self.store.meta_changed(held.KEY, held.encode(runs))
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
                              plugins, self.watch, alerts=self.alerts)
         self.publishers = 0
@@ -115,9 +117,12 @@ class Core:
         history: History = await asyncio.wrap_future(self.store.open())
         self.state.load(last_seq=history.last_seq, runs=history.runs, models=history.models,
                         activity=history.activity)
-        if self.backend.name == "memory":  # alone: a live run nobody carries again crashed
-            self.watch.restore()
-        await self.ingest.start(history)
+        # A live run nobody carries again is crashed: alone, every live run; in a fleet, only
+        # those this server's connections carried (other servers answer for the rest).
+        held_runs = None if self.backend.name == "memory" else \
+            await asyncio.wrap_future(self.store.query(held.read))
+        await self.ingest.start(history)  # with Redis: caught up with the fleet's stream
+        self.watch.restore(held_runs)
         # alerts are not acknowledged to anyone: they ride on the next commit of the history
         self.alerts.start(functools.partial(self.ingest.submit, durable=False))
         if background is not None:

@@ -7,9 +7,9 @@ its default action, :func:`watch` installs a handler that fails every watched ru
 :class:`SIGTERMException` (``error_code: "TERMINATED"``: the server marks the run ``killed``),
 waits a bounded time for the publisher to deliver it, restores the default action and sends
 SIGTERM again: the process still dies of SIGTERM, as the scheduler expects. The Keras adapter's
-runs are watched too (``plugins/_support/open_runs.py``). When the last
-watched run ends the default action is restored. A handler the program installed itself is
-never replaced.
+runs are watched too (``plugins/_support/open_runs.py``), and so are scikit-learn's (the
+callback's fits in the main process, and ``monitored_fit``). When the last watched run ends the
+default action is restored. A handler the program installed itself is never replaced.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlops_hooks.run.lifecycle import Run
 
-__all__ = ["FLUSH_SECONDS", "SIGTERMException", "unwatch", "watch"]
+__all__ = ["FLUSH_SECONDS", "SIGTERMException", "unwatch", "watch", "watching"]
 
 #: Seconds the handler waits for the report to be delivered before the process ends.
 FLUSH_SECONDS = 3.0
@@ -60,6 +61,16 @@ def unwatch(run: Run) -> None:
     if not _runs and signal.getsignal(signal.SIGTERM) is _on_sigterm:
         with contextlib.suppress(ValueError):  # not the main thread: the handler stays, idle
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def watching(run: Run) -> Iterator[Run]:
+    """:func:`watch` ``run`` for the ``with`` block, then :func:`unwatch` it."""
+    watch(run)
+    try:
+        yield run
+    finally:
+        unwatch(run)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlops_hooks.plugins._support import base as _base
 from mlops_hooks.plugins._support.base import check_emit, check_name, fraction
-from mlops_hooks.run import Emit, Run
+from mlops_hooks.run import Emit, Run, signals
 from mlops_hooks.run.params import probe_git, resolve_group, resolve_group_size, send_params
 
 __all__ = ["completion_scores", "monitored_fit", "pickled_size"]
@@ -133,7 +133,7 @@ def monitored_fit(
     run = Run(check_name(name) or type(estimator).__name__, total_epochs=epochs,
               total_steps=None if epochs else 1, run_id=check_name(run_id),
               model_id=check_name(model_id), emit=check_emit(emit))
-    with run:
+    with run, signals.watching(run):  # SIGTERM: reported as killed, then the default
         send_params(run, _get_params(estimator), group=resolve_group(None),
                     group_size=planned)
         run.stage("model_training")

@@ -54,6 +54,10 @@ class Liveness:
         self.carriers: set[Carrier] = set()
         #: run_id -> (deadline, why it was orphaned)
         self.orphans: dict[str, tuple[float, str]] = {}
+        #: Orphans of :meth:`restored` (any later event of the run clears them: :meth:`heard`).
+        self.restored_runs: set[str] = set()
+        #: The runs :meth:`held` answers may have changed since the caller last read them.
+        self.changed = False
 
     def connect(self, now: float) -> Carrier:
         """A publisher connection opened; it carries nothing until its first heartbeat."""
@@ -70,10 +74,12 @@ class Liveness:
         """
         listed = frozenset(runs)
         fresh = [r for r in listed if r not in carrier.runs and not self.carried(r)]
+        self.changed = self.changed or listed != carrier.runs
         carrier.runs = listed
         carrier.beat_at = now
         for run_id in listed:
             self.orphans.pop(run_id, None)
+            self.restored_runs.discard(run_id)
         return fresh
 
     def disconnect(self, carrier: Carrier, now: float) -> None:
@@ -94,14 +100,36 @@ class Liveness:
         """
         deadline = now + HEARTBEAT_TIMEOUT
         for run_id in runs:
-            if not self.carried(run_id):
-                self.orphans.setdefault(run_id, (deadline + self.grace,
-                                                 "no publisher carried it after the server "
-                                                 "restarted"))
+            if not self.carried(run_id) and run_id not in self.orphans:
+                self.orphans[run_id] = (deadline + self.grace,
+                                        "no publisher carried it after the server restarted")
+                self.restored_runs.add(run_id)
+                self.changed = True
+
+    def heard(self, run_id: str) -> None:
+        """An event of ``run_id`` arrived: if it waited since a restart, it is alive somewhere.
+
+        (With a shared backend its publisher may have reconnected to another server, whose
+        heartbeats this server never sees; that server watches the run from now on.)
+        """
+        if run_id in self.restored_runs:
+            self.restored_runs.discard(run_id)
+            self.orphans.pop(run_id, None)
+            self.changed = True
 
     def ended(self, run_id: str) -> None:
         """The run ended: nothing to report about it."""
-        self.orphans.pop(run_id, None)
+        if self.orphans.pop(run_id, None) is not None:
+            self.changed = True
+        self.restored_runs.discard(run_id)
+
+    def held(self) -> frozenset[str]:
+        """The runs this server answers for: carried by its connections, or orphans waiting.
+
+        What a restarted server restores (a connection closing while the server stops moves
+        its runs from carried to orphaned: the answer stays the same).
+        """
+        return frozenset(self.orphans).union(*(c.runs for c in self.carriers))
 
     def due(self, now: float) -> list[tuple[str, str]]:
         """Runs to report as crashed at ``now``, with the reason.
@@ -118,9 +146,12 @@ class Liveness:
                if deadline <= now]
         for run_id, _ in out:
             del self.orphans[run_id]
+            self.restored_runs.discard(run_id)
+            self.changed = True
         return out
 
     def _orphan(self, runs: Iterable[str], now: float, why: str) -> None:
         for run_id in runs:
             if not self.carried(run_id):
                 self.orphans[run_id] = (now + self.grace, why)
+                self.restored_runs.discard(run_id)

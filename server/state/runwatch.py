@@ -13,13 +13,15 @@ hooks and every server of a fleet see them):
 * **Timers** (:meth:`RunWatch.tick`): ``stalled`` (no step for k x the run's median step time,
   :mod:`.stalls`) and ``crashed`` (its publisher's connection closed or went silent and did
   not come back within the grace, :mod:`.liveness`). A heartbeat that lists a crashed run
-  again makes it ``running`` (:meth:`RunWatch.heartbeat`).
+  again makes it ``running`` (:meth:`RunWatch.heartbeat`). After a restart, runs the history
+  shows live are orphans until carried again or heard from (:meth:`RunWatch.restore`); the
+  runs this server answers for are kept in the history for that (:attr:`RunWatch.on_held`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlops_hooks import events as ev
@@ -82,6 +84,9 @@ class RunWatch:
         self.liveness = Liveness(grace)
         self.steps = StepClock(factor, floor)
         self._raised: dict[tuple[str, str], float] = {}
+        #: Told the runs this server answers for when they change (checked every tick): the
+        #: core keeps them in the history, for :meth:`restore` after a restart.
+        self.on_held: Callable[[frozenset[str]], object] | None = None
 
     # ------------------------------------------------------------------ the stream
 
@@ -102,6 +107,8 @@ class RunWatch:
         if event.type == "run_state":
             self._raised = {k: t for k, t in self._raised.items() if k[0] != key}
             return []
+        if event.type != "system_alert":  # the run's own event (alerts are the server's)
+            self.liveness.heard(key)  # waiting since a restart: its publisher is back
         if event.type == "training_progress" and not run.finished:
             self.steps.progress(key, data, now)
         if run.finished:
@@ -132,15 +139,25 @@ class RunWatch:
                                        "crashed", None))
         return out
 
-    def restore(self) -> None:
-        """After a restart: runs left live must be carried again within the timeout + grace."""
+    def restore(self, held: Iterable[str] | None = None) -> None:
+        """After a restart: runs left live must be carried again within the timeout + grace.
+
+        Args:
+            held: Only these runs (those the previous process's connections carried, when
+                servers share a backend); ``None``: every live run (a server alone).
+        """
+        only = None if held is None else frozenset(held)
         self.liveness.restored([r.run_id for r in self.state.runs.values()
-                                if r.status in LIVE], time.monotonic())
+                                if r.status in LIVE and (only is None or r.run_id in only)],
+                               time.monotonic())
 
     # ------------------------------------------------------------------ timers
 
     def tick(self, now: float) -> list[ev.RunState]:
         """Runs that crashed or stalled by ``now`` (each raised again only after a while)."""
+        if self.liveness.changed and self.on_held is not None:
+            self.liveness.changed = False
+            self.on_held(self.liveness.held())
         out: list[ev.RunState] = []
         for run_id, why in self.liveness.due(now):
             run = self.state.runs.get(run_id)

@@ -78,6 +78,7 @@ _APPEND = {
     "runs": ("INSERT INTO runs (run_id, seq, status, model_name, updated, data, started_at, "
              "ended_at, grp, progress, final_accuracy, group_size) VALUES ", 12),
     "models": ("INSERT OR REPLACE INTO models (model_id, seq, data) VALUES ", 3),
+    "meta": ("INSERT OR REPLACE INTO meta (key, value) VALUES ", 2),
 }
 #: Bound parameters per statement (SQLite's historical limit is 999).
 _MAX_PARAMS = 999
@@ -261,6 +262,10 @@ class Store:
                      metadata: dict[str, Any]) -> None:
         """Merge a ``run_params`` event's params (later keys win) and metadata (first wins)."""
         self._row("params", (run_id, params, metadata))
+
+    def meta_changed(self, key: str, value: str) -> None:
+        """Keep ``value`` under ``key`` in the ``meta`` table (the newest wins)."""
+        self._row("meta", (key, value))
 
     def note(self, seq: int, event_id: str | None) -> None:
         """Remember the stream position (and the event's idempotency key)."""

@@ -5,6 +5,7 @@ The pure parts take the time as an argument, so these tests give them times inst
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -284,3 +285,65 @@ def test_server_plugins_get_mlops_run_state_once_per_change(make_client):
     assert [(e.run_id, e.state) for e in hooked] == [("h", "interrupted")]
     assert hook.calls == [("h", "interrupted", "server")]
     assert client.get("/api/runs/h").json()["run"]["status"] == "interrupted"
+
+
+# --------------------------------------------------------------------------- after a restart
+
+
+def test_the_runs_held_are_carried_or_orphaned_and_a_change_is_flagged_once():
+    live = Liveness(grace=1)
+    a = live.connect(0.0)
+    live.heartbeat(a, ["r1", "r2"], 0.0)
+    assert live.changed and live.held() == {"r1", "r2"}
+    live.changed = False
+    live.heartbeat(a, ["r2", "r1"], 5.0)  # the same runs: nothing to write
+    assert not live.changed
+    live.disconnect(a, 6.0)  # the server stopping: orphaned, still held
+    assert live.held() == {"r1", "r2"} and not live.changed
+    live.ended("r1")
+    assert live.changed and live.held() == {"r2"}
+    assert [r for r, _ in live.due(7.0)] == ["r2"] and live.held() == frozenset()
+
+
+def test_a_restored_run_heard_from_is_no_orphan_but_one_never_heard_from_is_crashed():
+    live = Liveness(grace=1)
+    live.restored(["moved", "gone"], 0.0)
+    assert live.held() == {"moved", "gone"}
+    live.heard("moved")  # its publisher reached another server of the fleet
+    live.heard("other")  # not restored: nothing happens
+    due = live.due(HEARTBEAT_TIMEOUT + 1)
+    assert [run for run, _ in due] == ["gone"]
+    live2 = Liveness(grace=1)
+    c = live2.connect(0.0)
+    live2.heartbeat(c, ["carried"], 0.0)
+    live2.disconnect(c, 1.0)
+    live2.heard("carried")  # an orphan of a closed connection is not cleared by an event
+    assert [run for run, _ in live2.due(2.0)] == ["carried"]
+
+
+def test_restore_limits_itself_to_the_runs_held_and_an_event_clears_a_restored_orphan():
+    state, watch = _watch()
+    for seq, run_id in enumerate(["mine", "theirs", "quiet"], start=1):
+        _apply(state, watch, progress(run_id, 10), seq)
+    _apply(state, watch, {"type": "training_completed", "run_id": "quiet"}, 4)
+    written: list[frozenset[str]] = []
+    watch.on_held = written.append
+    restored_at = time.monotonic()  # restore reads the clock itself
+    watch.restore(["mine", "quiet", "unknown"])  # a fleet: only what this server carried
+    assert set(watch.liveness.orphans) == {"mine"}
+    assert watch.tick(restored_at) == [] and written == [frozenset({"mine"})]
+    assert watch.tick(restored_at + 0.2) == [] and len(written) == 1  # unchanged: not again
+    crashed = watch.tick(time.monotonic() + HEARTBEAT_TIMEOUT + 1)
+    assert [(e.run_id, e.state) for e in crashed] == [("mine", "crashed")]
+    assert "after the server restarted" in (crashed[0].reason or "")
+    state2, watch2 = _watch()
+    _apply(state2, watch2, progress("alive", 10), 1)
+    _apply(state2, watch2, progress("vanished", 10), 2)
+    watch2.restore()  # alone: every live run
+    _apply(state2, watch2, {"type": "system_alert", "run_id": "vanished", "alert": {
+        "id": "a-1", "title": "t", "message": "m", "alert_type": "training_stalled",
+        "priority": "high", "source": "watchdog", "timestamp": "2026-12-07T05:00:00.000Z",
+        "auto_dismiss": False, "actions": []}}, 3)  # the server's own alert is no sign of life
+    _apply(state2, watch2, progress("alive", 11), 4)  # its publisher reached another server
+    due = watch2.tick(time.monotonic() + HEARTBEAT_TIMEOUT + 1)
+    assert [e.run_id for e in due if e.state == "crashed"] == ["vanished"]
