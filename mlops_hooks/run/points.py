@@ -17,8 +17,13 @@ import msgspec
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import to_float
 from mlops_hooks.run.lifecycle import Run
+from mlops_hooks.run.messages import non_finite
 
-__all__ = ["numeric_values", "send_point"]
+__all__ = ["LOSS_KEYS", "note_loss", "numeric_values", "send_point"]
+
+#: Keys of logged values that are the training loss (W&B-style ``wandb.log``, a Lightning
+#: logger's ``log_metrics``): the first one present is the run's loss.
+LOSS_KEYS = ("loss", "train/loss", "train_loss", "train.loss", "training_loss", "train_loss_step")
 
 _perf = time.perf_counter
 
@@ -73,7 +78,32 @@ def send_point(run: Run, step: int, values: Mapping[str, float], *,
     run.progress = run._percent()
     run._next_emit = now + run.throttle
     base = run.progress_event()
+    run.loss_not_finite = base.loss_not_finite is not None  # these events carry the loss too
     items = list(values.items())
     for start in range(0, max(len(items), 1), ev.MAX_METRICS):
         chunk = dict(items[start:start + ev.MAX_METRICS])
         run._emit(msgspec.structs.replace(base, current_step=step, metrics=chunk or None))
+
+
+def note_loss(run: Run, values: Mapping[str, object]) -> None:
+    """Tell ``run`` of a NaN or infinite training loss among logged ``values``.
+
+    The loss is the first of :data:`LOSS_KEYS` present. Logged values become series points,
+    which hold finite numbers only; a NaN or infinite loss is given to the run instead, so it
+    reaches the dashboard and the alert rules at once (``loss_not_finite``) and a run that
+    ends on one fails as a numerical error, as with the framework adapters. A finite loss ends
+    that episode (the run is given no finite loss: the key's series carries it, and progress
+    events do not repeat it). Steps are not counted here.
+    """
+    if not run.active:
+        return
+    for key in LOSS_KEYS:
+        if key in values:
+            loss = values[key]
+            if isinstance(loss, (bool, str)):
+                return
+            if non_finite(loss) is not None:
+                run.step(loss, 0)
+            elif non_finite(run._loss) is not None:
+                run._loss = None
+            return

@@ -19,9 +19,9 @@ from mlops_hooks import events as ev
 from mlops_hooks.api import emit
 from mlops_hooks.formatting import iso_utc, to_float
 from mlops_hooks.run import Run, exits
-from mlops_hooks.run.messages import carried_score
+from mlops_hooks.run.messages import carried_score, non_finite
 from mlops_hooks.run.params import probe_git, send_params
-from mlops_hooks.run.points import numeric_values, send_point
+from mlops_hooks.run.points import note_loss, numeric_values, send_point
 from mlops_hooks.wandb.config import Config, Summary
 from mlops_hooks.wandb.unsupported import Unsupported, stand_in, warn_once
 
@@ -195,10 +195,14 @@ class WandbRun:
             return
         numbers, skipped = numeric_values(row)
         for key in skipped:
-            if not isinstance(row[key], Unsupported):
-                warn_once(f"logging {type(row[key]).__name__} values",
+            value = row[key]  # a NaN or infinity is a number (the run gets a NaN loss)
+            if not isinstance(value, Unsupported) and (isinstance(value, str)
+                                                       or non_finite(value) is None):
+                warn_once(f"logging {type(value).__name__} values",
                           "only numbers become series; those keys are left out")
         self._summary.logged(numbers)
+        if not self._disabled:
+            note_loss(self._run, row)  # a NaN loss is no point but reaches the run
         if numbers and not self._disabled:
             send_point(self._run, self._step, numbers)
 

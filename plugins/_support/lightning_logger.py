@@ -24,7 +24,7 @@ from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins._support.base import Adapter, missing_framework
 from mlops_hooks.run import Emit, Run
 from mlops_hooks.run.params import probe_git, resolve_group, send_params
-from mlops_hooks.run.points import numeric_values, send_point
+from mlops_hooks.run.points import note_loss, numeric_values, send_point
 
 try:
     from lightning.pytorch.loggers import Logger
@@ -202,6 +202,8 @@ class MLOpsLogger(Logger):
             if self._owned and not self._planned:
                 self._plan(run)
             numbers, _ = numeric_values(metrics)
+            if self._owned:  # with the callback, its batch hook gives the run the loss
+                note_loss(run, metrics)
             if numbers:
                 send_point(run, run.steps if step is None else int(step), numbers,
                            advance=self._owned)

@@ -132,3 +132,34 @@ def test_only_finite_numbers_become_points(rec: Recorder) -> None:
         wandb.log({"nan": float("nan"), "inf": float("-inf"), "flag": True, "n": 3,
                    long_key: 1.5, "np": np.int64(4), 7: 2.0})
     assert points(rec) == [(0, {"n": 3.0, "k" * ev.MAX_KEY: 1.5, "np": 4.0, "7": 2.0})]
+
+
+def test_a_nan_loss_reaches_the_run_at_once_and_a_run_ending_on_it_fails(
+        rec: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+    """``wandb.log({"loss": nan})``: no point (series hold finite numbers), but the run's
+    progress says ``loss_not_finite`` at once (sent at once once per episode), no warning."""
+    wandb.init(project="p")
+    wandb.log({"loss": 0.5, "acc": 0.9})
+    assert not [e for e in rec.progress() if e.loss_not_finite is not None]
+    wandb.log({"loss": float("nan"), "acc": 0.8})
+    flagged = [e for e in rec.progress() if e.loss_not_finite is not None]
+    assert {(e.loss_not_finite, e.current_loss) for e in flagged} == {("nan", None)}
+    sent = len(rec.progress())
+    wandb.log({"loss": np.float32("nan")})  # the same episode, no point: nothing is sent
+    assert len(rec.progress()) == sent
+    assert points(rec) == [(0, {"loss": 0.5, "acc": 0.9}), (1, {"acc": 0.8})]
+    wandb.log({"train/loss": float("inf")})  # not "loss": the first loss key present wins
+    wandb.finish()
+    (failed,) = rec.of_type("training_failed")
+    assert failed.error_code == "NUMERICAL_ERROR"
+    assert "only numbers become series" not in capsys.readouterr().err
+
+
+def test_a_finite_loss_after_nan_ends_the_episode(rec: Recorder) -> None:
+    wandb.init(project="p")
+    wandb.log({"train_loss": float("nan")})
+    wandb.log({"train_loss": 0.4})
+    wandb.log({"train_loss": float("-inf")})
+    assert [e.loss_not_finite for e in rec.progress() if e.loss_not_finite] == ["nan", "-inf"]
+    wandb.finish()
+    assert rec.of_type("training_failed")  # it ended on -inf
