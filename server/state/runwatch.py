@@ -115,6 +115,8 @@ class RunWatch:
             self.liveness.ended(key)  # (an orphan of the ended attempt's connection goes)
         if prior is None or prior == run.status:  # a run's first event says it runs already
             return []
+        if prior == "crashed" and run.status == "running" and self._pending(key, now):
+            return []  # a heartbeat's `running` of this run is on its way: one is enough
         return [self._event(run, state_name(run.status), _reason(run, prior, event),
                             state_name(prior) if prior else None, _key(key, event.seq))]
 
@@ -131,9 +133,11 @@ class RunWatch:
     def heartbeat(self, carrier: Carrier, runs: Iterable[str]) -> list[ev.RunState]:
         """A heartbeat listed ``runs``: a crashed one among them is ``running`` again."""
         out = []
-        for run_id in self.liveness.heartbeat(carrier, runs, time.monotonic()):
+        now = time.monotonic()
+        for run_id in self.liveness.heartbeat(carrier, runs, now):
             run = self.state.runs.get(run_id)
             if run is not None and run.status == "crashed":
+                self._raised[(run_id, "running")] = now
                 out.append(self._event(run, "running", "its publisher is connected again",
                                        "crashed", None))
         return out
@@ -165,6 +169,11 @@ class RunWatch:
                 out.append(self._event(run, "stalled", quiet, "running",
                                        _key(run.run_id, f"stalled:{cause}")))
         return out
+
+    def _pending(self, run_id: str, now: float) -> bool:
+        """Whether a ``running`` raised for ``run_id`` has not come back through the stream."""
+        raised = self._raised.get((run_id, "running"))
+        return raised is not None and now - raised < RETRY_AFTER
 
     def _due(self, run_id: str, state: str, now: float) -> bool:
         raised = self._raised.get((run_id, state))

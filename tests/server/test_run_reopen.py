@@ -8,6 +8,7 @@ run: not a late start of the ended process, not a progress event of any time.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from mlops_hooks import events as ev
@@ -115,3 +116,19 @@ def test_a_crashed_run_reopens_on_a_later_start():
     out = _apply(state, watch, _start("r", _at(8)), 9)
     assert [(e.state, e.previous, e.reason) for e in out] == [("running", "crashed", REOPENED)]
     assert run.ended_at is None
+
+
+def test_a_crashed_run_whose_heartbeat_and_start_race_says_running_once():
+    state, watch = _ended({"type": "training_failed", "error": "boom",
+                           "error_code": "TRAINING_ERROR"})
+    _apply(state, watch, _start("r", _at(6)), 6)
+    crash = ev.RunState(run_id="r", state="crashed", previous="running", timestamp=_at(7))
+    _apply(state, watch, ev.to_dict(crash), 7)
+    # the resumed process's heartbeat lists the run: `running` is raised, still on its way
+    # when the process's start (then its progress) is applied
+    back = watch.heartbeat(watch.connect(), ["r"])
+    assert [(e.state, e.reason) for e in back] == [("running", "its publisher is connected again")]
+    assert _apply(state, watch, _start("r", _at(8)), 8, now=time.monotonic()) == []
+    assert state.runs["r"].status == "running"
+    _apply(state, watch, {**ev.to_dict(back[0]), "seq": 9}, 9)  # it arrives: nothing more
+    assert state.runs["r"].status == "running"
