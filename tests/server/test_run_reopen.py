@@ -132,3 +132,16 @@ def test_a_crashed_run_whose_heartbeat_and_start_race_says_running_once():
     assert state.runs["r"].status == "running"
     _apply(state, watch, {**ev.to_dict(back[0]), "seq": 9}, 9)  # it arrives: nothing more
     assert state.runs["r"].status == "running"
+
+
+def test_a_reopened_run_can_stall_again_on_its_own_step_times():
+    state, watch = _ended({"type": "training_completed"})
+    assert watch.tick(100.0) == []  # ended: never stalled
+    _apply(state, watch, _start("r", _at(6)), 6, now=100.0)
+    for i in range(4):  # the new attempt steps every 0.1 s
+        _apply(state, watch, progress("r", 50 + i, current_step=4 + i, timestamp=_at(7)),
+               7 + i, now=100.0 + i * 0.1)
+    assert watch.steps.threshold("r") == 1.0  # 3 x 0.1 s is under the 1 s floor
+    assert watch.tick(101.2) == []
+    stalled = watch.tick(101.4)
+    assert [(e.state, e.previous) for e in stalled] == [("stalled", "running")]
