@@ -174,6 +174,23 @@ class RunState:
         self.status = failed_status(data.get("error_code"), data.get("error"))
         self.ended_at = normal_time(data.get("timestamp"))
 
+    def reopen(self, timestamp: Any) -> bool:
+        """A new attempt of this run started at ``timestamp``; returns whether the run reopened.
+
+        Only an ended (or crashed) run whose ``ended_at`` is before ``timestamp`` reopens: a
+        late start of the process that ended it carries an earlier time and changes nothing.
+        The run is ``running`` again without its end (``completed``, ``failed``,
+        ``ended_at``); its start, progress, points and group stay, and the new attempt's
+        events add to them.
+        """
+        started = normal_time(timestamp)
+        if not (self.finished or self.status == "crashed") or self.ended_at is None \
+                or started is None or started <= self.ended_at:
+            return False
+        self.status = "running"
+        self.completed = self.failed = self.ended_at = None
+        return True
+
     def on_params(self, data: dict[str, Any]) -> None:
         """Apply a ``run_params`` event: model name, group and group size (params: history)."""
         if data.get("model_name"):

@@ -7,7 +7,9 @@ hooks and every server of a fleet see them):
 * **The stream itself** (:meth:`RunWatch.after`): an event that changes its run's ``status``
   (not its first: a new run is ``running`` without saying so; ``training_completed``: ``finished``;
   ``training_failed``: ``failed``, ``interrupted`` or ``killed`` by its ``error_code``; a step
-  of a stalled or crashed run: ``running`` again; the stall watchdog's alert: ``stalled``).
+  of a stalled or crashed run: ``running`` again; the start of a new attempt of an ended run,
+  an ``activity_update`` ``training_start`` timed after the run's end: ``running`` again,
+  reopened (:meth:`.RunState.reopen`); the stall watchdog's alert: ``stalled``).
   Every server derives the same change from the same record; the ``event_id``
   (``run-state:<seq of the cause>:<run_id>``) makes the fleet store it once.
 * **Timers** (:meth:`RunWatch.tick`): ``stalled`` (no step for k x the run's median step time,
@@ -30,16 +32,18 @@ from mlops_hooks.server.state.runs import RunState, state_name
 from mlops_hooks.server.state.stalls import StepClock
 from mlops_hooks.server.state.state import State, run_key
 
-__all__ = ["LIVE", "RETRY_AFTER", "RunWatch"]
+__all__ = ["LIVE", "REOPENED", "RETRY_AFTER", "RunWatch"]
 
 #: Statuses of a run that is (supposed to be) training.
 LIVE = ("running", "stalled")
 #: Seconds before a timer's state change that has not come back through the stream is raised
 #: again (the backend was down).
 RETRY_AFTER = 5.0
-#: Event types that can change a run's status (the last two only with a ``run_id``).
+#: Event types that can change a run's status (the last three only with a ``run_id``).
 _RUN_TYPES = frozenset({"training_progress", "training_completed", "training_failed",
-                        "run_params", "system_alert", "run_state"})
+                        "run_params", "system_alert", "run_state", "activity_update"})
+#: The reason of the ``running`` raised when an ended run reopens.
+REOPENED = "a new attempt of the run started"
 _REASONS = {"finished": "training completed",
             "stalled": "no event from the run for the stall watchdog's timeout"}
 
@@ -61,6 +65,8 @@ def _reason(run: RunState, prior: str | None, event: ev.Event) -> str:
         return f"{code}: {str(run.failed.get('error') or '')[:400]}".rstrip(": ")
     if status == "completed" and run.completed is not None and run.completed.get("stop_reason"):
         return f"training completed (stop_reason: {run.completed['stop_reason']})"
+    if status == "running" and event.type == "activity_update":
+        return REOPENED  # ``previous`` names the end it had
     if status == "running" and prior is not None:
         return "steps resumed" if prior == "stalled" else "the run reported progress again"
     return _REASONS.get(state_name(status), status)
@@ -111,11 +117,13 @@ class RunWatch:
             self.liveness.heard(key)  # waiting since a restart: its publisher is back
         if event.type == "training_progress" and not run.finished:
             self.steps.progress(key, data, now)
-        if run.finished:
-            self.steps.forget(key)
-            self.liveness.ended(key)
+        if run.finished or (prior != run.status and event.type == "activity_update"):
+            self.steps.forget(key)  # ended, or reopened: a new attempt times its own steps
+            self.liveness.ended(key)  # (an orphan of the ended attempt's connection goes)
         if prior is None or prior == run.status:  # a run's first event says it runs already
             return []
+        if prior == "crashed" and run.status == "running" and self._pending(key, now):
+            return []  # a heartbeat's `running` of this run is on its way: one is enough
         return [self._event(run, state_name(run.status), _reason(run, prior, event),
                             state_name(prior) if prior else None, _key(key, event.seq))]
 
@@ -132,9 +140,11 @@ class RunWatch:
     def heartbeat(self, carrier: Carrier, runs: Iterable[str]) -> list[ev.RunState]:
         """A heartbeat listed ``runs``: a crashed one among them is ``running`` again."""
         out = []
-        for run_id in self.liveness.heartbeat(carrier, runs, time.monotonic()):
+        now = time.monotonic()
+        for run_id in self.liveness.heartbeat(carrier, runs, now):
             run = self.state.runs.get(run_id)
             if run is not None and run.status == "crashed":
+                self._raised[(run_id, "running")] = now
                 out.append(self._event(run, "running", "its publisher is connected again",
                                        "crashed", None))
         return out
@@ -176,6 +186,11 @@ class RunWatch:
                 out.append(self._event(run, "stalled", quiet, "running",
                                        _key(run.run_id, f"stalled:{cause}")))
         return out
+
+    def _pending(self, run_id: str, now: float) -> bool:
+        """Whether a ``running`` raised for ``run_id`` has not come back through the stream."""
+        raised = self._raised.get((run_id, "running"))
+        return raised is not None and now - raised < RETRY_AFTER
 
     def _due(self, run_id: str, state: str, now: float) -> bool:
         raised = self._raised.get((run_id, state))

@@ -17,7 +17,7 @@ from mlops_hooks.formatting import iso_utc
 from mlops_hooks.server.state.runs import RunState, series_point
 from mlops_hooks.server.state.summary import BUDGETS, fit, summarise, summarise_run
 
-__all__ = ["MODEL_FIELDS", "State", "StateListener", "run_key"]
+__all__ = ["MODEL_FIELDS", "START_ACTION", "State", "StateListener", "is_start", "run_key"]
 
 MAX_RUNS = 50
 MAX_MODELS = 100
@@ -29,6 +29,9 @@ MAX_UPLOADS = 20
 AUTO_DISMISS_AFTER = 60.0
 #: ``alert_type`` of the watchdog's alert; its ``run_id`` marks that run as stalled.
 STALLED_ALERT = "training_stalled"
+#: ``activity.action_type`` of a run's start (``mlops_hooks.run.messages.STARTED``): with the
+#: run's ``run_id`` and a time after the run's end, it reopens an ended run.
+START_ACTION = "training_start"
 
 MODEL_FIELDS = ("model_id", "model_name", "model_version", "model_accuracy",
                 "deployment_timestamp", "status", "health_score", "last_prediction",
@@ -61,6 +64,15 @@ class StateListener(Protocol):
 def run_key(event: ev.Event) -> str:
     """The run an event belongs to: its ``run_id``, else its model name, else ``"default"``."""
     return event.run_id or getattr(event, "model_name", None) or "default"
+
+
+def is_start(event: ev.Event) -> bool:
+    """Whether ``event`` is the start of a run's attempt.
+
+    The spec's ``activity_update`` whose ``action_type`` is :data:`START_ACTION`: what
+    ``Run.start()`` sends first, before the attempt's first ``training_progress``.
+    """
+    return isinstance(event, ev.ActivityUpdate) and event.activity.action_type == START_ACTION
 
 
 def _new_model(model_id: str) -> dict[str, Any]:
@@ -281,6 +293,11 @@ class State:
         self.add_activity(activity)
         if self.listener is not None:
             self.listener.activity_added(activity, seq)
+        run = self.runs.get(event.run_id) if is_start(event) and event.run_id else None
+        if run is not None and run.reopen(event.timestamp):  # a new attempt of an ended run
+            self.runs.move_to_end(run.run_id)
+            run.touch(event.timestamp)
+            self._run_changed(run, seq)
 
     def add_activity(self, activity: dict[str, Any]) -> None:
         """Put an entry at the top of the feed (an entry with the same id is replaced)."""

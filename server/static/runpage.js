@@ -176,7 +176,8 @@ function apply(event) {
     state.run.status = '';
     byId('page-error').hidden = true;
   }
-  if (applyRunEvent(state.run, event) && !headerFrame) {
+  const applied = applyRunEvent(state.run, event);
+  if (applied && !headerFrame) {
     headerFrame = requestAnimationFrame(() => {
       headerFrame = 0;
       renderHeader();
@@ -186,7 +187,8 @@ function apply(event) {
     applySample(event);
     return;
   }
-  if (event.type !== 'training_progress') return;
+  // a late progress of an ended attempt adds no point (the server keeps none either)
+  if (event.type !== 'training_progress' || !applied) return;
   const point = progressPoint(event);
   if (!point) return;
   for (const [key, value] of Object.entries(point.values)) {

@@ -32,15 +32,26 @@ export const STATUS_HELP = {
 };
 
 /**
+ * Whether a `run_state` event reopens an ended run: the server raised `running` from an ended
+ * state because a new attempt of the run started after its end (docs/protocol.md, *Run
+ * states*). The server applies the rule (the start's time against the run's end); a page
+ * follows its word, and the new attempt's progress then applies as to any running run.
+ */
+export const reopens = (run, event) => statusOfState(event.state) === 'running'
+  && ENDED_STATES.has(statusOfState(event.previous)) && (ENDED_STATES.has(run.status) || run.status === 'crashed');
+
+/**
  * Apply a `run_state` event to a run record with a `status`, in place; returns whether it
- * changed. An ended run keeps its end (as on the server).
+ * changed. An ended run keeps its end (as on the server) unless the event reopens it.
  */
 export function applyRunState(run, event) {
   const status = statusOfState(event.state);
-  if (!status || ENDED_STATES.has(run.status) || run.status === status) return false;
+  const reopened = reopens(run, event);
+  if (!status || (ENDED_STATES.has(run.status) && !reopened) || run.status === status) return false;
   if (status === 'stalled' && run.status !== 'running') return false; // a late stall of a crash
   run.status = status;
   run.state_reason = event.reason || null;
+  if (reopened) run.final_accuracy = null; // its end is gone; history, params and series stay
   if (status === 'crashed') run.ended_at = event.timestamp || run.ended_at;
   else if (!ENDED_STATES.has(status)) run.ended_at = null;
   return true;
@@ -147,7 +158,8 @@ function elapsed(run, endIso) {
 
 /**
  * Apply a live event of this run to its record, in place. Returns whether anything changed.
- * A finished run is not set back to running by a late progress event.
+ * A finished run is not set back to running by a progress event (a late one of the ended
+ * attempt): only the server's `run_state` that reopens it does (`reopens`).
  */
 export function applyRunEvent(run, event) {
   switch (event.type) {

@@ -4,7 +4,7 @@
 import { byId, fmtFraction, isNum, setText } from './dom.js';
 import { publish, requestAction, runControl, toast, uid } from './notify.js';
 import { RunPanel } from './runpanel.js';
-import { ENDED_STATES, failedStatus, statusOfState } from './runsdata.js';
+import { ENDED_STATES, failedStatus, reopens, statusOfState } from './runsdata.js';
 import { StopButton } from './stopbutton.js';
 
 const MAX_POINTS = 400;
@@ -121,7 +121,8 @@ export class TrainingView {
     const key = this.keyFor(e);
     const run = this.ensure(key, e);
     if (ENDED_STATES.has(run.status)) {
-      // A finished run stays finished (as on the server); a new attempt needs a new run_id.
+      // A finished run stays finished (as on the server): a late event of the ended attempt.
+      // A new attempt reopens it first (the server's run_state, `onState`).
       this.renderRun(key);
       return;
     }
@@ -180,10 +181,17 @@ export class TrainingView {
     const key = this.keyFor(e);
     const run = this.runs.get(key);
     const status = statusOfState(e.state);
-    if (!run || ENDED_STATES.has(run.status) || !status) return;
+    if (!run || !status) return;
+    const reopened = reopens(run, e); // a new attempt of the ended run started (same run_id)
+    if (ENDED_STATES.has(run.status) && !reopened) return;
     if (status === 'stalled' && run.status !== 'running') return; // a late stall of a crash
     run.status = status;
     run.stateReason = e.reason || null;
+    if (reopened) {
+      run.completed = null;
+      run.failed = null;
+      this.hidden.delete(key);
+    }
     this.renderRun(key);
     this.layout();
   }

@@ -1,6 +1,7 @@
 """Transformers trainings in processes of their own against a real server.
 
 * A training killed after a checkpoint (SIGKILL) and resumed by a second process is one run.
+* So is one that failed with an exception: the resumed process reopens the ended run.
 * ``torchrun --nproc_per_node 2`` (DDP on CPU, gloo): only process zero reports.
 
 The trainings are ``tests/plugins/transformers_job.py``.
@@ -107,6 +108,29 @@ def test_a_training_resumed_in_another_process_continues_the_killed_run(server, 
     assert run_states(server, run_id) == ["crashed", "running", "finished"]
     series = get(server, f"/api/runs/{run_id}/metrics")["series"]
     # steps 1-6 from the killed process, 4-8 from the resumed one (a step's later value wins)
+    assert [step for step, _ in series["loss"]] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [step for step, _ in series["train_loss"]] == [8]
+
+
+def test_a_training_resumed_after_an_exception_reopens_the_failed_run(server, tmp_path):
+    failed = job(server, sys.executable, str(JOB), "fail", str(tmp_path), "failed-bert")
+    assert failed.returncode != 0 and "the data went bad at step 6" in failed.stderr
+    state = json.loads((tmp_path / "out/checkpoint-4/trainer_state.json").read_text())
+    run_id = state["stateful_callbacks"]["MLOpsCallback"]["attributes"]["mlops_run_id"]
+    # the failure is on the server before the second process starts (its flush at exit)
+    assert run_field(server, run_id, "status") == "failed"
+    assert run_field(server, run_id, "ended_at") is not None
+
+    resumed = job(server, sys.executable, str(JOB), "resume", str(tmp_path), "failed-bert")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = ended_run(server, "failed-bert")  # one run, the checkpoint's, completed
+    assert run["run_id"] == run_id and run["progress"] == 100
+    assert run["params"]["resumed_from_step"] == 4
+    assert wait_until(lambda: ends_of(server, run_id) == ["training_failed",
+                                                          "training_completed"])
+    assert run_states(server, run_id) == ["failed", "running", "finished"]
+    series = get(server, f"/api/runs/{run_id}/metrics")["series"]
+    # steps 1-6 of the failed attempt, 5-8 of the resumed one: kept, not dropped
     assert [step for step, _ in series["loss"]] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert [step for step, _ in series["train_loss"]] == [8]
 

@@ -1,9 +1,11 @@
 """A tiny Transformers training in a process of its own (tests/plugins/test_transformers_live.py).
 
-``python transformers_job.py crash|resume OUTDIR``: the tiny BERT of ``test_transformers`` for
-8 steps with a checkpoint every 4; ``crash`` stops at the end of step 6, creates
-``OUTDIR/at-step-6`` and waits there (the test kills it with SIGKILL: the machine went away),
-``resume`` continues from ``OUTDIR/out/checkpoint-4``.
+``python transformers_job.py crash|fail|resume OUTDIR [NAME]``: the tiny BERT of
+``test_transformers`` (model name NAME, default ``resumed-bert``) for 8 steps with a checkpoint
+every 4; ``crash`` stops at the end of step 6, creates ``OUTDIR/at-step-6`` and waits there
+(the test kills it with SIGKILL: the machine went away), ``fail`` raises a ``RuntimeError`` at
+the end of step 6 (the run ends ``failed``; the process exits with the traceback), ``resume``
+continues from ``OUTDIR/out/checkpoint-4``.
 
 ``torchrun --nproc_per_node 2 transformers_job.py ddp OUTDIR``: 2 epochs of 96 samples in
 batches of 8 per process, on CPU with the gloo backend (6 steps an epoch, 12 in all). Each
@@ -41,6 +43,14 @@ class WaitForTheEnd(TrainerCallback):
             raise RuntimeError("not killed within 120 s")
 
 
+class FailAtStep6(TrainerCallback):
+    """Raises at the end of optimizer step 6 (after checkpoint-4): the training fails."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 6:
+            raise RuntimeError("the data went bad at step 6")
+
+
 def main() -> None:
     if PHASE == "ddp":
         callback = MLOpsCallback("ddp-bert", throttle=0)
@@ -54,9 +64,12 @@ def main() -> None:
                   "run_id": callback.run.run_id if callback.run else None}
         (OUT / f"result{result['rank']}.json").write_text(json.dumps(result))
         return
-    callbacks = [MLOpsCallback("resumed-bert", throttle=0)]
+    callbacks = [MLOpsCallback(sys.argv[3] if len(sys.argv) > 3 else "resumed-bert",
+                               throttle=0)]
     if PHASE == "crash":
         callbacks.append(WaitForTheEnd())
+    if PHASE == "fail":
+        callbacks.append(FailAtStep6())
     trainer = trainer_for(OUT, (Tokens(100), Tokens(20, seed=1)), callbacks, max_steps=8,
                           gradient_accumulation_steps=1, eval_strategy="no",
                           save_strategy="steps", save_steps=4, logging_steps=1)

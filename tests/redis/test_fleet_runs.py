@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
-from tests.redis.fleet import WsPublisher, two_servers, wait_seq
+from tests.redis.fleet import WsPublisher, two_servers, wait_seq, wait_until
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,3 +59,52 @@ def test_two_servers_serve_identical_history(tmp_path: Path, redis_server: Redis
     assert sorted(metrics["series"]) == ["loss", "val_loss"]
     for series in metrics["series"].values():
         assert len(series) < 2300 and series[-1][0] == 2299
+
+
+def _reopen_events() -> list[dict]:
+    def start(at: str) -> dict:
+        return {"type": "activity_update", "run_id": "fleet-2", "timestamp": at,
+                "activity": {"id": f"start-{at}", "title": "Model Training Started",
+                             "action_type": "training_start", "status": "in_progress"}}
+
+    def step(n: int, at: str) -> dict:
+        return {"type": "training_progress", "run_id": "fleet-2", "stage": "model_training",
+                "current_step": n, "current_loss": 1 / n, "timestamp": at}
+
+    return [start("2026-12-07T08:00:00Z"), step(1, "2026-12-07T08:00:01Z"),
+            {"type": "training_failed", "run_id": "fleet-2", "error": "KeyboardInterrupt",
+             "error_code": "INTERRUPTED", "timestamp": "2026-12-07T08:00:02Z"},
+            start("2026-12-07T08:00:03Z"), step(2, "2026-12-07T08:00:04Z")]
+
+
+def test_a_reopened_run_is_running_on_every_server_with_one_run_state(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    with two_servers(tmp_path, redis_server) as (a, b):
+        async def send() -> int:
+            async with WsPublisher(a.publish_url) as pub:
+                last = 0
+                for event in _reopen_events():
+                    reply = await pub.send(event)
+                    assert reply["type"] == "ack", reply
+                    last = reply["seq"]
+                return last
+        last = asyncio.run(send())
+        wait_seq([a, b], last)
+
+        def states(server) -> list[tuple]:
+            with connect(f"{server.ws_url}?since=0&types=run_state", open_timeout=10) as ws:
+                replay = json.loads(ws.recv(timeout=10))
+                events = [json.loads(ws.recv(timeout=10)) for _ in range(replay["count"])]
+            return [(e["state"], e.get("previous"), e.get("reason"), e["seq"]) for e in events]
+
+        # every server derives the reopening from the start; the fleet stores it once
+        wait_until(lambda: len(states(a)) == 2, what="both run_state events")
+        on_a, on_b = states(a), states(b)
+        runs = [httpx.get(s.http_url + "/api/runs/fleet-2", timeout=20).json()["run"]
+                for s in (a, b)]
+    assert on_a == on_b
+    assert [s[:3] for s in on_a] == [
+        ("interrupted", "running", "INTERRUPTED: KeyboardInterrupt"),
+        ("running", "interrupted", "a new attempt of the run started")]
+    assert runs[0] == runs[1]
+    assert (runs[0]["status"], runs[0]["ended_at"]) == ("running", None)
