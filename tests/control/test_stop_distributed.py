@@ -31,7 +31,7 @@ ROOT = JOB.parents[2]
 EPOCHS = 50
 RUN_ID = "ddp-stop"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-HANG = 90.0  # seconds the stopped job gets to exit: a rank waiting in a collective never does
+HANG = 60.0  # seconds the stopped job gets to exit: a rank waiting in a collective never does
 
 
 def test_a_stop_request_ends_every_rank_of_a_ddp_run_at_the_same_batch(tmp_path: Path) -> None:
