@@ -11,9 +11,16 @@ agreement every ``AGREE_SECONDS``, and for comparison that of one every K batche
 are for reporting; nothing passes or fails. On a GPU (NCCL) an agreement also waits for the
 queued kernels, which is why it is not made on every batch.
 
+With ``--latency STEP_SLEEP ...`` it measures instead how long a distributed Stop takes: the
+torchrun job of the tests (``tests/control/ddp_stop_run.py``, each step sleeping STEP_SLEEP
+seconds) streams to a real ``mlops-hooks serve``; a few epochs in, ``POST
+/api/runs/{run_id}/stop`` is sent, and the latency is the run's ``training_completed``
+timestamp minus the time the request was sent (same machine, same clock).
+
 Run from the repository root::
 
     .venv/bin/python benchmarks/ddp_stop.py
+    .venv/bin/python benchmarks/ddp_stop.py --latency 0.05 0.2
 """
 
 from __future__ import annotations
@@ -79,9 +86,63 @@ def worker() -> None:
     dist.destroy_process_group()
 
 
+def latency(step_sleeps: list[str], repeats: int = 2) -> None:
+    for sleep in step_sleeps:
+        for repeat in range(repeats):
+            print(f"steps of {sleep} s, repeat {repeat}: {one_stop(sleep, 6.0 + 2 * repeat)}",
+                  flush=True)
+
+
+def one_stop(sleep: str, progress: float) -> str:
+    """Stop one torchrun job once its run's progress reached ``progress`` %."""
+    import datetime
+    import tempfile
+
+    import httpx
+
+    sys.path.insert(0, str(ROOT))
+    from tests.control.support import TOKEN, completed_event, run_status, wait_for
+    from tests.examples.support import example_env
+    from tests.live_server import LiveServer, free_port
+
+    job, auth = ROOT / "tests" / "control" / "ddp_stop_run.py", {"Authorization": f"Bearer {TOKEN}"}
+    with tempfile.TemporaryDirectory() as tmp, LiveServer(
+            Path(tmp) / "server", extra_args=["--token", TOKEN]) as server:
+        base = server.http_url
+        env = example_env(server.publish_url, MLOPS_HOOKS_TOKEN=TOKEN, RUN_ID="ddp",
+                          EPOCHS="50", STEP_SLEEP=sleep, MLOPS_HOOKS_DISABLE="console",
+                          MLOPS_HOOKS_SYSTEM_INTERVAL="0")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+             "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(job), tmp],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def far_enough() -> bool | None:
+            answer = httpx.get(f"{base}/api/runs/ddp", headers=auth, timeout=5)
+            run = answer.json()["run"] if answer.status_code == 200 else {}
+            return True if run.get("status") == "running" \
+                and (run.get("progress") or 0) >= progress else None
+
+        wait_for("the run to be a few epochs in", far_enough)
+        sent = time.time()
+        httpx.post(f"{base}/api/runs/ddp/stop", headers=auth, timeout=5)
+        code = proc.wait(60)
+        exited = time.time()
+        wait_for("completion", lambda: run_status(base, "ddp") == "completed" or None)
+        completed = completed_event(base, "ddp")
+        stamp = datetime.datetime.fromisoformat(
+            completed["timestamp"].replace("Z", "+00:00")).timestamp()
+        return (f"exit code {code}, request -> training_completed {stamp - sent:.2f} s, "
+                f"request -> both ranks exited {exited - sent:.2f} s, stop_reason "
+                f"{completed['stop_reason']}")
+
+
 def main() -> None:
     if os.environ.get("RANK") is not None:
         worker()
+        return
+    if sys.argv[1:2] == ["--latency"]:
+        latency(sys.argv[2:] or ["0.05"])
         return
     port = 29500 + os.getpid() % 1000
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
