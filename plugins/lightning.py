@@ -27,10 +27,11 @@ module's parameters and buffers. ``training_failed`` comes from ``on_exception``
 A Stop request (:mod:`mlops_hooks.run.control`) sets ``trainer.should_stop`` when it arrives:
 the batch running then is the last.
 
-**Distributed.** Only global rank zero reports; other ranks do nothing at all, and the
-callback never calls a collective. With spawn-based strategies (``ddp_spawn``) Lightning calls
-``on_exception`` only in the launching process, so rank zero reports a failure when its worker
-process exits (see ``_support.lightning_support.on_worker_exit``).
+**Distributed.** Only global rank zero reports; other ranks report nothing. All ranks agree on
+a Stop request (which only rank zero receives) every few batches and at epoch ends, and stop at
+the same batch (``_support.stop_flag.StopAgreement``). With spawn-based strategies
+(``ddp_spawn``) Lightning calls ``on_exception`` only in the launching process, so rank zero
+reports a failure when its worker process exits (``_support.lightning_support``).
 
 **Resuming.** ``state_dict``/``load_state_dict`` keep the ``run_id`` in the checkpoint, so
 ``trainer.fit(..., ckpt_path=...)`` continues the same run on the dashboard. An auto-attached
@@ -46,6 +47,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlops_hooks.plugins._support import lightning_support as support
+from mlops_hooks.plugins._support import stop_flag
 from mlops_hooks.plugins._support.base import (
     Adapter,
     check_metric_names,
@@ -56,7 +58,6 @@ from mlops_hooks.plugins._support.base import (
 )
 from mlops_hooks.plugins._support.lightning_logger import MLOpsLogger, share_run
 from mlops_hooks.plugins._support.rearm import rearm_at, release
-from mlops_hooks.plugins._support.stop_flag import raise_flag_on_stop
 from mlops_hooks.run import Emit, Run, control
 
 __all__ = ["DEFAULT_ACCURACY_METRICS", "DEFAULT_SCORE_METRICS", "MLOpsCallback",
@@ -138,6 +139,7 @@ class _MLOpsCallbackImpl(Adapter):
         self._step_tracker: Any = None
         self._exit_guard: Any = None
         self._sent_metrics: dict[str, float] | None = None  # of the last epoch end
+        self._agreement: stop_flag.StopAgreement | None = None  # on several ranks only
 
     if TYPE_CHECKING:  # Lightning's ``Callback`` (a base of the built class) provides it
         def _generate_state_key(self, **kwargs: Any) -> str: ...
@@ -193,8 +195,9 @@ class _MLOpsCallbackImpl(Adapter):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()  # a spawned worker starts its own run
         state.update(_run=None, _exit_guard=None, _last_step=0, _step_tracker=None,
-                     _counting=False)
+                     _counting=False, _agreement=None)
         state.pop("on_train_batch_end", None)  # a paused hook is this process's business
+        state.pop("on_train_batch_start", None)  # and so is a stop agreement (several ranks)
         return state
 
     # ------------------------------------------------------------------ fit lifecycle
@@ -209,6 +212,7 @@ class _MLOpsCallbackImpl(Adapter):
         if self.auto and support.has_user_callback(trainer, self, _MLOpsCallbackImpl):
             trainer.callbacks = [c for c in trainer.callbacks if c is not self]
             return
+        self._agreement = stop_flag.agree_across_ranks(self, trainer)  # None: one process
         if not trainer.is_global_zero:
             return
         self._restored_run_id, restored = None, self._restored_run_id
@@ -229,7 +233,7 @@ class _MLOpsCallbackImpl(Adapter):
             return
         restoring_later = getattr(trainer.strategy, "restore_checkpoint_after_setup", False)
         if trainer.ckpt_path is None and not restoring_later:
-            self._continue_from(trainer, run)  # a second fit() of the same Trainer
+            support.continue_from(trainer, run)  # a second fit() of the same Trainer
             run.start()  # data_preparation: restoring, building the data loaders
 
     @never_raises
@@ -246,19 +250,13 @@ class _MLOpsCallbackImpl(Adapter):
         self._counting = True
         self._resume_batch_hook()
         control.watch(run.run_id, self._resume_batch_hook)  # a Stop request re-arms the hook
-        raise_flag_on_stop(run.run_id, trainer, "should_stop")  # and ends the current batch
-        self._continue_from(trainer, run)  # restored from a checkpoint (or known only now)
+        if self._agreement is None:  # one process: the flag ends the current batch
+            stop_flag.raise_flag_on_stop(run.run_id, trainer, "should_stop")
+        support.continue_from(trainer, run)  # restored from a checkpoint (or known only now)
         run.start()
         self.send_params(run, lambda: support.run_params(trainer, pl_module))
         share_run(trainer, run)  # an MLOpsLogger of this Trainer logs into this run
         run.stage("model_training")
-
-    @staticmethod
-    def _continue_from(trainer: Any, run: Run) -> None:
-        """Start the run's position at the trainer's (a resumed or repeated fit) once."""
-        if run.steps == 0 and run.epochs_done == 0 and (trainer.global_step
-                                                       or trainer.current_epoch):
-            run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
 
     @never_raises
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
@@ -291,7 +289,7 @@ class _MLOpsCallbackImpl(Adapter):
             step = tracker.completed if tracker is not None else trainer.global_step
             run.step(loss, step - self._last_step)
             self._last_step = step
-            if run.should_stop:  # Stop from the dashboard: Lightning ends after this batch
+            if run.should_stop and self._agreement is None:  # Lightning ends after this batch
                 trainer.should_stop = True
             wake = run.next_progress_at
             if self._may_pause and wake != math.inf and wake - _now() >= MIN_PAUSE \
@@ -347,6 +345,8 @@ class _MLOpsCallbackImpl(Adapter):
     @never_raises
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Send the epoch's end with its metrics (validation metrics of the epoch included)."""
+        if self._agreement is not None:  # every rank, before anything else can fail
+            self._agreement.agree(trainer)
         run = self._run
         if run is None:
             return

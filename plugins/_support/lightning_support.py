@@ -24,6 +24,7 @@ __all__ = [
     "auto_enabled",
     "callback_bases",
     "callbacks_being_configured",
+    "continue_from",
     "has_user_callback",
     "numbers",
     "on_worker_exit",
@@ -80,6 +81,13 @@ def plan(trainer: Any) -> tuple[int | None, int | None, int | None]:
         needed = math.ceil(trainer.max_steps / per_epoch)  # max_steps ends the run earlier
         total_epochs = min(needed, max_epochs) if max_epochs else needed
     return total_steps, total_epochs, per_epoch
+
+
+def continue_from(trainer: Any, run: Any) -> None:
+    """Start the run's position at the trainer's (a resumed or repeated fit) once."""
+    if run.steps == 0 and run.epochs_done == 0 and (trainer.global_step
+                                                   or trainer.current_epoch):
+        run.resume(steps=trainer.global_step, epochs_done=trainer.current_epoch)
 
 
 def run_params(trainer: Any, pl_module: Any) -> dict[str, Any]:

@@ -77,6 +77,51 @@ def test_lightning_ends_with_the_step_running_when_the_request_arrives():
     assert control.stop_requested("flag-lightning") is None
 
 
+def test_a_single_process_fit_never_takes_part_in_a_collective(monkeypatch):
+    """One process: the flag is raised on arrival, and no stop agreement is ever made.
+
+    The agreement of a distributed fit (``tests/control/test_stop_distributed.py``) is not
+    installed: Lightning finds no ``on_train_batch_start`` to call, and the strategy is never
+    asked to reduce anything, yet the stop lands on the same step as before.
+    """
+    agreements: list[object] = []  # a stop agreement reduces two numbers (Lightning: one)
+    lightnings: list[object] = []  # every reduction: Lightning's own (epoch metrics) included
+    events: list[ev.Event] = []
+    callback = MLOpsCallback("digits-mlp", run_id="flag-single", emit=events.append, throttle=0)
+    ask = _AskAfter("flag-single")
+    trainer = L.Trainer(max_epochs=50, accelerator="cpu", devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[callback, ask])
+    strategy = trainer.strategy
+    reduce, decide = strategy.reduce, strategy.reduce_boolean_decision
+
+    def counted_reduce(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        lightnings.append(tensor)
+        if getattr(tensor, "numel", lambda: 1)() == 2:
+            agreements.append(tensor)
+        return reduce(tensor, *args, **kwargs)
+
+    def counted_decision(decision: bool, *args: Any, **kwargs: Any) -> bool:
+        agreements.append(decision)
+        return bool(decide(decision, *args, **kwargs))
+
+    monkeypatch.setattr(strategy, "reduce", counted_reduce)
+    monkeypatch.setattr(strategy, "reduce_boolean_decision", counted_decision)
+    seen: list[object] = []
+
+    class SeesTheHook(L.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            seen.append(callback.on_train_batch_start)
+
+    trainer.callbacks.append(SeesTheHook())
+    train, val = digits_loaders()
+    trainer.fit(DigitsMLP(), train, val)
+    assert trainer.world_size == 1 and trainer.global_step == STOP_AT
+    assert seen == [None] * STOP_AT  # Lightning skips the hook: nothing runs per batch
+    assert agreements == [] and lightnings  # the counting sees Lightning's own reductions
+    assert _completed(events).stop_reason == "requested"
+
+
 def test_keras_ends_with_the_batch_running_when_the_request_arrives():
     import keras
     import numpy as np
