@@ -69,6 +69,9 @@ class ServerConfig:
             (``0`` disables the watchdog).
         crash_grace: Seconds a live run whose publisher connection closed (or stopped its
             heartbeats) has to be carried by a publisher again before it is ``crashed``.
+        heartbeat_timeout: Seconds without a publisher connection's heartbeat (its ping,
+            every 5 s by default) before its runs wait out ``crash_grace``; also how long runs
+            left live by a restart wait for their publishers to reconnect (plus the grace).
         stall_factor: A running run is ``stalled`` after this many times its median step
             time without a step ...
         stall_floor: ... and never before this many seconds.
@@ -110,6 +113,7 @@ class ServerConfig:
     metrics_interval: float = 5.0
     stall_timeout: float = 120.0
     crash_grace: float = 5.0
+    heartbeat_timeout: float = 30.0
     stall_factor: float = 5.0
     stall_floor: float = 30.0
     upload_dir: str | None = None
@@ -138,7 +142,7 @@ class ServerConfig:
             _positive("max_open_connections", self.max_open_connections, integer=True)
         for name in ("metrics_interval", "stall_timeout", "crash_grace"):
             _positive(name, getattr(self, name), zero=True)
-        for name in ("stall_factor", "stall_floor"):
+        for name in ("stall_factor", "stall_floor", "heartbeat_timeout"):
             _positive(name, getattr(self, name))
         _positive("slow_close_timeout", self.slow_close_timeout)
         _positive("request_timeout", self.request_timeout)

@@ -58,7 +58,8 @@ class Core:
         self.plugins = plugins
         self.alerts = Alerts(config.alerts, config.link_base)
         self.watch = RunWatch(self.state, grace=config.crash_grace, factor=config.stall_factor,
-                              floor=config.stall_floor)
+                              floor=config.stall_floor,
+                              heartbeat_timeout=config.heartbeat_timeout)
         self.watch.on_held = lambda runs: self.store.meta_changed(held.KEY, held.encode(runs))
         self.ingest = Ingest(self.backend, self.state, self.hub, self.store, self.metrics,
                              plugins, self.watch, alerts=self.alerts)

@@ -62,6 +62,10 @@ def add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sp.add_argument("--crash-grace", type=float, default=5.0, metavar="SECONDS",
                     help="seconds a live run whose publisher disconnected has to come back "
                     "before it is marked crashed (default 5)")
+    sp.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="seconds without a publisher's heartbeat before its runs wait out the "
+                    "crash grace, and what runs left live by a restart wait for their "
+                    "publishers; keep it above the publishers' ping interval (default 30)")
     sp.add_argument("--stall-factor", type=float, default=5.0, metavar="K",
                     help="a running run is stalled after K times its median step time "
                     "without a step (default 5) ...")
@@ -137,7 +141,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, db=args.db, token=token,
             subscriber_token=args.subscriber_token, backend=args.backend,
             metrics_interval=args.metrics_interval, stall_timeout=args.stall_timeout,
-            crash_grace=args.crash_grace, stall_factor=args.stall_factor,
+            crash_grace=args.crash_grace, heartbeat_timeout=args.heartbeat_timeout,
+            stall_factor=args.stall_factor,
             stall_floor=args.stall_floor,
             replay_size=args.replay_size, upload_dir=args.upload_dir,
             max_upload_bytes=args.max_upload_size, upload_quota_bytes=args.upload_quota,

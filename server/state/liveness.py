@@ -42,15 +42,23 @@ class Liveness:
 
     Args:
         grace: Seconds an orphaned run has to be carried again before it is reported.
+        heartbeat_timeout: Seconds without a heartbeat after which a connection's runs are
+            orphaned; also what runs left live by a restart wait for their publishers (plus
+            the grace). Default :data:`HEARTBEAT_TIMEOUT`.
 
     Raises:
-        ValueError: ``grace`` is not a number >= 0.
+        ValueError: ``grace`` is not a number >= 0, or ``heartbeat_timeout`` not one > 0.
     """
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> None:
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
             raise ValueError(f"the crash grace must be a number of seconds >= 0, got {grace!r}")
+        if isinstance(heartbeat_timeout, bool) or not isinstance(heartbeat_timeout, (int, float)) \
+                or not heartbeat_timeout > 0 or heartbeat_timeout == float("inf"):
+            raise ValueError("the heartbeat timeout must be a number of seconds > 0, got "
+                             f"{heartbeat_timeout!r}")
         self.grace = float(grace)
+        self.heartbeat_timeout = float(heartbeat_timeout)
         self.carriers: set[Carrier] = set()
         #: run_id -> (deadline, why it was orphaned)
         self.orphans: dict[str, tuple[float, str]] = {}
@@ -95,10 +103,10 @@ class Liveness:
     def restored(self, runs: Iterable[str], now: float) -> None:
         """Runs that were live when this server last stopped: orphans until a heartbeat.
 
-        They get :data:`HEARTBEAT_TIMEOUT` plus the grace (their publishers reconnect with
+        They get the heartbeat timeout plus the grace (their publishers reconnect with
         backoff).
         """
-        deadline = now + HEARTBEAT_TIMEOUT
+        deadline = now + self.heartbeat_timeout
         for run_id in runs:
             if not self.carried(run_id) and run_id not in self.orphans:
                 self.orphans[run_id] = (deadline + self.grace,
@@ -134,11 +142,11 @@ class Liveness:
     def due(self, now: float) -> list[tuple[str, str]]:
         """Runs to report as crashed at ``now``, with the reason.
 
-        A connection silent for :data:`HEARTBEAT_TIMEOUT` seconds orphans its runs first (it
-        carries them again with its next heartbeat).
+        A connection silent for the heartbeat timeout orphans its runs first (it carries them
+        again with its next heartbeat).
         """
         for carrier in self.carriers:
-            if carrier.runs and now - carrier.beat_at >= HEARTBEAT_TIMEOUT:
+            if carrier.runs and now - carrier.beat_at >= self.heartbeat_timeout:
                 runs, carrier.runs = carrier.runs, frozenset()
                 self._orphan(runs, now, "no heartbeat from its publisher for "
                              f"{format_duration(now - carrier.beat_at)}")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlops_hooks import events as ev
-from mlops_hooks.server.state.liveness import Carrier, Liveness
+from mlops_hooks.server.state.liveness import HEARTBEAT_TIMEOUT, Carrier, Liveness
 from mlops_hooks.server.state.runs import RunState, state_name
 from mlops_hooks.server.state.stalls import StepClock
 from mlops_hooks.server.state.state import State, run_key
@@ -78,6 +78,8 @@ class RunWatch:
     Args:
         state: The server's state (its runs' statuses are the truth this compares against).
         grace: Seconds a run whose publisher left has to be carried again before ``crashed``.
+        heartbeat_timeout: Seconds without a heartbeat before a connection's runs are orphaned
+            (see :class:`~.liveness.Liveness`).
         factor: Stall factor ``k`` (times the median step time).
         floor: Stall floor in seconds.
 
@@ -85,9 +87,10 @@ class RunWatch:
         ValueError: A setting is out of range (named).
     """
 
-    def __init__(self, state: State, *, grace: float, factor: float, floor: float) -> None:
+    def __init__(self, state: State, *, grace: float, factor: float, floor: float,
+                 heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> None:
         self.state = state
-        self.liveness = Liveness(grace)
+        self.liveness = Liveness(grace, heartbeat_timeout)
         self.steps = StepClock(factor, floor)
         self._raised: dict[tuple[str, str], float] = {}
         #: Told the runs this server answers for when they change (checked every tick): the

@@ -44,8 +44,9 @@ def _held(db: str) -> str | None:
 
 def test_a_restarted_fleet_server_crashes_only_the_runs_its_connections_carried(
         tmp_path: Path, redis_server: RedisServer) -> None:
+    # 15 s without heartbeats (the publishers ping every 5 s), not the default 30 s
     args = [*fleet_args(redis_server), "--crash-grace", "1", "--stall-factor", "3",
-            "--stall-floor", "1"]
+            "--stall-floor", "1", "--heartbeat-timeout", "15"]
     a = LiveServer(tmp_path / "a", extra_args=args, startup_timeout=60)
     b = LiveServer(tmp_path / "b", extra_args=args, startup_timeout=60)
     for name in ("mine", "theirs"):

@@ -70,5 +70,10 @@ def test_serve_reports_bad_settings_and_unusable_databases(tmp_path):
     blocked.write_text("x")
     db = _serve("--db", str(blocked / "sub" / "h.sqlite3"), "--port", "0")
     assert db.returncode == 2 and "cannot open the history database" in db.stderr
+    heartbeat = _serve("--heartbeat-timeout", "0", "--port", "0")
+    assert heartbeat.returncode == 2
+    assert "heartbeat_timeout must be a number > 0" in heartbeat.stderr
+    assert build_parser().parse_args(["serve", "--heartbeat-timeout", "12.5"]
+                                     ).heartbeat_timeout == 12.5
     size = _serve("--queue-size", "lots")
     assert size.returncode == 2 and "expected a size" in size.stderr

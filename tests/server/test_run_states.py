@@ -69,6 +69,24 @@ def test_crash_grace_must_be_a_number_of_seconds():
         Liveness(float("nan"))
 
 
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), True, "30"])
+def test_the_heartbeat_timeout_must_be_a_number_of_seconds_above_zero(timeout: Any):
+    with pytest.raises(ValueError, match=r"ServerConfig\.heartbeat_timeout must be a number > 0"):
+        ServerConfig(heartbeat_timeout=timeout)
+    with pytest.raises(ValueError, match="the heartbeat timeout must be a number of seconds > 0"):
+        Liveness(1, timeout)
+
+
+def test_a_shorter_heartbeat_timeout_orphans_silent_and_restored_runs_sooner():
+    live = Liveness(grace=1, heartbeat_timeout=4)
+    a = live.connect(0.0)
+    live.heartbeat(a, ["silent"], 0.0)
+    live.restored(["left"], 0.0)
+    assert live.due(3.9) == []
+    assert live.due(4.0) == []  # the silent connection's run is orphaned now, then the grace
+    assert sorted(run for run, _ in live.due(5.0)) == ["left", "silent"]
+
+
 # --------------------------------------------------------------------------- liveness
 
 

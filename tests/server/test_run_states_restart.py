@@ -35,7 +35,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 def test_a_run_left_live_by_a_restart_is_crashed_and_a_reconnected_one_stays_live(tmp_path):
     (tmp_path / "gone").mkdir()
     (tmp_path / "back").mkdir()
-    server = LiveServer(tmp_path / "server", extra_args=FLAGS, startup_timeout=60)
+    # runs left live wait 15 s + the grace for their publishers, not the default 30 s: the
+    # one coming back reconnects within its 10 s backoff cap
+    server = LiveServer(tmp_path / "server", extra_args=[*FLAGS, "--heartbeat-timeout", "15"],
+                        startup_timeout=60)
 
     async def scenario() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         server.start()
