@@ -80,15 +80,20 @@ def track_loop() -> dict[str, Any]:
     return {"epochs": epoch, "steps": steps}
 
 
-def main() -> None:
-    framework, result_path = sys.argv[1], sys.argv[2]
-    result = {"lightning": lightning, "keras": keras, "track": track_loop}[framework]()
+def write_result(result: dict[str, Any], result_path: str) -> None:
+    """Flush the publisher (whether it delivered goes in ``flushed``), then write ``result``."""
     from mlops_hooks.manager import get_plugin_manager
 
     publisher = get_plugin_manager().get_plugin("publisher")
     result["flushed"] = publisher.flush(30) if publisher is not None else None
     with open(result_path, "w") as out:
         json.dump(result, out)
+
+
+def main() -> None:
+    framework, result_path = sys.argv[1], sys.argv[2]
+    write_result({"lightning": lightning, "keras": keras, "track": track_loop}[framework](),
+                 result_path)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,13 @@ from mlops_hooks import events as ev
 from mlops_hooks.plugins._support.stop_flag import raise_flag_on_stop
 from mlops_hooks.plugins.lightning import MLOpsCallback
 from mlops_hooks.run import control
+from tests.plugins.conftest import LIGHTNING_WARNINGS
 from tests.plugins.lightning_models import DigitsMLP, digits_loaders
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.timeout(300),
 ]
 

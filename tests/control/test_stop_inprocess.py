@@ -20,13 +20,11 @@ from mlops_hooks._publisher.control import notice
 from mlops_hooks._publisher.mailbox import Mailbox
 from mlops_hooks.plugins.lightning import MLOpsCallback
 from mlops_hooks.run import Run, control
+from tests.plugins.conftest import LIGHTNING_WARNINGS
 from tests.plugins.lightning_models import DigitsMLP, digits_loaders
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.timeout(300),
 ]
 

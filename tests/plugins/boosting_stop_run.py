@@ -8,11 +8,12 @@ receives how many rounds were trained.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Any
+
+from tests.control.stop_run import write_result
 
 RUN_ID = os.environ.get("RUN_ID", "stop-boosting")
 ROUNDS = int(os.environ.get("ROUNDS", "3000"))
@@ -64,13 +65,7 @@ def lightgbm() -> dict[str, Any]:
 
 def main() -> None:
     framework, result_path = sys.argv[1], sys.argv[2]
-    result = {"xgboost": xgboost, "lightgbm": lightgbm}[framework]()
-    from mlops_hooks.manager import get_plugin_manager
-
-    publisher = get_plugin_manager().get_plugin("publisher")
-    result["flushed"] = publisher.flush(30) if publisher is not None else None
-    with open(result_path, "w") as out:
-        json.dump(result, out)
+    write_result({"xgboost": xgboost, "lightgbm": lightgbm}[framework](), result_path)
 
 
 if __name__ == "__main__":

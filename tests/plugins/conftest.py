@@ -13,6 +13,15 @@ from mlops_hooks import events as ev
 from mlops_hooks.manager import reset_plugin_managers
 from tests.recorder import Recorder, pm, recorder
 
+#: Warnings a small CPU Lightning ``Trainer`` raises that say nothing about a test: the start of
+#: the ``pytestmark`` of Lightning tests.
+LIGHTNING_WARNINGS = [
+    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+]
+
 __all__ = ["Recorder", "pm", "recorder"]
 
 

@@ -18,6 +18,7 @@ from mlops_hooks import events as ev
 from mlops_hooks.plugins._support import lightning_support as support
 from mlops_hooks.plugins.lightning import MLOpsCallback, auto_callbacks
 from tests.plugins.conftest import (
+    LIGHTNING_WARNINGS,
     assert_one_run,
     assert_progress_monotonic_to_100,
     assert_wire_valid,
@@ -25,10 +26,7 @@ from tests.plugins.conftest import (
 from tests.plugins.lightning_models import ClassicDigitsMLP, DigitsMLP, digits_loaders
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.timeout(120),
 ]
 

@@ -26,13 +26,11 @@ from mlops_hooks.plugins import lightning as adapter
 from mlops_hooks.plugins.lightning import MLOpsCallback
 from mlops_hooks.publisher import Publisher
 from tests.live_server import free_port
+from tests.plugins.conftest import LIGHTNING_WARNINGS
 from tests.plugins.lightning_models import DigitsMLP, digits_loaders
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.timeout(180),
 ]
 

@@ -12,14 +12,11 @@ from torch import nn
 from mlops_hooks import events as ev
 from mlops_hooks.plugins.lightning import MLOpsCallback, MLOpsLogger
 from mlops_hooks.server.state.runs import series_point
-from tests.plugins.conftest import assert_one_run, assert_wire_valid
+from tests.plugins.conftest import LIGHTNING_WARNINGS, assert_one_run, assert_wire_valid
 from tests.plugins.lightning_models import digits_loaders
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*GPU available but not used:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*number of training batches.*:UserWarning"),
-    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    *LIGHTNING_WARNINGS,
     pytest.mark.timeout(120),
 ]
 EPOCHS, BATCHES = 2, 10  # 640 digits in batches of 64

@@ -32,18 +32,22 @@ def _events() -> list[dict]:
     return events
 
 
+def _publish(server, events: list[dict]) -> int:
+    """Publish ``events`` to ``server`` over a real WebSocket, each acknowledged; the last seq."""
+    async def send() -> int:
+        async with WsPublisher(server.publish_url) as pub:
+            last = 0
+            for event in events:
+                reply = await pub.send(event)
+                assert reply["type"] == "ack", reply
+                last = reply["seq"]
+            return last
+    return asyncio.run(send())
+
+
 def test_two_servers_serve_identical_history(tmp_path: Path, redis_server: RedisServer) -> None:
     with two_servers(tmp_path, redis_server) as (a, b):
-        async def send() -> int:
-            async with WsPublisher(a.publish_url) as pub:
-                last = 0
-                for event in _events():
-                    reply = await pub.send(event)
-                    assert reply["type"] == "ack", reply
-                    last = reply["seq"]
-                return last
-        last = asyncio.run(send())
-        wait_seq([a, b], last)
+        wait_seq([a, b], _publish(a, _events()))
 
         def reads(server) -> list[dict]:
             with httpx.Client(base_url=server.http_url, timeout=20) as http:
@@ -80,16 +84,7 @@ def _reopen_events() -> list[dict]:
 def test_a_reopened_run_is_running_on_every_server_with_one_run_state(
         tmp_path: Path, redis_server: RedisServer) -> None:
     with two_servers(tmp_path, redis_server) as (a, b):
-        async def send() -> int:
-            async with WsPublisher(a.publish_url) as pub:
-                last = 0
-                for event in _reopen_events():
-                    reply = await pub.send(event)
-                    assert reply["type"] == "ack", reply
-                    last = reply["seq"]
-                return last
-        last = asyncio.run(send())
-        wait_seq([a, b], last)
+        wait_seq([a, b], _publish(a, _reopen_events()))
 
         def states(server) -> list[tuple]:
             with connect(f"{server.ws_url}?since=0&types=run_state", open_timeout=10) as ws:
