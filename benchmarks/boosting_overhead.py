@@ -29,6 +29,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/boosting_overhead.py              # 1000 rounds, 15 pairs
     .venv/bin/python benchmarks/boosting_overhead.py --rounds 300 --repeats 5 --no-server
+    .venv/bin/python benchmarks/boosting_overhead.py --data medium --rounds 300 --repeats 6
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ warnings.simplefilter("ignore")
 
 import lightgbm as lgb  # noqa: E402
 import xgboost as xgb  # noqa: E402
-from sklearn.datasets import load_breast_cancer  # noqa: E402
+from sklearn.datasets import load_breast_cancer, make_classification  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from mlops_hooks.manager import reset_plugin_managers  # noqa: E402
@@ -74,16 +75,26 @@ def _noop(event: object) -> None:
     """The ``emit`` of the ``adapter`` variants."""
 
 
-def runners(rounds: int) -> dict[str, Fit]:
-    """One training per framework, taking the extra callbacks."""
-    x, y = load_breast_cancer(return_X_y=True)
+def runners(rounds: int, data: str = "tiny") -> dict[str, Fit]:
+    """One training per framework, taking the extra callbacks.
+
+    ``tiny``: breast cancer and depth-2 trees (rounds of well under a millisecond, the worst
+    case); ``medium``: 20,000 generated rows of 20 features and the libraries' default tree
+    sizes (depth 6, 31 leaves: rounds of a few milliseconds, an everyday tabular fit).
+    """
+    if data == "tiny":
+        x, y = load_breast_cancer(return_X_y=True)
+        depth, leaves = 2, 4
+    else:
+        x, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
+        depth, leaves = 6, 31
     x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.25, random_state=0)
     dtrain, dval = xgb.DMatrix(x_train, y_train), xgb.DMatrix(x_val, y_val)
-    xgb_params = {"objective": "binary:logistic", "max_depth": 2, "nthread": 1,
+    xgb_params = {"objective": "binary:logistic", "max_depth": depth, "nthread": 1,
                   "eval_metric": "logloss"}
     ltrain = lgb.Dataset(x_train, y_train, free_raw_data=False)
     lval = lgb.Dataset(x_val, y_val, reference=ltrain)
-    lgb_params = {"objective": "binary", "num_leaves": 4, "num_threads": 1, "verbose": -1}
+    lgb_params = {"objective": "binary", "num_leaves": leaves, "num_threads": 1, "verbose": -1}
 
     def xgboost(extra: list[Any]) -> None:
         xgb.train(xgb_params, dtrain, rounds, evals=[(dval, "val")], verbose_eval=False,
@@ -240,6 +251,8 @@ def report(framework: str, r: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--data", choices=("tiny", "medium"), default="tiny",
+                        help="tiny: the worst case (default); medium: 20,000 rows, default trees")
     parser.add_argument("--repeats", type=int, default=15, help="pairs per variant")
     parser.add_argument("--framework", choices=sorted(CALLBACKS), action="append",
                         help="only this one (repeatable); default both")
@@ -254,7 +267,7 @@ def main() -> int:
             os.environ["MLOPS_HOOKS_URL"] = server.ws_url
         os.environ["MLOPS_HOOKS_DISABLE"] = "jsonl,console"
         reset_plugin_managers()
-        for framework, run in runners(args.rounds).items():
+        for framework, run in runners(args.rounds, args.data).items():
             if args.framework and framework not in args.framework:
                 continue
             results[framework] = measure(framework, run, args.rounds, args.repeats,
