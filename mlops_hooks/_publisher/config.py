@@ -27,6 +27,7 @@ __all__ = [
     "env_int",
     "is_loopback",
     "publish_url",
+    "server_base",
 ]
 
 DEFAULT_URL = "ws://127.0.0.1:8001/ws"
@@ -75,6 +76,18 @@ def publish_url(url: str) -> str:
             f"server URL path must end in /ws (or /ws/publish), got {parts.path!r} in {url!r}"
         )
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+def server_base(url: str) -> str:
+    """``http(s)://host:port`` (plus any path prefix) of a server URL as the publisher takes it.
+
+    Raises:
+        ValueError: Not a server URL (the message says why).
+    """
+    ws = publish_url(url)
+    scheme, rest = ws.split("://", 1)
+    base = ("https" if scheme == "wss" else "http") + "://" + rest
+    return base[: -len("/ws/publish")]
 
 
 def is_loopback(url: str) -> bool:

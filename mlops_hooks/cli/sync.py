@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_hooks import events as ev
+from mlops_hooks._publisher.config import server_base
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.offline import EVENTS, SYNC, read_json, write_json
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES
-from mlops_hooks.publisher import DEFAULT_URL, publish_url
+from mlops_hooks.publisher import DEFAULT_URL
 
 __all__ = ["SyncError", "Totals", "add_sync", "find_runs", "server_base", "sync_run"]
 
@@ -61,18 +62,6 @@ class Totals:
         self.duplicates += other.duplicates
         self.skipped += other.skipped
         self.corrupt += other.corrupt
-
-
-def server_base(url: str) -> str:
-    """``http(s)://host:port`` (plus any path prefix) of a server URL as the publisher takes it.
-
-    Raises:
-        ValueError: Not a server URL (the message says why).
-    """
-    ws = publish_url(url)
-    scheme, rest = ws.split("://", 1)
-    base = ("https" if scheme == "wss" else "http") + "://" + rest
-    return base[: -len("/ws/publish")]
 
 
 def find_runs(paths: list[str]) -> list[Path]:

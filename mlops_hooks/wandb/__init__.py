@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops_hooks.wandb.config import Config, Summary, as_mapping
+from mlops_hooks.wandb.resume import last_step, wants_resume
 from mlops_hooks.wandb.session import WandbRun
 from mlops_hooks.wandb.unsupported import Unsupported, stand_in, warn_once
 
@@ -115,7 +116,9 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
         notes: Kept as the parameter ``wandb.notes``.
         job_type: Kept as the parameter ``wandb.job_type``.
         id: The run id (a resumed run continues the same id).
-        resume: Accepted (a run given the same ``id`` continues on the dashboard).
+        resume: ``True``, ``"allow"``, ``"must"`` or ``"auto"`` (or ``WANDB_RESUME``) with an
+            ``id``: the run continues on the dashboard after the last step the server holds
+            for it (asked once, 3 s at most; an unknown run starts at 0).
         reinit: With a run active: ``True``/``"finish_previous"`` (the default outside
             notebooks) finishes it, ``False``/``"return_previous"`` returns it,
             ``"create_new"`` starts another beside it.
@@ -163,9 +166,15 @@ def init(project: str | None = None, name: str | None = None, config: Any = None
                        "force", "fork_from", "resume_from", "tensorboard", "monitor_gym",
                        "sync_tensorboard"):
             warn_once(f"wandb.init({key}=...)")
+    if resume is None:
+        resume = _env("WANDB_RESUME")
+    first = None
+    if run_id and mode == "online" and wants_resume(resume) \
+            and os.environ.get("MLOPS_HOOKS_MODE", "").strip().lower() != "offline":
+        first = last_step(run_id)  # W&B continues after the run's last step
     new = WandbRun(name=name, project=project, group=group, config=values,
                    extra=_extra(entity, project, group, tags, notes, job_type), run_id=run_id,
-                   enabled=mode != "disabled")
+                   enabled=mode != "disabled", first_step=0 if first is None else first + 1)
     _set_current(new)
     return new
 

@@ -70,17 +70,18 @@ class WandbRun:
         extra: Further parameters (``wandb.tags``, ``wandb.notes``, ...).
         run_id: The run's id (W&B's ``id``); generated when omitted.
         enabled: False for ``mode="disabled"``: everything is accepted, nothing is sent.
+        first_step: The first step (a resumed run continues after its last one).
     """
 
     def __init__(self, *, name: str, project: str | None, group: str | None,
                  config: Mapping[str, Any], extra: Mapping[str, Any], run_id: str | None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, first_step: int = 0) -> None:
         self._name, self._project, self._group = name, project, group
         self._disabled = not enabled
         self._config = Config()
         self._config._items.update(config)
         self._summary = Summary()
-        self._step = 0
+        self._step = first_step
         self._row: dict[str, Any] = {}
         self._alerted: dict[str, float] = {}
         self._extra = dict(extra)

@@ -218,6 +218,9 @@ def read_run(db: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
     run = _run(row[:-1], last)
     run["metadata"] = _decode(row[-1]) if row[-1] else {}
     run["series_keys"] = sorted(last)
+    # the highest step any series reached: where a resumed run continues (the W&B shim)
+    run["last_step"] = db.execute("SELECT MAX(last_step) FROM series WHERE run_id = ?",
+                                  (run_id,)).fetchone()[0]
     return {"run": run}
 
 

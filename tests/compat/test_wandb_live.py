@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from mlops_hooks.run.params import GROUP_ENV
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, free_port
 from tests.server.live import next_of, recv_json, subscriber
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -199,3 +199,53 @@ def test_a_script_that_ends_without_finish_completes_its_run(tmp_path: Path) -> 
         code, run_id, _, err = _script(server, NO_FINISH)
         assert code == 0, err
         assert _run(server, run_id, "completed")["group"] == "no-finish"
+
+
+#: A run logged in two scripts: the second resumes it (``id`` + ``resume``), then logs on.
+RESUMED = """
+import os
+import sys
+
+import mlops_hooks.wandb as wandb
+
+resume = None if sys.argv[1] == "first" else sys.argv[1]
+run = wandb.init(project="resume", id=os.environ.get("RUN_ID", "resumed-run"), resume=resume)
+print("RUN", run.id, run.step, flush=True)
+for i in range(int(sys.argv[2])):
+    wandb.log({"loss": 1.0 / (run.step + 1)})
+wandb.finish()
+"""
+
+
+def _resumed(server: LiveServer, *argv: str, **env: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-c", RESUMED, *argv], env={**_env(server), **env},
+                          cwd=str(REPO), capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    first_step = next(int(line.split()[2]) for line in done.stdout.splitlines()
+                      if line.startswith("RUN "))
+    return first_step, done.stderr
+
+
+def test_a_resumed_run_continues_after_its_last_step_on_the_server(tmp_path: Path) -> None:
+    with LiveServer(tmp_path, extra_args=QUIET) as server:
+        assert _resumed(server, "first", "5")[0] == 0
+        _run(server, "resumed-run", "completed")
+        first_step, err = _resumed(server, "allow", "3")
+        assert first_step == 5 and "resume" not in err  # after the server's last step, 4
+        run = _run(server, "resumed-run", "completed")
+        assert run["last_step"] == 7
+        # one series, steps 0-7: the second script appended, it did not rewrite steps 0-2
+        assert _series(server, "resumed-run")["loss"] == [[s, 1.0 / (s + 1)] for s in range(8)]
+        # WANDB_RESUME works like resume=; a run the server does not know starts at 0, quietly
+        assert _resumed(server, "first", "0", WANDB_RESUME="must")[0] == 8
+        first_step, err = _resumed(server, "allow", "2", RUN_ID="never-seen")
+        assert first_step == 0 and "resume" not in err
+
+
+def test_resuming_with_the_server_away_starts_at_zero_and_says_why(tmp_path: Path) -> None:
+    with LiveServer(tmp_path, extra_args=QUIET) as server:
+        dead = f"ws://127.0.0.1:{free_port()}/ws"
+        first_step, err = _resumed(server, "allow", "0", MLOPS_HOOKS_URL=dead,
+                                   MLOPS_HOOKS_FLUSH_TIMEOUT="0")
+    assert first_step == 0
+    assert "could not read run resumed-run's last step" in err and "from step 0" in err

@@ -52,6 +52,7 @@ def test_params_and_series_survive_kill_9(tmp_path):
     assert run["params"] == PARAMS["params"] and run["metadata"] == PARAMS["metadata"]
     assert run["group"] == "sweep" and run["started_at"] == "2025-12-06T10:00:00.000Z"
     assert run["series_keys"] == ["loss", "val_acc"]
+    assert run["last_step"] == 2599  # the highest step of any series
     assert run["last_metrics"] == {"loss": round(1 / 2600, 6), "val_acc": round(2599 / 3000, 6)}
     newest = {"loss": [[n, round(1 / (n + 1), 6)] for n in range(1600, 2600)],
               "val_acc": [[n, round(n / 3000, 6)] for n in range(1600, 2600)]}

@@ -50,7 +50,8 @@ def test_a_run_with_params_series_and_outcome(client):
     assert client.get("/api/runs").json() == {"runs": [run], "next_cursor": None}
     detail = client.get("/api/runs/r1").json()
     assert detail == {"run": {**run, "metadata": {**META, "extra": "kept"},
-                              "series_keys": ["accuracy", "loss", "lr", "val_loss"]}}
+                              "series_keys": ["accuracy", "loss", "lr", "val_loss"],
+                              "last_step": 20}}
     assert client.get("/api/runs/r1/metrics").json() == {"run_id": "r1", "series": {
         "accuracy": [[0, 0.1], [10, 0.5]],
         "loss": [[0, 2.0], [10, 1.0], [20, 0.5]],
