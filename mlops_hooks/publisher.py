@@ -48,6 +48,7 @@ from mlops_hooks._publisher.config import (
     env_float,
     env_int,
     publish_url,
+    server_base,
 )
 from mlops_hooks._publisher.disk import offline
 from mlops_hooks._publisher.disk.mode import is_offline
@@ -63,7 +64,7 @@ from mlops_hooks._publisher.worker import Worker
 from mlops_hooks.manager import PluginManager, hookimpl, registered_in
 
 __all__ = ["DEFAULT_URL", "Ack", "DeliveryError", "Publisher", "deliver", "make_plugin",
-           "publish_url"]
+           "publish_url", "server_base"]
 
 _time = time.time  # clocks bound at import: patching the time module never reaches us
 _monotonic = time.monotonic

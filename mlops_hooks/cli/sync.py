@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlops_hooks import events as ev
-from mlops_hooks._publisher.config import server_base
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.offline import EVENTS, SYNC, read_json, write_json
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES
-from mlops_hooks.publisher import DEFAULT_URL
+from mlops_hooks.publisher import DEFAULT_URL, server_base
 
 __all__ = ["SyncError", "Totals", "add_sync", "find_runs", "server_base", "sync_run"]
 
