@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse, Response
 from mlops_hooks import events as ev
 from mlops_hooks.formatting import iso_utc
 from mlops_hooks.protocol import problem
+from mlops_hooks.server.endpoints.rest import write_refused
 from mlops_hooks.server.ops.controls import STOP_REQUESTED, stop_message
-from mlops_hooks.server.security import Denied
 from mlops_hooks.server.state import history
 
 if TYPE_CHECKING:
@@ -50,14 +50,9 @@ def _error(code: int, message: str, **extra: Any) -> JSONResponse:
 async def stop_run(request: Request) -> Response:
     """``POST /api/runs/{run_id}/stop`` → 202 ``{"run_id", "request_id", "delivered", ...}``."""
     core: Core = request.app.state.core
-    try:
-        core.guard.check_origin(request.headers)
-        core.guard.check_publisher(request.headers)
-    except Denied as denied:
-        core.metrics.rejected[f"http_{denied.status}"] += 1
-        return JSONResponse(problem(denied.message), status_code=denied.status,
-                            headers={"WWW-Authenticate": "Bearer"} if denied.status == 401
-                            else None)
+    denied = write_refused(request)
+    if denied is not None:
+        return denied
     run_id = request.path_params["run_id"]
     if len(run_id) > _MAX_RUN_ID:
         return _error(400, f"run_id must be at most {_MAX_RUN_ID} characters", field="run_id")

@@ -16,6 +16,7 @@ from mlops_hooks import events as ev
 from mlops_hooks.protocol import MAX_MESSAGE_BYTES, CloseCode, problem
 from mlops_hooks.server.config import MAX_BODY_BYTES
 from mlops_hooks.server.endpoints._ws import deny, message_problem
+from mlops_hooks.server.endpoints.rest import write_refused
 from mlops_hooks.server.ingest import Outcome, client_refusal
 from mlops_hooks.server.ops.controls import Link
 from mlops_hooks.server.ops.probe import PROBE_HEADER
@@ -269,12 +270,9 @@ def _is_json(content_type: str) -> bool:
 async def post_events(request: Request) -> Response:
     """``POST /api/events``: one event or a JSON array; all or nothing."""
     core: Core = request.app.state.core
-    try:
-        core.guard.check_origin(request.headers)
-        core.guard.check_publisher(request.headers)
-    except Denied as denied:
-        core.metrics.rejected[f"http_{denied.status}"] += 1
-        return _error(denied.status, denied.message)
+    denied = write_refused(request)
+    if denied is not None:
+        return denied
     content_type = request.headers.get("content-type", "")
     if not _is_json(content_type):
         core.metrics.rejected["http_415"] += 1

@@ -27,7 +27,8 @@ from mlops_hooks.server.security import Denied
 if TYPE_CHECKING:
     from mlops_hooks.server.core import Core
 
-__all__ = ["STATIC_DIR", "activity", "healthz", "index", "metrics", "models", "refused", "system"]
+__all__ = ["STATIC_DIR", "activity", "healthz", "index", "metrics", "models", "refused", "system",
+           "write_refused"]
 
 #: The dashboard's files (package data, written by the dashboard's own issue).
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -70,6 +71,23 @@ def refused(request: Request) -> Response | None:
         core.metrics.rejected[f"http_{denied.status}"] += 1
         return JSONResponse(protocol.problem(denied.message), status_code=denied.status,
                             headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+def write_refused(request: Request) -> Response | None:
+    """The 401/403 answering a write without the publisher token or from a foreign origin.
+
+    ``None``: the write may go on.
+    """
+    core = _core(request)
+    try:
+        core.guard.check_origin(request.headers)
+        core.guard.check_publisher(request.headers)
+    except Denied as denied:
+        core.metrics.rejected[f"http_{denied.status}"] += 1
+        return JSONResponse(protocol.problem(denied.message), status_code=denied.status,
+                            headers={"WWW-Authenticate": "Bearer"} if denied.status == 401
+                            else None)
     return None
 
 
