@@ -17,7 +17,7 @@ from mlops_hooks.server.state.series import (
     CACHED_SERIES,
     EXACT_POINTS,
     MAX_POINTS,
-    MAX_SERIES_PER_RUN,
+    find_series,
     min_max_buckets,
 )
 
@@ -104,18 +104,9 @@ class RowPerPointWriter:
 
     def _series(self, db: sqlite3.Connection, run_id: str, key: str) -> _Series | None:
         """Load or create the series ``(run_id, key)`` into the cache (``None``: over the cap)."""
-        row = db.execute("SELECT id, n, last_step, last_value FROM series "
-                         "WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+        row = find_series(db, self._full, run_id, key)
         if row is None:
-            if run_id in self._full:
-                return None
-            count = db.execute("SELECT COUNT(*) FROM series WHERE run_id = ?",
-                               (run_id,)).fetchone()[0]
-            if count >= MAX_SERIES_PER_RUN:
-                self._full.add(run_id)
-                return None
-            cursor = db.execute("INSERT INTO series (run_id, key) VALUES (?, ?)", (run_id, key))
-            row = (cursor.lastrowid, 0, None, None)
+            return None
         series = self._cache[(run_id, key)] = _Series(int(row[0]), int(row[1]), row[2], row[3])
         return series
 

@@ -30,8 +30,19 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BUCKETS", "CHUNK_POINTS", "EXACT_POINTS", "MAX_POINTS", "MAX_SERIES_PER_RUN",
-           "SCHEMA", "SeriesWriter", "migrate", "min_max_buckets", "read_points"]
+__all__ = [
+    "BUCKETS",
+    "CHUNK_POINTS",
+    "EXACT_POINTS",
+    "MAX_POINTS",
+    "MAX_SERIES_PER_RUN",
+    "SCHEMA",
+    "SeriesWriter",
+    "find_series",
+    "migrate",
+    "min_max_buckets",
+    "read_points",
+]
 
 #: Points a series holds at most (and the most ``GET /api/runs/{id}/metrics`` returns per key).
 MAX_POINTS = 2000
@@ -57,6 +68,27 @@ CREATE TABLE IF NOT EXISTS tails (series_id INTEGER PRIMARY KEY, data BLOB NOT N
 CHUNK_POINTS = 128
 _pack = msgspec.msgpack.Encoder().encode
 _unpack = msgspec.msgpack.decode
+
+
+def find_series(db: sqlite3.Connection, full: set[str], run_id: str,
+                key: str) -> tuple[Any, ...] | None:
+    """The row ``(id, n, last_step, last_value)`` of series ``(run_id, key)``, made if new.
+
+    ``None`` when the run already has :data:`MAX_SERIES_PER_RUN` series (the run is added to
+    ``full``, so later keys of it cost no count).
+    """
+    row = db.execute("SELECT id, n, last_step, last_value FROM series "
+                     "WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+    if row is not None:
+        return tuple(row)
+    if run_id in full:
+        return None
+    count = db.execute("SELECT COUNT(*) FROM series WHERE run_id = ?", (run_id,)).fetchone()[0]
+    if count >= MAX_SERIES_PER_RUN:
+        full.add(run_id)
+        return None
+    cursor = db.execute("INSERT INTO series (run_id, key) VALUES (?, ?)", (run_id, key))
+    return (cursor.lastrowid or 0, 0, None, None)
 
 
 def _full_chunks(db: sqlite3.Connection, series_id: int) -> list[list[Any]]:
@@ -212,21 +244,12 @@ class SeriesWriter:
     def _series(self, db: sqlite3.Connection, cached: dict[str, _Series], run_id: str,
                 key: str) -> _Series | None:
         """Load or create the series ``(run_id, key)`` into the cache (``None``: over the cap)."""
-        row = db.execute("SELECT id, n, last_step, last_value FROM series "
-                         "WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+        row = find_series(db, self._full, run_id, key)
         if row is None:
-            if run_id in self._full:
-                return None
-            count = db.execute("SELECT COUNT(*) FROM series WHERE run_id = ?",
-                               (run_id,)).fetchone()[0]
-            if count >= MAX_SERIES_PER_RUN:
-                self._full.add(run_id)
-                return None
-            cursor = db.execute("INSERT INTO series (run_id, key) VALUES (?, ?)", (run_id, key))
-            series = _Series(int(cursor.lastrowid or 0), 0, None, None)
-            series.tail = []
-        else:
-            series = _Series(int(row[0]), int(row[1]), row[2], row[3])
+            return None
+        series = _Series(int(row[0]), int(row[1]), row[2], row[3])
+        if series.n == 0 and series.last_step is None:
+            series.tail = []  # new: no tail stored yet
         cached[key] = series
         self._cached += 1
         return series
