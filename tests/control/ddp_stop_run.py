@@ -76,6 +76,11 @@ def main() -> None:
         publisher = get_plugin_manager().get_plugin("publisher")
         result["flushed"] = publisher.flush(30) if publisher is not None else None
     (out / f"result{trainer.global_rank}.json").write_text(json.dumps(result))
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # end gloo's threads now, not in the interpreter's teardown
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ def main() -> None:
                   "global_step": trainer.state.global_step,
                   "run_id": callback.run.run_id if callback.run else None}
         (OUT / f"result{result['rank']}.json").write_text(json.dumps(result))
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # end gloo's threads now, not in the interpreter's teardown
+            dist.barrier()         # (left to it, a rank sometimes aborts: "terminate called")
+            dist.destroy_process_group()
         return
     callbacks = [MLOpsCallback(sys.argv[3] if len(sys.argv) > 3 else "resumed-bert",
                                throttle=0)]
